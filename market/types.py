@@ -1,0 +1,107 @@
+"""Domain types shared by every room: trades, candles, rejects.
+
+Times are timezone-aware UTC ``datetime`` objects (see the time contract, docs/time.md).
+Prices and sizes are ``Decimal`` so the exchange's decimal strings survive exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+Side = Literal["buy", "sell"]
+SIDES: frozenset[str] = frozenset({"buy", "sell"})
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_ms(ms: int) -> datetime:
+    """Exact conversion of integer epoch milliseconds to an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def ms_from_utc(ts: datetime) -> int:
+    """Exact conversion of an aware datetime to integer epoch milliseconds (truncating sub-ms)."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: every time in this project is timezone-aware UTC")
+    return (ts - EPOCH) // timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One trade print (or one OKX aggregated push: ``count`` fills, ``trade_id`` the last of them).
+
+    ``ts_event`` is the exchange's trade time; ``ts_recv`` when we received it (None for tapes).
+    ``side`` is the taker side. Identity is (exchange, symbol, trade_id) -- see TIME.md rule 10.
+    """
+
+    exchange: str
+    symbol: str
+    trade_id: int
+    price: Decimal
+    size: Decimal
+    side: Side
+    ts_event: datetime
+    ts_recv: datetime | None = None
+    count: int = 1
+    seq_id: int | None = None
+    source: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.exchange, self.symbol, self.trade_id)
+
+    @property
+    def order_key(self) -> tuple[datetime, int]:
+        """Order of trades inside a candle: (ts_event, trade_id), TIME.md rule 1."""
+        return (self.ts_event, self.trade_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """An OHLCV candle over ``[open_time, close_time)``, publicly stamped ``time`` = ``close_time``.
+
+    A flat candle (no trades in the interval, TIME.md rule 5) has ``trade_count == 0``, volume 0,
+    all four prices equal to the previous close, and ``vwap``/trade ids ``None``.
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    quote_volume: Decimal
+    trade_count: int
+    vwap: Decimal | None
+    first_trade_id: int | None
+    last_trade_id: int | None
+
+    @property
+    def time(self) -> datetime:
+        """The public timestamp of a candle: its close (TIME.md rule 2)."""
+        return self.close_time
+
+    @property
+    def is_flat(self) -> bool:
+        return self.trade_count == 0
+
+    @property
+    def key(self) -> tuple[str, str, str, datetime]:
+        return (self.exchange, self.symbol, self.timeframe, self.close_time)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that could not be turned into domain data: kept, counted, never dropped silently."""
+
+    raw: bytes
+    reason: str
+    ts_recv: datetime
+    source: str = "okx"
