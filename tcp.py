@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""TCP Dashboard launcher. Needs only Python 3.11 or 3.12; creates ./.venv on first use.
+
+    python3 tcp.py up      run the whole system on embedded defaults (Ctrl-C stops everything)
+    python3 tcp.py test    run the whole test suite (extra arguments go to pytest)
+    python3 tcp.py migrate apply database migrations to DATABASE_URL
+    python3 tcp.py sim     run the local OKX simulator (arguments go to the simulator)
+    python3 tcp.py lint    ruff and mypy
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+SUPPORTED = ((3, 11), (3, 12))
+
+
+def _venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def _supported_interpreter() -> str:
+    if sys.version_info[:2] in SUPPORTED:
+        return sys.executable
+    for major, minor in reversed(SUPPORTED):
+        candidate = shutil.which(f"python{major}.{minor}")
+        if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    sys.exit(f"TCP Dashboard needs Python 3.11 or 3.12 (this is {sys.version.split()[0]}); none on PATH")
+
+
+def ensure_environment(dev: bool) -> Path:
+    """Create or update ./.venv when pyproject.toml (or the wanted extras) changed since last time."""
+    extras = ".[dev]" if dev else "."
+    fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / ".tcp-installed"
+    have = stamp.read_text().split() if stamp.exists() else []
+    # A dev install also satisfies a plain run.
+    if fingerprint in have or (not dev and _dev_fingerprint() in have):
+        return _venv_python()
+    interpreter = _supported_interpreter()
+    if not _venv_python().exists():
+        print(f"Creating the environment in {VENV} (first run only) ...", flush=True)
+        if interpreter == sys.executable:
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        else:
+            subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True)
+    print(f"Installing TCP Dashboard{' and its test tools' if dev else ''} into {VENV} ...", flush=True)
+    pip = [str(_venv_python()), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "-e", extras], check=True, cwd=ROOT)
+    stamp.write_text(" ".join([fingerprint, *have]))
+    return _venv_python()
+
+
+def _dev_fingerprint() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b".[dev]").hexdigest()
+
+
+def _exec(python: Path, *args: str) -> None:
+    os.chdir(ROOT)
+    os.execv(str(python), [str(python), *args])
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "up":
+        _exec(ensure_environment(dev=False), "-m", "flows.stack", "up", *rest)
+    elif command == "test":
+        _exec(ensure_environment(dev=True), "-m", "pytest", *rest)
+    elif command == "migrate":
+        _exec(ensure_environment(dev=False), "-m", "sql.migrate", *rest)
+    elif command == "sim":
+        _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
+    elif command == "lint":
+        python = ensure_environment(dev=True)
+        code = subprocess.run([str(python), "-m", "ruff", "check", "."], cwd=ROOT).returncode
+        code |= subprocess.run([str(python), "-m", "mypy"], cwd=ROOT).returncode
+        sys.exit(code)
+    else:
+        sys.exit(f"unknown command {command!r}\n{__doc__}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,123 @@
+"""Settings: defaults, precedence (env > YAML > defaults) and clear errors naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from configs.settings import ConfigError, load_settings
+
+ENV_NAMES = [
+    "DATABASE_URL", "REDIS_URL", "OKX_WS_URL", "OKX_REST_URL", "INSTRUMENTS", "CANDLE_GRACE",
+    "EMIT_FLAT_CANDLES", "DATA_DIR", "REPLAY_TAPES", "REPLAY_END", "LOG_LEVEL", "TCP_CONFIG",
+    "DASHBOARD__PORT", "DASHBOARD__HOST", "DATABASE__TIMESCALEDB",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tcp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    settings = load_settings()
+    assert settings.database_url is None and settings.redis_url is None
+    assert settings.okx_ws_url == "wss://ws.okx.com:8443/ws/v5/public"
+    assert settings.okx_rest_url == "https://www.okx.com"
+    assert settings.instruments == ["BTC-USDT", "ETH-USDT"]
+    assert settings.candle_grace == timedelta(seconds=2)
+    assert settings.emit_flat_candles is True
+    assert settings.dashboard.host == "127.0.0.1"
+
+
+def test_yaml_overrides_defaults_and_env_overrides_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_yaml(tmp_path, "instruments: [XRP-ETH]\ncandle_grace: 5\ndashboard:\n  port: 6000\n")
+    monkeypatch.setenv("TCP_CONFIG", str(config))
+    from_yaml = load_settings()
+    assert from_yaml.instruments == ["XRP-ETH"]
+    assert from_yaml.candle_grace == timedelta(seconds=5)
+    assert from_yaml.dashboard.port == 6000
+
+    monkeypatch.setenv("INSTRUMENTS", "BTC-USDT, SOL-USDT")
+    monkeypatch.setenv("CANDLE_GRACE", "750ms")
+    monkeypatch.setenv("DASHBOARD__PORT", "7000")
+    from_env = load_settings()
+    assert from_env.instruments == ["BTC-USDT", "SOL-USDT"]
+    assert from_env.candle_grace == timedelta(milliseconds=750)
+    assert from_env.dashboard.port == 7000
+
+
+def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@db.example/tcp")
+    monkeypatch.setenv("REPLAY_TAPES", "a.csv,b.csv")
+    monkeypatch.setenv("REPLAY_END", "2019-10-13T11:20:00Z")
+    monkeypatch.setenv("EMIT_FLAT_CANDLES", "false")
+    settings = load_settings()
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgresql://u:pw@db.example/tcp"
+    assert "pw" not in repr(settings)
+    assert settings.replay_tapes == [Path("a.csv"), Path("b.csv")]
+    assert settings.replay_end == datetime(2019, 10, 13, 11, 20, tzinfo=UTC)
+    assert settings.emit_flat_candles is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "field", "reason"),
+    [
+        ("CANDLE_GRACE", "-1", "candle_grace", "timedelta"),
+        ("CANDLE_GRACE", "3600", "candle_grace", "more than 10 minutes"),
+        ("INSTRUMENTS", "btc-usdt", "instruments", "not an OKX instrument id"),
+        ("INSTRUMENTS", "BTC-USDT,BTC-USDT", "instruments", "more than once"),
+        ("OKX_WS_URL", "https://ws.okx.com", "okx_ws_url", "ws:// or wss://"),
+        ("DATABASE_URL", "mysql://localhost/x", "database_url", "postgresql://"),
+        ("REDIS_URL", "http://localhost", "redis_url", "redis://"),
+        ("REPLAY_END", "2019-10-13T11:20:00", "replay_end", "time zone"),
+        ("DASHBOARD__PORT", "70000", "dashboard.port", "less than or equal to 65535"),
+        ("DATABASE__TIMESCALEDB", "maybe", "database.timescaledb", "'auto', 'on' or 'off'"),
+    ],
+)
+def test_a_bad_value_names_the_field_and_the_reason(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, field: str, reason: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert f"  {field}: " in message
+    assert reason in message
+
+
+def test_secrets_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://user:hunter2@host/db")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "hunter2" not in str(error.value)
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCP_CONFIG", str(write_yaml(tmp_path, "instrumnets: [BTC-USDT]\n")))
+    with pytest.raises(ConfigError, match=r"instrumnets: unknown setting"):
+        load_settings()
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCP_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="TCP_CONFIG: no such file"):
+        load_settings()
+
+
+def test_shipped_yaml_is_valid_and_matches_the_defaults() -> None:
+    shipped = load_settings()
+    assert shipped.instruments == ["BTC-USDT", "ETH-USDT"]
+    assert shipped.candle_grace == timedelta(seconds=2)

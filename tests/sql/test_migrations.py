@@ -1,0 +1,155 @@
+"""Migrations on a real plain PostgreSQL and a real TimescaleDB: applied once, idempotent, recorded."""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sql.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
+
+CORE_TABLES = {"trades", "candles_1m", "late_trades", "rejects"}
+CANDLE_COLUMNS = [
+    "exchange", "symbol", "time", "open", "high", "low", "close", "volume", "quote_volume",
+    "trade_count", "vwap", "first_trade_id", "last_trade_id",
+]
+
+
+def table_columns(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s",
+        (table,),
+    ).fetchall()
+    return dict(rows)
+
+
+def test_discover_orders_files_and_reads_engine_suffix() -> None:
+    found = discover()
+    assert [m.version for m in found] == sorted(m.version for m in found)
+    assert found[0].path.name == "0001_core_tables.sql" and found[0].engine is None
+    assert any(m.engine == "timescale" for m in found)
+
+
+def test_plain_postgres_applies_once_then_is_up_to_date(pg_url: str) -> None:
+    first = migrate(pg_url)
+    assert first == [m.path.name for m in discover() if m.engine in (None, "postgres")]
+    assert migrate(pg_url) == []
+    with psycopg.connect(pg_url) as conn:
+        tables = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        assert CORE_TABLES <= tables
+        engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
+        assert engines == {"postgres"}
+        assert set(CANDLE_COLUMNS) <= set(table_columns(conn, "candles_1m"))
+
+
+def test_every_time_column_is_timestamptz(pg_url: str) -> None:
+    migrate(pg_url)
+    with psycopg.connect(pg_url) as conn:
+        naive = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND data_type = 'timestamp without time zone'"
+        ).fetchall()
+    assert naive == []
+
+
+def test_prices_keep_the_exchange_decimal_exactly(pg_url: str) -> None:
+    migrate(pg_url)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO trades (exchange, symbol, trade_id, time, price, size, side, origin)"
+            " VALUES ('okx', 'XRP-ETH', 13519807, '2019-10-11T00:00:11.620Z', %s, %s, 'sell', 'tape')",
+            (Decimal("0.00141342"), Decimal("23.00000000")),
+        )
+        price, size = conn.execute("SELECT price, size FROM trades").fetchone()  # type: ignore[misc]
+    assert (str(price), str(size)) == ("0.00141342", "23.00000000")
+
+
+def test_trade_identity_and_candle_invariants_are_enforced(pg_url: str) -> None:
+    migrate(pg_url)
+    insert = ("INSERT INTO trades (exchange, symbol, trade_id, time, price, size, side, origin)"
+              " VALUES ('okx', 'BTC-USDT', 1, '2024-01-01T00:00:00Z', 1, 1, 'buy', 'ws')")
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(insert)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert)
+    flat_with_volume = (
+        "INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,"
+        " trade_count) VALUES ('okx', 'BTC-USDT', '2024-01-01T00:01:00Z', 1, 1, 1, 1, 5, 5, 0)"
+    )
+    high_below_open = (
+        "INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,"
+        " trade_count, vwap, first_trade_id, last_trade_id)"
+        " VALUES ('okx', 'BTC-USDT', '2024-01-01T00:01:00Z', 2, 1, 1, 1, 5, 5, 3, 1, 1, 3)"
+    )
+    for statement in (flat_with_volume, high_below_open):
+        with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(statement)
+
+
+def test_an_edited_migration_is_refused(pg_url: str, tmp_path: Path) -> None:
+    copied = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copied)
+    migrate(pg_url, directory=copied)
+    first = copied / "0001_core_tables.sql"
+    first.write_text(first.read_text() + "\n-- edited\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(pg_url, directory=copied)
+
+
+def test_a_failing_migration_leaves_nothing_behind(pg_url: str, tmp_path: Path) -> None:
+    copied = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copied)
+    (copied / "0999_broken.sql").write_text("CREATE TABLE half_done (x int);\nSELECT no_such_function();\n")
+    with pytest.raises(psycopg.Error):
+        migrate(pg_url, directory=copied)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    assert 999 not in versions and 1 in versions
+
+
+def test_timescaledb_on_refuses_plain_postgres(pg_url: str) -> None:
+    with pytest.raises(MigrationError, match="does not offer the timescaledb extension"):
+        migrate(pg_url, timescaledb="on")
+
+
+@pytest.mark.timescale
+def test_timescaledb_gets_hypertables_and_is_idempotent(timescale_url: str) -> None:
+    first = migrate(timescale_url)
+    assert first == [m.path.name for m in discover() if m.engine in (None, "timescale")]
+    assert migrate(timescale_url) == []
+    with psycopg.connect(timescale_url) as conn:
+        hypertables = {r[0] for r in conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        assert hypertables == CORE_TABLES
+        compressed = {r[0] for r in conn.execute(
+            "SELECT DISTINCT hypertable_name FROM timescaledb_information.compression_settings")}
+        assert {"trades", "candles_1m"} <= compressed
+        engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
+        assert engines == {"timescale"}
+
+
+@pytest.mark.timescale
+def test_same_columns_on_both_engines(pg_url: str, timescale_url: str) -> None:
+    migrate(pg_url)
+    migrate(timescale_url)
+    for table in sorted(CORE_TABLES):
+        with psycopg.connect(pg_url) as plain:
+            plain_columns = table_columns(plain, table)
+        with psycopg.connect(timescale_url) as tsdb:
+            tsdb_columns = table_columns(tsdb, table)
+        assert plain_columns == tsdb_columns, table
+
+
+@pytest.mark.timescale
+def test_timescaledb_off_gives_plain_tables(timescale_url: str) -> None:
+    migrate(timescale_url, timescaledb="off")
+    with psycopg.connect(timescale_url) as conn:
+        assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
+        engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
+    assert engines == {"postgres"}
