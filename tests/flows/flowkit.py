@@ -34,7 +34,8 @@ class Captured:
     late: list[LateTrade] = field(default_factory=list)
 
     def of(self, timeframe: str, symbol: str | None = None) -> list[Candle]:
-        return [c for c in self.candles if c.timeframe == timeframe and (symbol is None or c.symbol == symbol)]
+        return [c for c in self.candles
+                if c.timeframe == timeframe and (symbol is None or c.symbol == symbol)]
 
 
 def run_replay(tapes: list[Path], *, workers: int = 1, database: Any = None, **settings: Any) -> Captured:
@@ -55,10 +56,8 @@ def exchange_candles(path: Path) -> dict[datetime, tuple[Decimal, ...]]:
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     interval = ms(rows[1]["open_time"]) - ms(rows[0]["open_time"])
-    return {
-        ms(r["open_time"]) + interval: tuple(Decimal(r[k]) for k in ("open", "high", "low", "close", "volume"))
-        for r in rows
-    }
+    fields = ("open", "high", "low", "close", "volume")
+    return {ms(r["open_time"]) + interval: tuple(Decimal(r[k]) for k in fields) for r in rows}
 
 
 def tape_rows(path: Path) -> list[dict[str, str]]:

@@ -13,7 +13,16 @@ import pytest
 from connectors.database import DatabaseSink
 from sql.migrate import migrate
 from tests.flows.flowkit import (
-    BTC_TAPE, MATIC_TAPE, MINUTE, TAPES, XRP_TAPE, exchange_candles, ms, ohlcv, run_replay, tape_rows,
+    BTC_TAPE,
+    MATIC_TAPE,
+    MINUTE,
+    TAPES,
+    XRP_TAPE,
+    exchange_candles,
+    ms,
+    ohlcv,
+    run_replay,
+    tape_rows,
 )
 
 
@@ -89,12 +98,14 @@ def test_higher_timeframes_equal_candles_built_directly_from_trades(timeframe: s
     frame = frame.sort_values(["time", "trade_id"], kind="stable").set_index("time")
     rule = {"5m": "5min", "15m": "15min", "1h": "1h", "4h": "4h", "1d": "1D"}[timeframe]
     # UTC epoch-aligned buckets; pandas aligns day buckets to midnight itself (which is the epoch grid).
-    grouped = frame.resample(rule, closed="left", label="right", **({} if rule == "1D" else {"origin": "epoch"}))
+    origin = {} if rule == "1D" else {"origin": "epoch"}
+    grouped = frame.resample(rule, closed="left", label="right", **origin)
     expected = {}
     for close, group in grouped:
         if len(group):
             prices = list(group["price"])
-            expected[close.to_pydatetime()] = (prices[0], max(prices), min(prices), prices[-1], sum(group["size"]))
+            expected[close.to_pydatetime()] = (
+                prices[0], max(prices), min(prices), prices[-1], sum(group["size"]))
     got = {c.close_time: ohlcv(c) for c in captured.of(timeframe) if c.trade_count > 0}
     assert got  # the tape spans 2.5 days: every timeframe closes at least once
     for close, values in got.items():
