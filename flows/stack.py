@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from configs.settings import ConfigError, Settings, load_settings
@@ -27,6 +29,9 @@ from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from sql.migrate import MigrationError, migrate
 
 log = logging.getLogger("tcp.stack")
+
+TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
+DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 
 
 @dataclass
@@ -38,10 +43,10 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, stdout: int | None = None) -> None:
         env = {**os.environ, **self.env}
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, stdout=stdout)
         log.info("started %s (pid %d): %s", self.name, self.process.pid, " ".join(self.argv))
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -65,9 +70,34 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def services_for(settings: Settings, database_url: str) -> list[Service]:
+def start_simulator(tapes: list[Path]) -> tuple[Service, dict[str, str]]:
+    """Start the local OKX simulator on the tapes (rebased to now); returns it and the settings that
+    point the flow at it."""
+    from connectors.tape import tape_instruments
+
+    argv = [sys.executable, "-m", "connectors.okx.simulator", "--rebase-now", "--start-offset", "60"]
+    for tape in tapes:
+        argv += ["--tape", str(tape)]
+    simulator = Service("okx-simulator", argv)
+    simulator.start(stdout=subprocess.PIPE)
+    assert simulator.process is not None and simulator.process.stdout is not None
+    line = simulator.process.stdout.readline()
+    if not line:
+        raise RuntimeError("the OKX simulator exited before it was ready")
+    ready = json.loads(line)
+    instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
+    env = {"OKX_WS_URL": ready["ws_public"], "OKX_REST_URL": ready["rest"],
+           "INSTRUMENTS": ",".join(instruments)}
+    print(f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
+          flush=True)
+    return simulator, env
+
+
+def services_for(
+    settings: Settings, database_url: str, extra_env: dict[str, str] | None = None
+) -> list[Service]:
     """The processes that make up the running system, given the resolved database URL."""
-    env = {"DATABASE_URL": database_url}
+    env = {"DATABASE_URL": database_url, **(extra_env or {})}
     services = []
     if importlib.util.find_spec("flows.okx") is not None:
         services.append(Service("flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], env))
@@ -84,7 +114,7 @@ def services_for(settings: Settings, database_url: str) -> list[Service]:
     return services
 
 
-def up(settings: Settings, once: bool) -> int:
+def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     embedded: EmbeddedPostgres | None = None
@@ -102,7 +132,11 @@ def up(settings: Settings, once: bool) -> int:
         print(f"Database: {url}\n  psql \"{url}\"", flush=True)
         if once:
             return 0
-        services = services_for(settings, url)
+        extra_env: dict[str, str] = {}
+        if offline_tapes:
+            simulator, extra_env = start_simulator(offline_tapes)
+            services.append(simulator)
+        services += services_for(settings, url, extra_env)
         if not services:
             print("The live flow and dashboard are not part of this version yet; the database stays up "
                   "for SQL access. Ctrl-C stops it.", flush=True)
@@ -137,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--once", action="store_true",
                            help="start the database and apply migrations, then stop (a health check)")
+    up_parser.add_argument("--offline", nargs="*", type=Path, metavar="TAPE",
+                           help="run against the local OKX simulator replaying these tapes from now "
+                                f"(default: {DEMO_TAPE.name})")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -144,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return up(settings, once=args.once)
+    offline = None if args.offline is None else (args.offline or [DEMO_TAPE])
+    return up(settings, once=args.once, offline_tapes=offline)
 
 
 if __name__ == "__main__":
