@@ -1,0 +1,333 @@
+"""Event-time windows of one series (one exchange + symbol): trades in, final candles out.
+
+``SeriesWindows`` is the pure state machine a stateful stream step wraps; it never reads a clock, so a
+replay is deterministic. ``Watermark`` is the live clock policy that computes the watermark to give it.
+Rule numbers refer to the time contract (docs/time.md); docs/candles.md explains each choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from market.candles import ONE, CandleBuilder, RollupBuilder, flat_candle
+from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timeframe
+from market.types import EPOCH, Candle, Trade
+
+MINUTE = TF_1M.length
+DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (TF_1M, TF_5M, TF_15M, TF_1H, TF_4H, TF_1D)
+DEFAULT_GRACE = timedelta(seconds=2)
+DEFAULT_DEDUP_RETENTION = timedelta(hours=1)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+_ZERO = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class LateTrade:
+    """A trade whose 1m candle was already closed when it arrived (rule 4); it changed no candle.
+
+    ``candle_close`` is the close of the 1m candle it missed, ``watermark`` the watermark at its arrival.
+    """
+
+    trade: Trade
+    candle_close: datetime
+    watermark: datetime
+
+    @property
+    def lateness(self) -> timedelta:
+        """How late it was: the watermark at arrival minus its ``ts_event`` (always > 0)."""
+        return self.watermark - self.trade.ts_event
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """What one call produced: final candles (close-time order; at one instant 1m first, then longer
+    timeframes by length), late trades, and the number of duplicate trades dropped (rule 10)."""
+
+    candles: tuple[Candle, ...] = ()
+    late: tuple[LateTrade, ...] = ()
+    duplicates: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.candles or self.late or self.duplicates)
+
+
+NOTHING = Emitted()
+_ONE_DUPLICATE = Emitted(duplicates=1)
+
+
+def live_watermark(newest_event: datetime, seen_at: datetime, now: datetime, grace: timedelta) -> datetime:
+    """The live watermark: ``newest_event - grace + max(0, now - seen_at)``.
+
+    ``seen_at`` is the local time when ``newest_event`` was first seen. Only the elapsed local time is
+    used, never a comparison of exchange and local clocks, so a constant skew between them cancels;
+    ``grace`` then only has to cover the variation of delivery delay (and local stalls), not the skew.
+    """
+    elapsed = now - seen_at
+    return newest_event - grace + (elapsed if elapsed > _ZERO else _ZERO)
+
+
+@dataclass(slots=True)
+class Watermark:
+    """Live event-time clock of one series (rule 3): newest ``ts_event`` minus grace, advanced by
+    elapsed local time while no newer trade arrives. Pure: the caller passes the local times."""
+
+    grace: timedelta = DEFAULT_GRACE
+    newest_event: datetime | None = None
+    seen_at: datetime | None = None
+
+    def observe(self, ts_event: datetime, now: datetime) -> None:
+        """Record a trade seen at local time ``now``; only a newer ``ts_event`` moves the clock."""
+        if self.newest_event is None or ts_event > self.newest_event:
+            self.newest_event = ts_event
+            self.seen_at = now
+
+    def at(self, now: datetime) -> datetime | None:
+        """The watermark at local time ``now``; ``None`` before the first trade."""
+        if self.newest_event is None or self.seen_at is None:
+            return None
+        return live_watermark(self.newest_event, self.seen_at, now, self.grace)
+
+
+class SeriesWindows:
+    """Event-time candle windows of one series, emitting each candle once, when final (rules 1-6, 8-10).
+
+    The watermark is ``max(every watermark given to advance/finish, newest ts_event seen - grace)``; it
+    never goes back. A 1m window ``[open, close)`` is emitted when the watermark reaches ``close``
+    (``close <= watermark``); a trade whose 1m window is already closed is late: it is returned as a
+    ``LateTrade`` and changes nothing. Longer timeframes are rolled up from the emitted 1m candles and
+    emitted right after their last minute. Empty minutes after the first trade give flat candles unless
+    ``emit_flat`` is False; nothing is emitted before the first trade.
+
+    Duplicates (same trade id; the exchange and symbol are fixed per instance) are dropped while their id
+    is remembered: ids of trades in open windows, and of closed windows whose close is within
+    ``dedup_retention`` of the watermark (event time). An older repeat is reported late instead: either
+    way it changes no candle. State: open windows, one rollup per longer timeframe, the last close and
+    the remembered ids.
+    """
+
+    __slots__ = (
+        "exchange",
+        "symbol",
+        "grace",
+        "timeframes",
+        "emit_flat",
+        "contract_value",
+        "dedup_retention",
+        "_emit_1m",
+        "_rollups",
+        "_windows",
+        "_ids",
+        "_seen",
+        "_cur_open",
+        "_cur_close",
+        "_cur",
+        "_cur_ids",
+        "_cursor",
+        "_due",
+        "_newest",
+        "_watermark",
+        "_last_close",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        grace: timedelta = DEFAULT_GRACE,
+        timeframes: Sequence[Timeframe] = DEFAULT_TIMEFRAMES,
+        emit_flat: bool = True,
+        contract_value: Decimal = ONE,
+        dedup_retention: timedelta = DEFAULT_DEDUP_RETENTION,
+    ) -> None:
+        if grace < _ZERO or dedup_retention < _ZERO:
+            raise ValueError("grace and dedup_retention must not be negative")
+        ordered = sorted(set(timeframes), key=lambda tf: tf.length)
+        if not ordered or any(tf.length % MINUTE or tf.length < MINUTE for tf in ordered):
+            raise ValueError(f"timeframes must be whole minutes, got {[tf.name for tf in timeframes]}")
+        self.exchange = exchange
+        self.symbol = symbol
+        self.grace = grace
+        self.timeframes = tuple(ordered)
+        self.emit_flat = emit_flat
+        self.contract_value = contract_value
+        self.dedup_retention = dedup_retention
+        self._emit_1m = ordered[0] == TF_1M
+        self._rollups = tuple(
+            (RollupBuilder(exchange, symbol, tf, contract_value), tf.length // MINUTE)
+            for tf in ordered
+            if tf.length > MINUTE
+        )
+        # 1m windows are keyed by their minute number m (open = EPOCH + m minutes)
+        self._windows: dict[int, CandleBuilder] = {}  # open 1m windows
+        self._ids: dict[int, list[int]] = {}  # remembered trade ids, by 1m window
+        self._seen: set[int] = set()
+        self._cur_open = self._cur_close = EPOCH  # cache of the 1m window the last trade went to
+        self._cur = CandleBuilder(exchange, symbol, TF_1M, contract_value)  # unused until a trade comes
+        self._cur_ids: list[int] = []
+        self._cursor: int | None = None  # the next 1m window to emit
+        self._due = _NEVER  # its close
+        self._newest: datetime | None = None
+        self._watermark: datetime | None = None
+        self._last_close: Decimal | None = None
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self._watermark
+
+    @property
+    def newest_event(self) -> datetime | None:
+        return self._newest
+
+    @property
+    def last_close(self) -> Decimal | None:
+        """Close of the last traded 1m candle emitted: the price flat candles carry."""
+        return self._last_close
+
+    @property
+    def open_windows(self) -> int:
+        return len(self._windows)
+
+    @property
+    def remembered_ids(self) -> int:
+        return len(self._seen)
+
+    def on_trade(self, trade: Trade) -> Emitted:
+        """Take one trade (any arrival order); return the candles it closed, or it as late/duplicate."""
+        if trade.symbol != self.symbol or trade.exchange != self.exchange:
+            raise ValueError(f"{trade.exchange}/{trade.symbol} trade given to {self.exchange}/{self.symbol}")
+        tid = trade.trade_id
+        if tid in self._seen:
+            return _ONE_DUPLICATE
+        ts = trade.ts_event
+        if not self._cur_open <= ts < self._cur_close:
+            minute = (ts - EPOCH) // MINUTE
+            close = EPOCH + (minute + 1) * MINUTE
+            wm = self._watermark
+            if wm is not None and close <= wm:
+                return self._late(trade, minute, close, wm)
+            self._enter(minute, close)
+        self._cur.update(trade)
+        self._seen.add(tid)
+        self._cur_ids.append(tid)
+        newest = self._newest
+        if newest is None or ts > newest:
+            self._newest = ts
+            wm = ts - self.grace
+            if wm >= self._due:
+                return self._advance_to(wm)
+            current = self._watermark
+            if current is None or wm > current:
+                self._watermark = wm
+        return NOTHING
+
+    def on_trades(self, trades: Iterable[Trade]) -> Emitted:
+        """``on_trade`` for each trade in order, results concatenated."""
+        candles: list[Candle] = []
+        late: list[LateTrade] = []
+        duplicates = 0
+        for trade in trades:
+            out = self.on_trade(trade)
+            if out is not NOTHING:
+                candles.extend(out.candles)
+                late.extend(out.late)
+                duplicates += out.duplicates
+        return Emitted(tuple(candles), tuple(late), duplicates)
+
+    def advance(self, watermark: datetime) -> Emitted:
+        """Move the watermark to ``watermark`` if that is later (e.g. the live clock while quiet, rule 3)."""
+        if watermark.tzinfo is None:
+            raise ValueError("naive datetime: watermarks are timezone-aware UTC")
+        return self._advance_to(watermark)
+
+    def finish(self, end: datetime) -> Emitted:
+        """End of a finite replay at ``end`` (rule 9): emit every window closing at or before ``end``;
+        windows closing after it are incomplete and never emitted. Raises if one was already emitted."""
+        if end.tzinfo is None:
+            raise ValueError("naive datetime: the end of a replay is timezone-aware UTC")
+        if self._last_close is not None and self._cursor is not None:
+            emitted_to = EPOCH + self._cursor * MINUTE
+            if emitted_to > end:
+                raise ValueError(f"windows up to {emitted_to} were already emitted, after the end {end}")
+        return self._advance_to(end)
+
+    def _enter(self, minute: int, close: datetime) -> None:
+        """Point the cache at the (still open) 1m window ``minute``, ending at ``close``; create it if new."""
+        builder = self._windows.get(minute)
+        if builder is None:
+            builder = CandleBuilder(self.exchange, self.symbol, TF_1M, self.contract_value)
+            self._windows[minute] = builder
+            if self._cursor is None or minute < self._cursor:
+                self._cursor = minute
+                self._due = close
+        ids = self._ids.get(minute)
+        if ids is None:
+            ids = self._ids[minute] = []
+        self._cur_open, self._cur_close, self._cur, self._cur_ids = close - MINUTE, close, builder, ids
+
+    def _late(self, trade: Trade, minute: int, close: datetime, wm: datetime) -> Emitted:
+        if close > wm - self.dedup_retention:  # remember it, so a repeat is a duplicate (rule 10)
+            self._seen.add(trade.trade_id)
+            ids = self._ids.get(minute)
+            if ids is None:
+                ids = self._ids[minute] = []
+            ids.append(trade.trade_id)
+        return Emitted(late=(LateTrade(trade, close, wm),))
+
+    def _advance_to(self, wm: datetime) -> Emitted:
+        current = self._watermark
+        if current is not None and wm <= current:
+            return NOTHING
+        self._watermark = wm
+        if wm < self._due:
+            return NOTHING
+        minute = self._cursor
+        assert minute is not None  # _due is finite only once a window exists
+        closed_to = (wm - EPOCH) // MINUTE  # windows m < closed_to are closed
+        out: list[Candle] = []
+        windows = self._windows
+        rollups = self._rollups
+        while minute < closed_to:
+            builder = windows.pop(minute, None)
+            if builder is not None:
+                candle = builder.build(EPOCH + minute * MINUTE)
+                self._last_close = candle.close
+                if self._emit_1m:
+                    out.append(candle)
+                for rollup, _ in rollups:
+                    rollup.update(candle)
+            elif self.emit_flat:
+                if self._emit_1m:
+                    out.append(self._flat(minute))
+            elif not windows and all(rollup.is_empty for rollup, _ in rollups):
+                minute = closed_to  # nothing can be emitted before the watermark: skip the quiet minutes
+                break
+            minute += 1
+            for rollup, span in rollups:
+                if minute % span == 0:
+                    if self.emit_flat or not rollup.is_empty:
+                        close = EPOCH + minute * MINUTE
+                        out.append(rollup.build(close - rollup.timeframe.length, self._last_close))
+                    rollup.reset()
+        self._cursor = minute
+        self._due = EPOCH + (minute + 1) * MINUTE
+        if self._cur_close <= wm:
+            self._cur_open = self._cur_close = EPOCH
+            self._cur_ids = []
+        self._forget((wm - self.dedup_retention - EPOCH) // MINUTE)
+        return Emitted(tuple(out)) if out else NOTHING
+
+    def _flat(self, minute: int) -> Candle:
+        if self._last_close is None:  # the first emitted window always holds the first trade
+            raise AssertionError("flat candle before the first trade")
+        return flat_candle(self.exchange, self.symbol, TF_1M, EPOCH + minute * MINUTE, self._last_close)
+
+    def _forget(self, horizon: int) -> None:
+        """Forget the ids of 1m windows closed at or before minute ``horizon`` (bounded dedup memory)."""
+        ids = self._ids
+        stale = [minute for minute in ids if minute < horizon]
+        seen = self._seen
+        for minute in stale:
+            seen.difference_update(ids.pop(minute))
