@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     contract_values: dict[str, Decimal] = Field(default_factory=dict)
     """Contract value of derivatives whose sizes are in contracts (OKX ``ctVal``), e.g.
     ``{"MATIC-USDT-SWAP": 10}``: quote volume is then price x size x value, as OKX's ``volCcyQuote``."""
+    indicators_config: Path = Path(__file__).resolve().parent / "indicators.yaml"
+    """Which indicators and strategies run on which series (docs/indicators.md)."""
     data_dir: Path = PROJECT_ROOT / ".data"
     """Where the embedded database and Redis keep their files."""
     replay_tapes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -212,7 +214,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError, what: str = "configuration") -> str:
     lines = []
     for err in error.errors():
         field = ".".join(str(part) for part in err["loc"]) or "(settings)"
@@ -221,7 +223,7 @@ def _describe(error: ValidationError) -> str:
             reason = "unknown setting (check the spelling)"
         shown = "***" if err["loc"] and err["loc"][0] in _SECRET_FIELDS else repr(err.get("input"))
         lines.append(f"  {field}: {reason} (got {shown})")
-    return "invalid configuration:\n" + "\n".join(lines)
+    return f"invalid {what}:\n" + "\n".join(lines)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -232,4 +234,4 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
+        raise ConfigError(describe_validation_error(error)) from None

@@ -29,13 +29,14 @@ from pathlib import Path
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from psycopg.types.json import Jsonb
 
-from market.types import Candle, Rejected, Trade
+from market.types import Candle, IndicatorValue, Rejected, Signal, Trade
 from market.windowing import LateTrade
 
 log = logging.getLogger(__name__)
 
-StoredItem = Trade | Candle | LateTrade | Rejected
+StoredItem = Trade | Candle | LateTrade | Rejected | IndicatorValue | Signal
 
 _TRADE_COLUMNS = (
     "exchange, symbol, trade_id, time, price, size, side, received_at,"
@@ -67,6 +68,21 @@ _INSERT_REJECT = """
 INSERT INTO rejects (received_at, source, reason, raw, raw_digest) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (received_at, source, raw_digest) DO NOTHING
 """
+_TEMP_INDICATORS = (
+    "CREATE TEMP TABLE IF NOT EXISTS _tcp_indicators AS"
+    " SELECT exchange, symbol, timeframe, time, indicator, output, value FROM indicators WITH NO DATA"
+)
+_MERGE_INDICATORS = (
+    "INSERT INTO indicators (exchange, symbol, timeframe, time, indicator, output, value)"
+    " SELECT exchange, symbol, timeframe, time, indicator, output, value FROM _tcp_indicators"
+    " ON CONFLICT (exchange, symbol, timeframe, indicator, output, time) DO UPDATE SET value = EXCLUDED.value"
+)
+_UPSERT_SIGNAL = """
+INSERT INTO signals (exchange, symbol, timeframe, time, strategy, action, reason, values)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (exchange, symbol, timeframe, strategy, time) DO UPDATE SET
+    action = EXCLUDED.action, reason = EXCLUDED.reason, values = EXCLUDED.values
+"""
 _INVALID_BATCH = (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError)
 
 
@@ -80,6 +96,8 @@ class WriterStats:
     candles_written: int = 0
     late_written: int = 0
     rejects_written: int = 0
+    indicator_values_written: int = 0
+    signals_written: int = 0
     write_failures: int = 0
     batches_spooled: int = 0
     batches_refused: int = 0
@@ -172,7 +190,10 @@ class DatabaseWriter:
         candles = [i for i in items if isinstance(i, Candle)]
         late = [i for i in items if isinstance(i, LateTrade)]
         rejects = [i for i in items if isinstance(i, Rejected)]
-        unknown = len(items) - len(trades) - len(candles) - len(late) - len(rejects)
+        values = [i for i in items if isinstance(i, IndicatorValue)]
+        signals = [i for i in items if isinstance(i, Signal)]
+        known = (trades, candles, late, rejects, values, signals)
+        unknown = len(items) - sum(len(kind) for kind in known)
         if unknown:
             raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
         for candle in candles:
@@ -196,6 +217,17 @@ class DatabaseWriter:
                 cur.executemany(_INSERT_LATE, [_late_row(x) for x in late])
             if rejects:
                 cur.executemany(_INSERT_REJECT, [_reject_row(r) for r in rejects])
+            if values:
+                cur.execute(_TEMP_INDICATORS)
+                cur.execute("TRUNCATE _tcp_indicators")
+                with cur.copy("COPY _tcp_indicators FROM STDIN") as copy:
+                    for v in values:
+                        for output, number in v.values.items():
+                            copy.write_row(
+                                (v.exchange, v.symbol, v.timeframe, v.time, v.indicator, output, number))
+                cur.execute(_MERGE_INDICATORS)
+            if signals:
+                cur.executemany(_UPSERT_SIGNAL, [_signal_row(s) for s in signals])
         s = self.stats
         s.batches_written += 1
         s.trades_inserted += inserted
@@ -203,6 +235,8 @@ class DatabaseWriter:
         s.candles_written += len(candles)
         s.late_written += len(late)
         s.rejects_written += len(rejects)
+        s.indicator_values_written += len(values)
+        s.signals_written += len(signals)
 
     def _failed(self, error: psycopg.Error) -> None:
         self.stats.write_failures += 1
@@ -265,6 +299,10 @@ def _late_row(x: LateTrade) -> tuple[object, ...]:
     t = x.trade
     return (t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side, t.ts_recv,
             x.candle_close, x.watermark - x.candle_close)
+
+
+def _signal_row(s: Signal) -> tuple[object, ...]:
+    return (s.exchange, s.symbol, s.timeframe, s.time, s.strategy, s.action, s.reason, Jsonb(dict(s.values)))
 
 
 def _reject_row(r: Rejected) -> tuple[object, ...]:

@@ -1,8 +1,9 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
-    source ─► split ─► rejects ────────────────────────────────────────────────┐
-                  └─► trades ─► key by instrument ─► candles (per instrument) ─┼─► database
-                                                                └─► candles ───┴─► extra sinks
+    source ─► split ─► rejects ──────────────────────────────────────────────────────┐
+                  └─► trades ─► key by instrument ─► candles (per instrument) ───────┤
+                                          candles ─► key by series ─► indicators ────┼─► database
+                                                                       + signals     └─► extra sinks
 """
 
 from __future__ import annotations
@@ -14,19 +15,32 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from configs.indicators import IndicatorsConfig
 from flows.candles import CandleConfig, CandleLogic, CandleState
+from flows.indicators import IndicatorStep, series_key
 from market.types import Candle, Rejected, Trade
 from market.windowing import LateTrade
 
 
 @dataclass
 class FlowSinks:
-    """Where the flow's outputs go. ``database`` takes trades, final 1m candles, late trades and
-    rejects; ``candles`` (optional) every final candle of every timeframe, ``late`` the late trades."""
+    """Where the flow's outputs go. ``database`` takes trades, final 1m candles, late trades, rejects,
+    indicator values and signals; ``candles`` every final candle of every timeframe; ``late`` the late
+    trades; ``indicators`` indicator values and signals."""
 
     database: Sink | None = None
     candles: list[Sink] = field(default_factory=list)
     late: list[Sink] = field(default_factory=list)
+    indicators: list[Sink] = field(default_factory=list)
+    """Indicator values and signals."""
+
+
+def _candle_or_none(item: object) -> Candle | None:
+    return item if isinstance(item, Candle) else None
+
+
+def _trade_or_none(item: object) -> Trade | None:
+    return item if isinstance(item, Trade) else None
 
 
 def _is_stored(item: object) -> bool:
@@ -35,7 +49,13 @@ def _is_stored(item: object) -> bool:
     return True
 
 
-def build_flow(flow_id: str, source: Source, candle_config: CandleConfig, sinks: FlowSinks) -> Dataflow:
+def build_flow(
+    flow_id: str,
+    source: Source,
+    candle_config: CandleConfig,
+    sinks: FlowSinks,
+    indicators: IndicatorsConfig | None = None,
+) -> Dataflow:
     """Build the dataflow over ``source`` (items: ``Trade`` and ``Rejected``; others are ignored)."""
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
@@ -43,7 +63,7 @@ def build_flow(flow_id: str, source: Source, candle_config: CandleConfig, sinks:
     split = op.branch("split_rejects", items, lambda x: isinstance(x, Rejected))
     rejects = split.trues
     # Rejected
-    trades = op.filter("trades_only", split.falses, lambda x: isinstance(x, Trade))
+    trades = op.filter_map("trades_only", split.falses, _trade_or_none)
     # Trade
     keyed = op.key_on("by_instrument", trades, lambda t: t.symbol)
     # (symbol, Trade)
@@ -55,15 +75,23 @@ def build_flow(flow_id: str, source: Source, candle_config: CandleConfig, sinks:
     # (symbol, Trade | Candle | LateTrade)
     results = op.key_rm("unkey", out)
     # Trade | Candle | LateTrade
+    candles = op.filter_map("candles_only", results, _candle_or_none)
+    # Candle (every timeframe, final)
+    to_database = [op.filter("stored", results, _is_stored), rejects]
+    # Trade | Candle(1m) | LateTrade, and Rejected
+    if indicators is not None:
+        by_series = op.key_on("by_series", candles, series_key)
+        # ("exchange|symbol|timeframe", Candle)
+        computed = op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series,
+                                                                   IndicatorStep(indicators)))
+        # IndicatorValue | Signal
+        to_database.append(computed)
+        for i, sink in enumerate(sinks.indicators):
+            op.output(f"indicators_out_{i}", computed, sink)
     if sinks.database is not None:
-        stored = op.filter("stored", results, _is_stored)
-        # Trade | Candle(1m) | LateTrade
-        op.output("database", op.merge("to_database", stored, rejects), sinks.database)
-    if sinks.candles:
-        candles = op.filter("candles_only", results, lambda x: isinstance(x, Candle))
-        # Candle (every timeframe)
-        for i, sink in enumerate(sinks.candles):
-            op.output(f"candles_out_{i}", candles, sink)
+        op.output("database", op.merge("to_database", *to_database), sinks.database)
+    for i, sink in enumerate(sinks.candles):
+        op.output(f"candles_out_{i}", candles, sink)
     if sinks.late:
         late = op.filter("late_only", results, lambda x: isinstance(x, LateTrade))
         # LateTrade

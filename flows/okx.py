@@ -11,6 +11,7 @@ from __future__ import annotations
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
+from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
 from flows.candles import CandleConfig
@@ -18,7 +19,12 @@ from flows.graph import FlowSinks, build_flow
 from flows.runtime import database_sink, database_url, settings_or_exit
 
 
-def live_flow(settings: Settings, sinks: FlowSinks, source: Source | None = None) -> Dataflow:
+def live_flow(
+    settings: Settings,
+    sinks: FlowSinks,
+    source: Source | None = None,
+    indicators: IndicatorsConfig | None = None,
+) -> Dataflow:
     """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments."""
     if source is None:
         source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments)
@@ -26,13 +32,13 @@ def live_flow(settings: Settings, sinks: FlowSinks, source: Source | None = None
         grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
         contract_values=settings.contract_values,
     )
-    return build_flow("okx", source, config, sinks)
+    return build_flow("okx", source, config, sinks, indicators)
 
 
 def __getattr__(name: str) -> Dataflow:
     """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    settings = settings_or_exit()
+    settings, indicators = settings_or_exit()
     url = database_url(settings)
-    return live_flow(settings, FlowSinks(database=database_sink(settings, url)))
+    return live_flow(settings, FlowSinks(database=database_sink(settings, url)), indicators=indicators)

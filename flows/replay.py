@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bytewax.dataflow import Dataflow
 
+from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.replay import TapeSource, instrument_ends
 from flows.candles import CandleConfig
@@ -18,7 +19,7 @@ from flows.graph import FlowSinks, build_flow
 from flows.runtime import database_sink, database_url, settings_or_exit
 
 
-def replay_flow(settings: Settings, sinks: FlowSinks) -> Dataflow:
+def replay_flow(settings: Settings, sinks: FlowSinks, indicators: IndicatorsConfig | None = None) -> Dataflow:
     if not settings.replay_tapes:
         raise SystemExit("REPLAY_TAPES is empty: name one or more OKX archive CSV tapes (comma-separated)")
     config = CandleConfig(
@@ -27,13 +28,13 @@ def replay_flow(settings: Settings, sinks: FlowSinks) -> Dataflow:
         contract_values=settings.contract_values,
     )
     source = TapeSource(settings.replay_tapes, until=settings.replay_end)
-    return build_flow("replay", source, config, sinks)
+    return build_flow("replay", source, config, sinks, indicators)
 
 
 def __getattr__(name: str) -> Dataflow:
     """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    settings = settings_or_exit()
+    settings, indicators = settings_or_exit()
     url = database_url(settings)
-    return replay_flow(settings, FlowSinks(database=database_sink(settings, url)))
+    return replay_flow(settings, FlowSinks(database=database_sink(settings, url)), indicators)

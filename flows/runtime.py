@@ -7,7 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from configs.settings import ConfigError, Settings, load_settings
+from pydantic import ValidationError
+
+from configs.indicators import IndicatorsConfig, load_indicator_config
+from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
 from connectors.database import DatabaseSink
 from connectors.embedded_postgres import EmbeddedPostgres
 from sql.migrate import migrate
@@ -15,15 +18,28 @@ from sql.migrate import migrate
 log = logging.getLogger("tcp.flows")
 
 
-def settings_or_exit() -> Settings:
-    """Load settings once at a flow's entry point; a bad value stops it, naming the field."""
+def settings_or_exit() -> tuple[Settings, IndicatorsConfig]:
+    """Load settings (and the indicator configuration) once at a flow's entry point; a bad value
+    stops it, naming the field."""
     try:
         settings = load_settings()
+        indicators = load_indicators(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
         raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return settings
+    return settings, indicators
+
+
+def load_indicators(settings: Settings) -> IndicatorsConfig:
+    """The indicator/strategy configuration named by the settings; raises ConfigError naming the field."""
+    path = settings.indicators_config
+    try:
+        return load_indicator_config(path)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, f"indicator configuration {path}")) from None
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"invalid indicator configuration {path}: {error}") from None
 
 
 def database_url(settings: Settings) -> str:

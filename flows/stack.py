@@ -137,11 +137,11 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             simulator, extra_env = start_simulator(offline_tapes)
             services.append(simulator)
         services += services_for(settings, url, extra_env)
-        if not services:
-            print("The live flow and dashboard are not part of this version yet; the database stays up "
-                  "for SQL access. Ctrl-C stops it.", flush=True)
         for service in services:
-            service.start()
+            if service.process is None:
+                service.start()
+        running = ", ".join(s.name for s in services) or "the database only"
+        print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
         while True:
             for service in services:
                 assert service.process is not None

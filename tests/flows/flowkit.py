@@ -11,10 +11,11 @@ from typing import Any
 
 from bytewax.testing import TestingSink, cluster_main, run_main
 
+from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from flows.graph import FlowSinks
 from flows.replay import replay_flow
-from market.types import Candle
+from market.types import Candle, IndicatorValue, Signal
 from market.windowing import LateTrade
 from tests.conftest import TEST_DATA
 
@@ -32,18 +33,26 @@ def ms(value: str) -> datetime:
 class Captured:
     candles: list[Candle] = field(default_factory=list)
     late: list[LateTrade] = field(default_factory=list)
+    indicators: list[IndicatorValue | Signal] = field(default_factory=list)
 
     def of(self, timeframe: str, symbol: str | None = None) -> list[Candle]:
         return [c for c in self.candles
                 if c.timeframe == timeframe and (symbol is None or c.symbol == symbol)]
 
 
-def run_replay(tapes: list[Path], *, workers: int = 1, database: Any = None, **settings: Any) -> Captured:
-    """Run the replay dataflow in-process over ``tapes``, capturing candles and late trades."""
+def run_replay(
+    tapes: list[Path],
+    *,
+    workers: int = 1,
+    database: Any = None,
+    indicators: IndicatorsConfig | None = None,
+    **settings: Any,
+) -> Captured:
+    """Run the replay dataflow in-process over ``tapes``, capturing candles, late trades, indicators."""
     captured = Captured()
     sinks = FlowSinks(database=database, candles=[TestingSink(captured.candles)],
-                      late=[TestingSink(captured.late)])
-    flow = replay_flow(Settings(replay_tapes=tapes, **settings), sinks)
+                      late=[TestingSink(captured.late)], indicators=[TestingSink(captured.indicators)])
+    flow = replay_flow(Settings(replay_tapes=tapes, **settings), sinks, indicators)
     if workers == 1:
         run_main(flow)
     else:
