@@ -11,7 +11,6 @@ followed the last snapshot, which the idempotent sinks absorb.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -58,10 +57,7 @@ class _TapePartition(StatefulSourcePartition[Trade, int]):
             next(itertools.islice(self._trades, skip, skip), None)
 
     def next_batch(self) -> list[Trade]:
-        batch = [
-            dataclasses.replace(t, origin="tape") if t.origin != "tape" else t
-            for t in itertools.islice(self._trades, self._batch_size)
-        ]
+        batch = list(itertools.islice(self._trades, self._batch_size))
         if not batch:
             raise StopIteration()
         self._emitted += len(batch)

@@ -29,12 +29,15 @@ def ms_from_utc(ts: datetime) -> int:
     return (ts - EPOCH) // timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Trade:
     """One trade print (or one OKX aggregated push: ``count`` fills, ``trade_id`` the last of them).
 
     ``ts_event`` is the exchange's trade time; ``ts_recv`` when we received it (None for tapes).
     ``side`` is the taker side. Identity is (exchange, symbol, trade_id) -- see TIME.md rule 10.
+
+    Immutable by contract: never assign to a field (use ``dataclasses.replace``). It is not declared
+    ``frozen`` because a frozen dataclass takes ~10x longer to construct, and trades are the hot path.
     """
 
     exchange: str
