@@ -25,6 +25,7 @@ import pickle
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -47,8 +48,10 @@ _TEMP_TRADES = (
 )
 _MERGE_TRADES = (
     f"INSERT INTO trades ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS} FROM _tcp_trades"
-    " ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING"
+    " ON CONFLICT (exchange, symbol, time, trade_id) DO NOTHING"
 )
+_PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _UPSERT_CANDLE = """
 INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,
                         trade_count, vwap, first_trade_id, last_trade_id)
@@ -203,14 +206,7 @@ class DatabaseWriter:
         inserted = 0
         with conn.transaction(), conn.cursor() as cur:
             if trades:
-                cur.execute(_TEMP_TRADES)
-                cur.execute("TRUNCATE _tcp_trades")
-                with cur.copy(f"COPY _tcp_trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
-                    for t in trades:
-                        copy.write_row((t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side,
-                                        t.ts_recv, t.count, t.seq_id, t.source, t.origin))
-                cur.execute(_MERGE_TRADES)
-                inserted = max(cur.rowcount, 0)
+                inserted = self._copy_trades(conn, cur, trades)
             if candles:
                 cur.executemany(_UPSERT_CANDLE, [_candle_row(c) for c in candles])
             if late:
@@ -237,6 +233,25 @@ class DatabaseWriter:
         s.rejects_written += len(rejects)
         s.indicator_values_written += len(values)
         s.signals_written += len(signals)
+
+    @staticmethod
+    def _copy_trades(conn: psycopg.Connection, cur: psycopg.Cursor, trades: list[Trade]) -> int:
+        """COPY straight into ``trades``; if the batch overlaps stored rows (a re-delivery), redo it
+        through a temporary table and ``ON CONFLICT DO NOTHING``. Returns the rows inserted."""
+        text = _copy_text(trades)
+        try:
+            with conn.transaction():  # a savepoint: a conflict undoes only this attempt
+                with cur.copy(f"COPY trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
+                    copy.write(text)
+            return len(trades)
+        except psycopg.errors.UniqueViolation:
+            pass
+        cur.execute(_TEMP_TRADES)
+        cur.execute("TRUNCATE _tcp_trades")
+        with cur.copy(f"COPY _tcp_trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
+            copy.write(text)
+        cur.execute(_MERGE_TRADES)
+        return max(cur.rowcount, 0)
 
     def _failed(self, error: psycopg.Error) -> None:
         self.stats.write_failures += 1
@@ -288,6 +303,31 @@ class DatabaseWriter:
             path.unlink()
             log.info("wrote spooled batch %s (%d item(s))", path.name, len(items))
         return True
+
+
+def _copy_field(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _copy_text(trades: list[Trade]) -> str:
+    """Trades as COPY text rows; formatting here is ~2x faster than per-value adaptation."""
+    lines = []
+    plain = _PLAIN_WORDS
+    for t in trades:
+        symbol = t.symbol if t.symbol.isprintable() and "\\" not in t.symbol else _copy_field(t.symbol)
+        exchange = t.exchange if t.exchange in plain else _copy_field(t.exchange)
+        origin = t.origin if t.origin in plain else _copy_field(t.origin)
+        lines.append(
+            f"{exchange}\t{symbol}\t{t.trade_id}\t{t.ts_event.isoformat()}\t{t.price}\t{t.size}\t{t.side}\t"
+            f"{_copy_field(t.ts_recv)}\t{t.count}\t{_copy_field(t.seq_id)}\t{_copy_field(t.source)}\t{origin}\n"
+        )
+    return "".join(lines)
 
 
 def _candle_row(c: Candle) -> tuple[object, ...]:

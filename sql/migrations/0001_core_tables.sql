@@ -16,9 +16,9 @@ CREATE TABLE trades (
     exch_source  text,                                 -- OKX `source` ("0" normal, "1" liquidity programme)
     origin       text        NOT NULL,                 -- lineage: 'ws' | 'rest' | 'tape'
     ingested_at  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT trades_key UNIQUE (exchange, symbol, trade_id, time)
+    -- Identity (TIME.md rule 10) and, column order chosen for it, the index for per-symbol time ranges.
+    CONSTRAINT trades_key UNIQUE (exchange, symbol, time, trade_id)
 );
-CREATE INDEX trades_symbol_time ON trades (exchange, symbol, time DESC);
 
 CREATE TABLE candles_1m (
     exchange        text        NOT NULL,

@@ -67,6 +67,17 @@ def test_trades_are_stored_exactly_and_only_once(migrated: str, tmp_path: Path) 
     assert writer.stats.trades_inserted == 2000 and writer.stats.trades_duplicate == 500
 
 
+def test_text_that_needs_escaping_round_trips_exactly(migrated: str, tmp_path: Path) -> None:
+    odd = Trade("ex\\change", "A\tB\\C\nD", 1, Decimal("1.5"), Decimal("2"), "buy",
+                datetime(2024, 1, 1, tzinfo=UTC), source="we\\ird\r", origin="o\tther")
+    writer = DatabaseWriter(migrated, tmp_path / "spool")
+    writer.write([odd])
+    writer.close()
+    with psycopg.connect(migrated) as conn:
+        row = conn.execute("SELECT exchange, symbol, exch_source, origin FROM trades").fetchone()
+    assert row == (odd.exchange, odd.symbol, odd.source, odd.origin)
+
+
 def test_candles_late_trades_and_rejects_in_one_batch(migrated: str, tmp_path: Path) -> None:
     close = datetime(2019, 10, 11, 0, 1, tzinfo=UTC)
     late_trade = tape_trades(1)[0]
