@@ -27,7 +27,7 @@ from market.windowing import LateTrade, SeriesWindows, Watermark
 
 CandleOut = Trade | Candle | LateTrade
 ClockPolicy = Literal["event", "wall"]
-_TICK = timedelta(milliseconds=250)
+_RECHECK = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,18 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
         return windows.finish(end).candles, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self.config.clock != "wall" or self.state is None or self.state.clock.newest_event is None:
+        """Live: the wall time at which the watermark reaches the next close (so a candle is emitted
+        within scheduling jitter of close + grace), re-checked at least every second."""
+        if self.config.clock != "wall" or self.state is None:
             return None
-        return datetime.now(UTC) + _TICK
+        clock = self.state.clock
+        due = self.state.windows.next_close
+        now = datetime.now(UTC)
+        if clock.newest_event is None or clock.seen_at is None or due is None:
+            return now + _RECHECK
+        # watermark(t) = newest - grace + (t - seen_at)  =>  reaches `due` at this wall time:
+        at = clock.seen_at + (due - clock.newest_event + clock.grace)
+        return min(max(at, now), now + _RECHECK)
 
     def snapshot(self) -> CandleState | None:  # type: ignore[override]
         return self.state

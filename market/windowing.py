@@ -187,6 +187,11 @@ class SeriesWindows:
         return self._last_close
 
     @property
+    def next_close(self) -> datetime | None:
+        """Close of the next 1m window to emit: the watermark must reach it (None before any trade)."""
+        return None if self._due == _NEVER else self._due
+
+    @property
     def open_windows(self) -> int:
         return len(self._windows)
 
