@@ -52,10 +52,16 @@ _MERGE_TRADES = (
 )
 _PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_UPSERT_CANDLE = """
-INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,
-                        trade_count, vwap, first_trade_id, last_trade_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+_CANDLE_COLUMNS = (
+    "exchange, symbol, time, open, high, low, close, volume, quote_volume,"
+    " trade_count, vwap, first_trade_id, last_trade_id"
+)
+_TEMP_CANDLES = (
+    f"CREATE TEMP TABLE IF NOT EXISTS _tcp_candles AS SELECT {_CANDLE_COLUMNS} FROM candles_1m WITH NO DATA"
+)
+# One statement per batch (not one per candle): statement-level triggers on candles_1m fire once.
+_UPSERT_CANDLES = f"""
+INSERT INTO candles_1m ({_CANDLE_COLUMNS}) SELECT {_CANDLE_COLUMNS} FROM _tcp_candles ORDER BY symbol, time
 ON CONFLICT (exchange, symbol, time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume, trade_count = EXCLUDED.trade_count,
@@ -208,7 +214,12 @@ class DatabaseWriter:
             if trades:
                 inserted = self._copy_trades(conn, cur, trades)
             if candles:
-                cur.executemany(_UPSERT_CANDLE, [_candle_row(c) for c in candles])
+                cur.execute(_TEMP_CANDLES)
+                cur.execute("TRUNCATE _tcp_candles")
+                with cur.copy(f"COPY _tcp_candles ({_CANDLE_COLUMNS}) FROM STDIN") as copy:
+                    for c in candles:
+                        copy.write_row(_candle_row(c))
+                cur.execute(_UPSERT_CANDLES)
             if late:
                 cur.executemany(_INSERT_LATE, [_late_row(x) for x in late])
             if rejects:
