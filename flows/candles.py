@@ -22,10 +22,11 @@ from typing import Literal
 
 from bytewax.operators import StatefulBatchLogic
 
+from connectors.live_items import ProvisionalCandle
 from market.types import Candle, Trade
 from market.windowing import LateTrade, SeriesWindows, Watermark
 
-CandleOut = Trade | Candle | LateTrade
+CandleOut = Trade | Candle | LateTrade | ProvisionalCandle
 ClockPolicy = Literal["event", "wall"]
 _RECHECK = timedelta(seconds=1)
 
@@ -41,6 +42,8 @@ class CandleConfig:
     ends: dict[str, datetime] = field(default_factory=dict)
     """Per instrument end of a finite replay (rule 9); ignored by the live clock."""
     contract_values: dict[str, Decimal] = field(default_factory=dict)
+    provisional_every: timedelta | None = None
+    """Live only: emit the in-progress 1m candle at most this often (marked provisional, rule 7)."""
 
 
 @dataclass
@@ -58,6 +61,7 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
     def __init__(self, config: CandleConfig, state: CandleState | None) -> None:
         self.config = config
         self.state = state
+        self._provisional_at: datetime | None = None
 
     def _new_state(self, symbol: str) -> CandleState:
         config = self.config
@@ -86,7 +90,20 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
             clock = self.state.clock
             for trade in values:
                 clock.observe(trade.ts_event, now)
+            every = self.config.provisional_every
+            if every is not None and (self._provisional_at is None or now - self._provisional_at >= every):
+                if (provisional := self._provisional(now)) is not None:
+                    out.append(provisional)
+                    self._provisional_at = now
         return out, StatefulBatchLogic.RETAIN
+
+    def _provisional(self, now: datetime) -> ProvisionalCandle | None:
+        assert self.state is not None
+        c = self.state.windows.in_progress()
+        if c is None:
+            return None
+        return ProvisionalCandle(c.exchange, c.symbol, c.timeframe, c.open_time, c.close_time, c.open, c.high,
+                                 c.low, c.close, c.volume, c.quote_volume, c.trade_count, c.vwap, now)
 
     def on_notify(self) -> tuple[Iterable[CandleOut], bool]:
         if self.state is None or (watermark := self.state.clock.at(datetime.now(UTC))) is None:

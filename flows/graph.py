@@ -33,6 +33,9 @@ class FlowSinks:
     late: list[Sink] = field(default_factory=list)
     indicators: list[Sink] = field(default_factory=list)
     """Indicator values and signals."""
+    fanout: list[Sink] = field(default_factory=list)
+    """Live fan-out (Redis): final candles of every timeframe, provisional candles, late trades,
+    indicator values and signals."""
 
 
 def _candle_or_none(item: object) -> Candle | None:
@@ -44,9 +47,14 @@ def _trade_or_none(item: object) -> Trade | None:
 
 
 def _is_stored(item: object) -> bool:
+    """What the database keeps: trades, late trades and final 1m candles (longer ones are rollups)."""
     if isinstance(item, Candle):
         return item.timeframe == "1m"
-    return True
+    return isinstance(item, Trade | LateTrade)
+
+
+def _is_fanned_out(item: object) -> bool:
+    return not isinstance(item, Trade)
 
 
 def build_flow(
@@ -88,10 +96,20 @@ def build_flow(
         to_database.append(computed)
         for i, sink in enumerate(sinks.indicators):
             op.output(f"indicators_out_{i}", computed, sink)
+    else:
+        computed = None
     if sinks.database is not None:
         op.output("database", op.merge("to_database", *to_database), sinks.database)
     for i, sink in enumerate(sinks.candles):
         op.output(f"candles_out_{i}", candles, sink)
+    if sinks.fanout:
+        live = op.filter("fanned_out", results, _is_fanned_out)
+        # Candle | ProvisionalCandle | LateTrade
+        if computed is not None:
+            live = op.merge("with_indicators", live, computed)
+        # ... | IndicatorValue | Signal
+        for i, sink in enumerate(sinks.fanout):
+            op.output(f"fanout_{i}", live, sink)
     if sinks.late:
         late = op.filter("late_only", results, lambda x: isinstance(x, LateTrade))
         # LateTrade

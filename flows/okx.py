@@ -8,6 +8,8 @@ advanced watermark: about ``CANDLE_GRACE`` after each minute ends, even when an 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
@@ -16,7 +18,7 @@ from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import database_sink, database_url, settings_or_exit
+from flows.runtime import production_sinks, settings_or_exit
 
 
 def live_flow(
@@ -30,7 +32,7 @@ def live_flow(
         source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments)
     config = CandleConfig(
         grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
-        contract_values=settings.contract_values,
+        contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
     )
     return build_flow("okx", source, config, sinks, indicators)
 
@@ -40,5 +42,4 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
-    url = database_url(settings)
-    return live_flow(settings, FlowSinks(database=database_sink(settings, url)), indicators=indicators)
+    return live_flow(settings, production_sinks(settings), indicators=indicators)

@@ -16,7 +16,7 @@ from configs.settings import Settings
 from connectors.replay import TapeSource, instrument_ends
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import database_sink, database_url, settings_or_exit
+from flows.runtime import production_sinks, settings_or_exit
 
 
 def replay_flow(settings: Settings, sinks: FlowSinks, indicators: IndicatorsConfig | None = None) -> Dataflow:
@@ -36,5 +36,4 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
-    url = database_url(settings)
-    return replay_flow(settings, FlowSinks(database=database_sink(settings, url)), indicators)
+    return replay_flow(settings, production_sinks(settings), indicators)

@@ -13,6 +13,9 @@ from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
 from connectors.database import DatabaseSink
 from connectors.embedded_postgres import EmbeddedPostgres
+from connectors.embedded_redis import EmbeddedRedis
+from connectors.redis_fanout import RedisSink
+from flows.graph import FlowSinks
 from sql.migrate import migrate
 
 log = logging.getLogger("tcp.flows")
@@ -56,6 +59,27 @@ def database_url(settings: Settings) -> str:
         log.info("started an embedded PostgreSQL for this flow at %s", url)
     migrate(url, settings.database.timescaledb)
     return url
+
+
+def redis_url(settings: Settings) -> str:
+    """``REDIS_URL``; else the embedded Redis the run command started; else start one for this
+    process (and stop it at exit)."""
+    if settings.redis_url is not None:
+        return settings.redis_url.get_secret_value()
+    data_dir = settings.data_dir / "redis"
+    url = EmbeddedRedis.running_url(data_dir) if data_dir.exists() else None
+    if url is None:
+        server = EmbeddedRedis(data_dir)
+        url = server.start()
+        atexit.register(server.stop)
+        log.info("started an embedded Redis for this flow at %s", url)
+    return url
+
+
+def production_sinks(settings: Settings) -> FlowSinks:
+    """The sinks of a real run: the database and the Redis fan-out."""
+    return FlowSinks(database=database_sink(settings, database_url(settings)),
+                     fanout=[RedisSink(redis_url(settings))])
 
 
 def database_sink(settings: Settings, url: str) -> DatabaseSink:

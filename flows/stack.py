@@ -26,6 +26,8 @@ from types import FrameType
 
 from configs.settings import ConfigError, Settings, load_settings
 from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
+from connectors.embedded_redis import EmbeddedRedis
+from flows.runtime import load_indicators
 from sql.migrate import MigrationError, migrate
 
 log = logging.getLogger("tcp.stack")
@@ -118,6 +120,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     embedded: EmbeddedPostgres | None = None
+    embedded_redis: EmbeddedRedis | None = None
     services: list[Service] = []
     try:
         if settings.database_url is None:
@@ -127,12 +130,18 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
                   f"(data in {embedded.data_dir})", flush=True)
         else:
             url = settings.database_url.get_secret_value()
+        if settings.redis_url is None:
+            embedded_redis = EmbeddedRedis(settings.data_dir / "redis")
+            redis_url = embedded_redis.start()
+            print(f"Embedded Redis ready in {embedded_redis.started_in_seconds:.2f} s", flush=True)
+        else:
+            redis_url = settings.redis_url.get_secret_value()
         applied = migrate(url, settings.database.timescaledb)
         print(f"Schema: {len(applied)} migration(s) applied" if applied else "Schema: up to date", flush=True)
-        print(f"Database: {url}\n  psql \"{url}\"", flush=True)
+        print(f"Database: {url}\n  psql \"{url}\"\nRedis: {redis_url}", flush=True)
         if once:
             return 0
-        extra_env: dict[str, str] = {}
+        extra_env: dict[str, str] = {"REDIS_URL": redis_url}
         if offline_tapes:
             simulator, extra_env = start_simulator(offline_tapes)
             services.append(simulator)
@@ -160,6 +169,9 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for service in reversed(services):
             service.stop()
+        if embedded_redis is not None:
+            embedded_redis.stop()
+            print("Embedded Redis stopped.", flush=True)
         if embedded is not None:
             embedded.stop()
             print("Embedded PostgreSQL stopped.", flush=True)
@@ -177,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
+        load_indicators(settings)  # fail at start, naming the field, rather than in the flow
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -241,6 +241,15 @@ class SeriesWindows:
                 duplicates += out.duplicates
         return Emitted(tuple(candles), tuple(late), duplicates)
 
+    def in_progress(self) -> Candle | None:
+        """The newest still-open 1m window as a candle built from the trades seen so far, for live
+        display only (TIME.md rule 7: it is provisional and feeds nothing); None if no window is open."""
+        traded = [m for m, builder in self._windows.items() if not builder.is_empty]
+        if not traded:
+            return None
+        minute = max(traded)
+        return self._windows[minute].build(EPOCH + minute * MINUTE, self._last_close)
+
     def advance(self, watermark: datetime) -> Emitted:
         """Move the watermark to ``watermark`` if that is later (e.g. the live clock while quiet, rule 3)."""
         if watermark.tzinfo is None:
