@@ -32,12 +32,13 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg.types.json import Jsonb
 
+from connectors.okx.events import Gap
 from market.types import Candle, IndicatorValue, Rejected, Signal, Trade
 from market.windowing import LateTrade
 
 log = logging.getLogger(__name__)
 
-StoredItem = Trade | Candle | LateTrade | Rejected | IndicatorValue | Signal
+StoredItem = Trade | Candle | LateTrade | Rejected | IndicatorValue | Signal | Gap
 
 _TRADE_COLUMNS = (
     "exchange, symbol, trade_id, time, price, size, side, received_at,"
@@ -92,6 +93,12 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (exchange, symbol, timeframe, strategy, time) DO UPDATE SET
     action = EXCLUDED.action, reason = EXCLUDED.reason, values = EXCLUDED.values
 """
+_INSERT_GAP = """
+INSERT INTO gaps (exchange, symbol, from_trade_id, to_trade_id, from_time, to_time, filled, trades_backfilled,
+                  reason, recovery_seconds, error, detected_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (exchange, symbol, from_trade_id, to_trade_id) DO NOTHING
+"""
 _INVALID_BATCH = (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError)
 
 
@@ -107,6 +114,7 @@ class WriterStats:
     rejects_written: int = 0
     indicator_values_written: int = 0
     signals_written: int = 0
+    gaps_written: int = 0
     write_failures: int = 0
     batches_spooled: int = 0
     batches_refused: int = 0
@@ -201,7 +209,8 @@ class DatabaseWriter:
         rejects = [i for i in items if isinstance(i, Rejected)]
         values = [i for i in items if isinstance(i, IndicatorValue)]
         signals = [i for i in items if isinstance(i, Signal)]
-        known = (trades, candles, late, rejects, values, signals)
+        gaps = [i for i in items if isinstance(i, Gap)]
+        known = (trades, candles, late, rejects, values, signals, gaps)
         unknown = len(items) - sum(len(kind) for kind in known)
         if unknown:
             raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
@@ -235,6 +244,8 @@ class DatabaseWriter:
                 cur.execute(_MERGE_INDICATORS)
             if signals:
                 cur.executemany(_UPSERT_SIGNAL, [_signal_row(s) for s in signals])
+            if gaps:
+                cur.executemany(_INSERT_GAP, [_gap_row(g) for g in gaps])
         s = self.stats
         s.batches_written += 1
         s.trades_inserted += inserted
@@ -244,6 +255,7 @@ class DatabaseWriter:
         s.rejects_written += len(rejects)
         s.indicator_values_written += len(values)
         s.signals_written += len(signals)
+        s.gaps_written += len(gaps)
 
     @staticmethod
     def _copy_trades(conn: psycopg.Connection, cur: psycopg.Cursor, trades: list[Trade]) -> int:
@@ -350,6 +362,11 @@ def _late_row(x: LateTrade) -> tuple[object, ...]:
     t = x.trade
     return (t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side, t.ts_recv,
             x.candle_close, x.watermark - x.candle_close)
+
+
+def _gap_row(g: Gap) -> tuple[object, ...]:
+    return (g.exchange, g.symbol, g.from_trade_id, g.to_trade_id, g.from_time, g.to_time, g.filled,
+            g.trades_backfilled, g.reason, g.recovery_seconds, g.error, g.detected_at)
 
 
 def _signal_row(s: Signal) -> tuple[object, ...]:

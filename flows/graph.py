@@ -16,7 +16,9 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from configs.indicators import IndicatorsConfig
+from connectors.okx.events import ConnectionHealth, Gap
 from flows.candles import CandleConfig, CandleLogic, CandleState
+from flows.health import health_step
 from flows.indicators import IndicatorStep, series_key
 from market.types import Candle, Rejected, Trade
 from market.windowing import LateTrade
@@ -44,6 +46,14 @@ def _candle_or_none(item: object) -> Candle | None:
 
 def _trade_or_none(item: object) -> Trade | None:
     return item if isinstance(item, Trade) else None
+
+
+def _gap_or_none(item: object) -> Gap | None:
+    return item if isinstance(item, Gap) else None
+
+
+def _health_or_none(item: object) -> ConnectionHealth | None:
+    return item if isinstance(item, ConnectionHealth) else None
 
 
 def _is_stored(item: object) -> bool:
@@ -85,8 +95,10 @@ def build_flow(
     # Trade | Candle | LateTrade
     candles = op.filter_map("candles_only", results, _candle_or_none)
     # Candle (every timeframe, final)
-    to_database = [op.filter("stored", results, _is_stored), rejects]
-    # Trade | Candle(1m) | LateTrade, and Rejected
+    gaps = op.filter_map("gaps_only", split.falses, _gap_or_none)
+    # Gap (from a live source: holes in the trade ids, filled by backfill or not)
+    to_database = [op.filter("stored", results, _is_stored), rejects, gaps]
+    # Trade | Candle(1m) | LateTrade, Rejected, Gap
     if indicators is not None:
         by_series = op.key_on("by_series", candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
@@ -108,6 +120,12 @@ def build_flow(
         if computed is not None:
             live = op.merge("with_indicators", live, computed)
         # ... | IndicatorValue | Signal
+        health = op.filter_map("health_only", split.falses, _health_or_none)
+        # ConnectionHealth
+        by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
+        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, health_step))
+        # CollectorHealth
+        live = op.merge("with_health", live, snapshots)
         for i, sink in enumerate(sinks.fanout):
             op.output(f"fanout_{i}", live, sink)
     if sinks.late:

@@ -398,16 +398,21 @@ def test_rest_serves_only_trades_already_played() -> None:
 
 
 def test_rebase_now_stamps_trades_at_the_current_time() -> None:
-    async def scenario() -> None:
-        async with simulator(BTC, speed=1, rebase_now=True) as sim:
+    tape_ts = {row["trade_id"]: int(row["created_time"]) for row in tape_rows(BTC)}
+
+    async def scenario(align: float, window_ms: int) -> None:
+        async with simulator(BTC, speed=1, rebase_now=True, rebase_align=align) as sim:
             async with connect(public(sim)) as ws:
                 await subscribe(ws, ("trades", "BTC-USDT"))
                 await recv_json(ws)
                 for _ in range(3):
                     (item,) = (await recv_json(ws))["data"]
-                    assert abs(int(item["ts"]) - time.time() * 1000) < 3_000
+                    shift = int(item["ts"]) - tape_ts[item["tradeId"]]
+                    assert shift % int(align * 1000) == 0  # the grid of candles is kept
+                    assert -window_ms < int(item["ts"]) - time.time() * 1000 < 3_000
 
-    asyncio.run(scenario())
+    asyncio.run(scenario(0.001, 3_000))  # no alignment: within delivery time of now
+    asyncio.run(scenario(60, 63_000))  # default: a whole number of minutes, so up to a minute behind
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ class SimulatorConfig:
     port: int = 0
     speed: float = 1.0  # times real time; 0 = as fast as possible
     rebase_now: bool = False  # shift tape times so the replay starts at the current time
+    rebase_align: float = 60.0  # the shift is a whole number of these seconds, so candles keep their grid
     start_offset: float = 0.0  # start the replay this many tape seconds after the first trade
     wait_for_subscriber: bool = False  # hold the clock until the first subscription
     legacy_fields: bool = False  # 2021-22 shapes: trades without count/source/seqId, acks without connId
@@ -39,6 +40,8 @@ class SimulatorConfig:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
         if self.start_offset < 0:
             raise ValueError(f"start_offset must be >= 0, got {self.start_offset}")
+        if self.rebase_align < 0.001:
+            raise ValueError(f"rebase_align must be >= 0.001 s, got {self.rebase_align}")
         if self.idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be > 0, got {self.idle_timeout}")
         if self.rebase_now and self.wait_for_subscriber:
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--speed", type=float, default=1.0, help="times real time; 0 = as fast as possible")
     parser.add_argument("--rebase-now", action="store_true", help="shift tape times so the replay starts now")
+    parser.add_argument("--rebase-align", type=float, default=60.0, metavar="SECONDS",
+                        help="make the --rebase-now shift a multiple of this (default 60: minute candles of "
+                             "the replay are the tape's, shifted); 86400 keeps every timeframe's grid")
     parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
                         help="start the replay this many tape seconds in; earlier trades are history")
     parser.add_argument("--wait-for-subscriber", action="store_true",
@@ -111,6 +117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
             port=args.port,
             speed=args.speed,
             rebase_now=args.rebase_now,
+            rebase_align=args.rebase_align,
             start_offset=args.start_offset,
             wait_for_subscriber=args.wait_for_subscriber,
             legacy_fields=args.legacy_fields,

@@ -69,7 +69,8 @@ class Simulator:
         start_tape_ms = None if first_ms is None else first_ms + int(config.start_offset * 1000)
         offset_ms = 0
         if config.rebase_now and start_tape_ms is not None:
-            offset_ms = int(time.time() * 1000) - start_tape_ms
+            align_ms = max(1, int(config.rebase_align * 1000))
+            offset_ms = (int(time.time() * 1000) - start_tape_ms) // align_ms * align_ms
         self.market = Market(instruments, self.hub, offset_ms=offset_ms, legacy=config.legacy_fields,
                              aggregate_fills=config.aggregate, ct_val=config.ct_val)
         start_ms = None if start_tape_ms is None else start_tape_ms + offset_ms

@@ -1,0 +1,55 @@
+"""Collector health for the live fan-out: a source's ``ConnectionHealth`` records, per connection, turned
+into the ``CollectorHealth`` snapshots the dashboard shows (status, counters, issues).
+
+A stateful step keyed by connection keeps the previous snapshot, so rates (errors, reconnects) are
+judged over the interval between snapshots (``connectors.live_items.assess_health``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from connectors.live_items import CollectorHealth, Status, assess_health
+from connectors.okx.events import ConnectionHealth
+
+_STATUS: dict[str, Status] = {
+    "connecting": "starting",
+    "subscribed": "running",
+    "backoff": "reconnecting",
+    "stopped": "stopped",
+}
+
+
+HealthState = tuple[datetime, CollectorHealth]
+"""When this flow first saw the connection, and its previous snapshot."""
+
+
+def health_step(state: HealthState | None, h: ConnectionHealth) -> tuple[HealthState, CollectorHealth]:
+    """``op.stateful_map`` step keyed by connection: the snapshot's uptime counts from when the
+    connection was first seen; rates are judged against the previous snapshot."""
+    started, previous = state if state is not None else (h.time, None)
+    collector = f"{h.exchange}:{h.connection}"
+    snapshot = CollectorHealth(
+        collector=collector,
+        time=h.time,
+        status="error" if h.subscribe_errors and h.state != "subscribed" else _STATUS.get(h.state, "error"),
+        should_be_running=h.state != "stopped",
+        messages_received=h.messages_received,
+        messages_processed=h.trades_emitted,
+        errors=h.rejects + h.subscribe_errors + h.gaps_unfilled,
+        restarts=0,  # the flow process's own restarts are not known to the source
+        uptime_seconds=(h.time - started).total_seconds(),
+        reconnect_attempts=h.reconnects,
+        last_message_time=h.last_message_at,
+        last_error=h.last_error,
+        details={
+            "instruments": float(len(h.instruments)),
+            "trades_backfilled": float(h.trades_backfilled),
+            "duplicates_dropped": float(h.duplicates_dropped),
+            "gaps_filled": float(h.gaps_filled),
+            "gaps_unfilled": float(h.gaps_unfilled),
+            "rejects": float(h.rejects),
+        },
+    )
+    assessed = assess_health(snapshot, previous=previous)
+    return (started, assessed), assessed
