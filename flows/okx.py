@@ -18,7 +18,7 @@ from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import production_sinks, settings_or_exit
+from flows.runtime import graceful_stop, production_sinks, settings_or_exit
 
 
 def live_flow(
@@ -42,4 +42,6 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
-    return live_flow(settings, production_sinks(settings), indicators=indicators)
+    source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
+                             stop=graceful_stop())
+    return live_flow(settings, production_sinks(settings), source, indicators)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 from pydantic import ValidationError
 
@@ -32,6 +35,22 @@ def settings_or_exit() -> tuple[Settings, IndicatorsConfig]:
         raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings, indicators
+
+
+def graceful_stop() -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM, for live sources to end their input so the flow
+    closes its sinks and exits cleanly; a second signal stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
 
 
 def load_indicators(settings: Settings) -> IndicatorsConfig:

@@ -80,8 +80,11 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
         """The connection's current health (the same record is emitted every ``health_interval``)."""
         return self._stream.health()
 
+    stop: threading.Event | None = None
+    """Set from outside (a signal handler) to end this partition's input."""
+
     def next_batch(self) -> list[OkxItem]:
-        if self._ended:
+        if self._ended or (self.stop is not None and self.stop.is_set()):
             raise StopIteration
         batch: list[OkxItem] = []
         while len(batch) < self._batch_size:
@@ -152,7 +155,9 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
                  rest_min_interval: float = 0.1, backfill_max_pages: int = 50, reorder_window: float = 0.5,
                  start_after: Mapping[str, int] | None = None,
                  end_trade_ids: Mapping[str, int] | None = None, batch_size: int = 1000,
-                 poll_interval: float = 0.005) -> None:
+                 poll_interval: float = 0.005, stop: threading.Event | None = None) -> None:
+        """``stop``: when set, every partition ends its input (a graceful shutdown: Bytewax then
+        closes the sinks and the run returns)."""
         unique = list(dict.fromkeys(instruments))
         if not unique:
             raise ValueError("at least one instrument is needed")
@@ -175,6 +180,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.limiter: ConnectLimiter = PROCESS_LIMITER
+        self.stop = stop
 
     def list_parts(self) -> list[str]:
         return list(self.shards)
@@ -187,8 +193,10 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
             positions = {inst: (self.start_after[inst], None)
                          for inst in instruments if inst in self.start_after}
         end_ids = {inst: self.end_trade_ids[inst] for inst in instruments if inst in self.end_trade_ids}
-        return OkxTradesPartition(for_part, self.ws_url, self.rest_url, instruments, self.options, positions,
-                                  end_ids, self.batch_size, self.poll_interval, self.limiter)
+        partition = OkxTradesPartition(for_part, self.ws_url, self.rest_url, instruments, self.options,
+                                       positions, end_ids, self.batch_size, self.poll_interval, self.limiter)
+        partition.stop = self.stop
+        return partition
 
 
 __all__ = ["OkxItem", "OkxTradesPartition", "OkxTradesSource", "Positions"]
