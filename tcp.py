@@ -65,6 +65,23 @@ def _dev_fingerprint() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b".[dev]").hexdigest()
 
 
+def ensure_chromium() -> None:
+    """The dashboard's browser tests drive Debian's Chromium; install it when we may (root with apt).
+    Elsewhere those tests are skipped with the reason and the command that installs it."""
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("Chromium not found: browser tests will be skipped (install with: apt-get install chromium)")
+        return
+    print("Installing Chromium for the browser tests (apt-get install chromium) ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-qq"],
+                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        if subprocess.run(argv, stdout=subprocess.DEVNULL, env=env).returncode != 0:
+            print("Chromium could not be installed: browser tests will be skipped", flush=True)
+            return
+
+
 def _exec(python: Path, *args: str) -> None:
     os.chdir(ROOT)
     os.execv(str(python), [str(python), *args])
@@ -78,7 +95,9 @@ def main(argv: list[str]) -> None:
     if command == "up":
         _exec(ensure_environment(dev=False), "-m", "flows.stack", "up", *rest)
     elif command == "test":
-        _exec(ensure_environment(dev=True), "-m", "pytest", *rest)
+        python = ensure_environment(dev=True)
+        ensure_chromium()
+        _exec(python, "-m", "pytest", *rest)
     elif command == "migrate":
         _exec(ensure_environment(dev=False), "-m", "sql.migrate", *rest)
     elif command == "sim":
