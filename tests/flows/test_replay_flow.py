@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+import functools
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.database import DatabaseSink
+from market.types import Candle
 from sql.migrate import migrate
 from tests.flows.flowkit import (
     BTC_TAPE,
@@ -110,3 +114,21 @@ def test_higher_timeframes_equal_candles_built_directly_from_trades(timeframe: s
     assert got  # the tape spans 2.5 days: every timeframe closes at least once
     for close, values in got.items():
         assert values == expected[close], close
+
+
+@functools.cache
+def _full_xrp_run() -> tuple[Candle, ...]:
+    return tuple(run_replay([XRP_TAPE]).candles)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut_ms=st.integers(min_value=0, max_value=2 * 86_400_000 + 11 * 3_600_000))
+def test_prefix_invariance_at_random_cut_points(cut_ms: int) -> None:
+    """TIME.md rule 8 through the whole flow: with the tape cut at C (its end declared as C), every
+    candle stamped <= C is identical to the full run's, and none is stamped after C."""
+    cut = ms(tape_rows(XRP_TAPE)[0]["created_time"]) + timedelta(milliseconds=cut_ms)
+    early = run_replay([XRP_TAPE], replay_end=cut)
+    key = lambda c: (c.timeframe, c.close_time)  # noqa: E731
+    assert all(c.close_time <= cut for c in early.candles)
+    expected = [c for c in _full_xrp_run() if c.close_time <= cut]
+    assert sorted(early.candles, key=key) == sorted(expected, key=key)
