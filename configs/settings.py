@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -72,6 +73,58 @@ class DatabaseSettings(BaseModel):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class StorageSettings(BaseModel):
+    """Retention, compression and rollup refresh (docs/sql.md, "Policies"); durations are ISO 8601
+    (``P90D``, ``PT1M``), ``HH:MM:SS``, ``90d``/``90 days`` or seconds.
+    Applied by ``python -m sql.policies``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trades_retention: timedelta = timedelta(days=90)
+    """Raw trades older than this are dropped."""
+    candles_retention: timedelta = timedelta(days=1095)
+    """1m candles, every higher timeframe and the gaps log (3 years)."""
+    indicators_retention: timedelta = timedelta(days=1095)
+    """Indicator values and signals."""
+    rejects_retention: timedelta = timedelta(days=90)
+    """Rejected input and the late-trade log."""
+    trades_compress_after: timedelta = timedelta(days=7)
+    """TimescaleDB: trade chunks older than this go to the columnstore."""
+    candles_compress_after: timedelta = timedelta(days=14)
+    """TimescaleDB: 1m candle and indicator chunks older than this are compressed."""
+    rollups_compress_after: timedelta = timedelta(days=30)
+    """TimescaleDB: higher-timeframe chunks older than this are compressed (beyond the refresh window)."""
+    rollup_refresh_window: timedelta = timedelta(days=3)
+    """TimescaleDB: how far back each rollup refresh looks for changed 1m candles."""
+    rollup_refresh_lag: timedelta = timedelta(minutes=1)
+    """TimescaleDB: a rollup refresh stops this long before now (at least the candle grace)."""
+    rollup_refresh_every: timedelta = timedelta(minutes=1)
+    """TimescaleDB: how often the rollup refresh jobs run."""
+
+    @field_validator("*")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StorageSettings:
+        pairs = [
+            ("trades_compress_after", "trades_retention"),
+            ("candles_compress_after", "candles_retention"),
+            ("rollups_compress_after", "candles_retention"),
+        ]
+        for shorter, longer in pairs:
+            if getattr(self, shorter) >= getattr(self, longer):
+                raise ValueError(f"{shorter} must be shorter than {longer}")
+        if self.rollup_refresh_window < timedelta(days=2) + self.rollup_refresh_lag:
+            raise ValueError("rollup_refresh_window must cover two days (two 1d candles) plus the lag")
+        if self.rollups_compress_after <= self.rollup_refresh_window:
+            raise ValueError("rollups_compress_after must be longer than rollup_refresh_window")
+        return self
+
+
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -116,6 +169,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database: DatabaseSettings = DatabaseSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    storage: StorageSettings = StorageSettings()
 
     @field_validator("instruments", mode="before")
     @classmethod
