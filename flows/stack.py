@@ -29,6 +29,9 @@ from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from connectors.embedded_redis import EmbeddedRedis
 from flows.runtime import load_indicators
 from sql.migrate import MigrationError, migrate
+from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
+
+MAINTENANCE_EVERY = 3600.0  # seconds between retention runs on plain PostgreSQL (no job scheduler)
 
 log = logging.getLogger("tcp.stack")
 
@@ -116,6 +119,32 @@ def services_for(
     return services
 
 
+def _apply_storage_policies(settings: Settings, url: str) -> bool:
+    """Register compression/retention/refresh jobs (TimescaleDB) or run retention once (plain
+    PostgreSQL, which has no scheduler); returns whether the engine is plain PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        changed = apply_policies(conn, settings.storage, settings.candle_grace)
+        plain = engine_of(conn) != "timescale"
+    if changed:
+        print(f"Storage policies: {', '.join(changed)}", flush=True)
+    if plain:
+        _maintain(settings, url)
+    return plain
+
+
+def _maintain(settings: Settings, url: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            done = run_maintenance(conn, settings.storage)
+        log.info("storage maintenance: %s", "; ".join(done) or "nothing to do")
+    except psycopg.Error as error:
+        log.warning("storage maintenance failed: %s", error)
+
+
 def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -138,6 +167,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             redis_url = settings.redis_url.get_secret_value()
         applied = migrate(url, settings.database.timescaledb)
         print(f"Schema: {len(applied)} migration(s) applied" if applied else "Schema: up to date", flush=True)
+        plain = _apply_storage_policies(settings, url)
         print(f"Database: {url}\n  psql \"{url}\"\nRedis: {redis_url}", flush=True)
         if once:
             return 0
@@ -151,7 +181,11 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
                 service.start()
         running = ", ".join(s.name for s in services) or "the database only"
         print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
+        next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         while True:
+            if plain and time.monotonic() >= next_maintenance:
+                _maintain(settings, url)
+                next_maintenance = time.monotonic() + MAINTENANCE_EVERY
             for service in services:
                 assert service.process is not None
                 if (code := service.process.poll()) is not None:
@@ -161,7 +195,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
     except _Stop as stop:
         print(f"\n{stop}: stopping ...", flush=True)
         return 0
-    except (EmbeddedPostgresError, MigrationError) as error:
+    except (EmbeddedPostgresError, MigrationError, PolicyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
