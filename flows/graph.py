@@ -1,9 +1,10 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
-    source ─► split ─► rejects ──────────────────────────────────────────────────────┐
-                  └─► trades ─► key by instrument ─► candles (per instrument) ───────┤
-                                          candles ─► key by series ─► indicators ────┼─► database
-                                                                       + signals     └─► extra sinks
+    source ─► split ─► rejects, gaps ─────────────────────────────────────────────────┐
+                  ├─► trades ─► key by instrument ─► candles (per instrument) ────────┤
+                  │                       candles ─► key by series ─► indicators ─────┼─► database
+                  │                                                    + signals      ├─► fan-out (Redis)
+                  └─► connection health ─► key by connection ─► collector health ─────┘
 """
 
 from __future__ import annotations
