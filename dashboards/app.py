@@ -1,0 +1,125 @@
+"""The dashboard app: ``panel serve dashboards/app.py --address 127.0.0.1 --port 5006``.
+
+Settings are loaded once per server process (``DATABASE_URL``, ``REDIS_URL``, instruments, indicator
+config); the database pool and the live hub are shared by every session. Each session gets its own
+chart and health views and two periodic callbacks (live updates every 0.5 s, health every 5 s while
+its tab is shown), stopped when the session ends. Any failure shows a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import panel as pn
+from bokeh.server.contexts import BokehSessionContext
+
+from configs.indicators import IndicatorsConfig, load_indicator_config
+from configs.settings import ConfigError, Settings, load_settings
+from dashboards.data import DashboardData
+from dashboards.views import CandleChart, HealthView
+
+log = logging.getLogger("tcp.dashboard")
+
+LIVE_PERIOD_MS = 500
+HEALTH_PERIOD_MS = 5000
+TITLE = "TCP Dashboard"
+
+
+def shared_settings() -> Settings:
+    return pn.state.as_cached("tcp-dashboard-settings", load_settings)
+
+
+def shared_indicators(settings: Settings) -> IndicatorsConfig:
+    return pn.state.as_cached(
+        "tcp-dashboard-indicators", load_indicator_config, path=settings.indicators_config
+    )
+
+
+def shared_data(settings: Settings) -> DashboardData:
+    if settings.database_url is None or settings.redis_url is None:
+        raise ConfigError("DATABASE_URL and REDIS_URL must be set (`python3 tcp.py up` sets both).")
+    return pn.state.as_cached(
+        "tcp-dashboard-data",
+        DashboardData.connect,
+        database_url=settings.database_url.get_secret_value(),
+        redis_url=settings.redis_url.get_secret_value(),
+        pool_max_size=settings.database.pool_max_size,
+    )
+
+
+def message_page(text: str) -> pn.viewable.Viewable:
+    return pn.Column(
+        pn.pane.Markdown(f"# {TITLE}"),
+        pn.pane.Alert(text, alert_type="danger", css_classes=["tcp-app-error"]),
+    )
+
+
+def build_app() -> tuple[pn.viewable.Viewable, list[Any]]:
+    """The page of one session and the objects to stop when it ends."""
+    try:
+        settings = shared_settings()
+        config = shared_indicators(settings)
+        data = shared_data(settings)
+    except ConfigError as error:
+        return message_page(f"The dashboard cannot start: {error}"), []
+    chart = CandleChart(data, settings.instruments, config)
+    health = HealthView(data)
+    tabs = pn.Tabs(
+        ("Chart", chart),
+        ("Health", health),
+        dynamic=False,
+        sizing_mode="stretch_width",
+        css_classes=["tcp-tabs"],
+    )
+    live = pn.state.add_periodic_callback(_guarded(chart.poll_live), period=LIVE_PERIOD_MS)
+    checks = pn.state.add_periodic_callback(
+        _guarded(lambda: tabs.active == 1 and health.refresh()), period=HEALTH_PERIOD_MS
+    )
+    tabs.param.watch(lambda event: event.new == 1 and health.refresh(), "active")
+    template = pn.template.BootstrapTemplate(title=TITLE, main=[tabs], header_background="#263238")
+    return template, [live, checks, chart]
+
+
+def _guarded(callback: Any) -> Any:
+    """A periodic callback that logs an unexpected error instead of ending the session's updates."""
+
+    def run() -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("dashboard update failed")
+
+    return run
+
+
+def _stop(handles: list[Any]) -> Any:
+    def on_destroyed(_: BokehSessionContext) -> None:
+        for handle in handles:
+            handle.stop() if hasattr(handle, "stop") else handle.close()
+
+    return on_destroyed
+
+
+def session_page() -> pn.viewable.Viewable:
+    """Build one session's page and arrange for its callbacks to stop when the session ends."""
+    try:
+        page, handles = build_app()
+    except Exception:
+        log.exception("the dashboard page could not be built")
+        page, handles = (
+            message_page("The dashboard hit an unexpected error; the server log has the details."),
+            [],
+        )
+    if handles:
+        pn.state.on_session_destroyed(_stop(handles))
+    return page
+
+
+if __name__.startswith("bokeh_app"):
+    session_page().servable(title=TITLE)
+elif __name__ == "__main__":
+    _settings = load_settings()
+    pn.serve(
+        session_page, address=_settings.dashboard.host, port=_settings.dashboard.port, show=False, title=TITLE
+    )

@@ -1,0 +1,187 @@
+"""The health page: collector health (Redis), gaps, late trades and rejects (database), server status."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from dashboards.data import DashboardData, DataUnavailable
+
+
+def message_rate(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> float:
+    """Messages per second: over the change since the previous snapshot, else since the collector started."""
+    if previous is not None and previous["time"] < current["time"]:
+        span = (current["time"] - previous["time"]).total_seconds()
+        return (current["messages_received"] - previous["messages_received"]) / span
+    uptime = float(current.get("uptime_seconds") or 0.0)
+    return current["messages_received"] / uptime if uptime > 0 else 0.0
+
+
+def collector_rows(
+    latest: Mapping[str, Mapping[str, Any]], previous: Mapping[str, Mapping[str, Any]], now: datetime
+) -> pd.DataFrame:
+    """One row per collector: status, health, rate, last message age, reconnects, errors, issues."""
+    rows = []
+    for name in sorted(latest):
+        h = latest[name]
+        last = h.get("last_message_time")
+        rows.append(
+            {
+                "collector": name,
+                "status": h["status"],
+                "healthy": "yes" if h["is_healthy"] else "NO",
+                "messages": h["messages_received"],
+                "rate (msg/s)": round(message_rate(h, previous.get(name)), 2),
+                "last message age (s)": "never" if last is None else f"{(now - last).total_seconds():.0f}",
+                "reconnects": h["reconnect_attempts"],
+                "restarts": h["restarts"],
+                "errors": h["errors"],
+                "snapshot (UTC)": h["time"].strftime("%Y-%m-%d %H:%M:%S"),
+                "issues": "; ".join(h.get("issues") or []) or "none",
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "collector",
+            "status",
+            "healthy",
+            "messages",
+            "rate (msg/s)",
+            "last message age (s)",
+            "reconnects",
+            "restarts",
+            "errors",
+            "snapshot (UTC)",
+            "issues",
+        ],
+    )
+
+
+def gap_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Gaps per series: how many, how many backfilled (filled) or not, trades recovered."""
+    frame = pd.DataFrame(
+        list(rows), columns=["exchange", "symbol", "filled", "trades_backfilled", "detected_at"]
+    )
+    grouped = frame.groupby(["exchange", "symbol"], as_index=False).agg(
+        gaps=("filled", "size"),
+        backfilled=("filled", "sum"),
+        trades_backfilled=("trades_backfilled", "sum"),
+        last_detected=("detected_at", "max"),
+    )
+    grouped["unfilled"] = grouped["gaps"] - grouped["backfilled"]
+    return grouped[
+        ["exchange", "symbol", "gaps", "backfilled", "unfilled", "trades_backfilled", "last_detected"]
+    ]
+
+
+def count_table(rows: Iterable[Mapping[str, Any]], keys: list[str], count: str) -> pd.DataFrame:
+    """Counts summed per ``keys`` over the periods of a count query."""
+    frame = pd.DataFrame(list(rows), columns=[*keys, count])
+    return frame.groupby(keys, as_index=False)[count].sum().astype({count: int})
+
+
+TABLE_CSS = """
+table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+th, td { padding: 4px 10px; text-align: right; border-bottom: 1px solid #e0e0e0; }
+th { background: #eceff1; }
+th:first-child, td:first-child { text-align: left; }
+"""
+
+
+def table_html(frame: pd.DataFrame, empty: str) -> str:
+    """A small table (values escaped), or a sentence saying there is nothing to show."""
+    if not len(frame):
+        return f"<p><i>{html.escape(empty)}</i></p>"
+    return frame.to_html(index=False, border=0, escape=True, na_rep="")
+
+
+WINDOWS = {
+    "last hour": timedelta(hours=1),
+    "last 24 hours": timedelta(days=1),
+    "last 7 days": timedelta(days=7),
+    "all time": None,
+}
+
+
+class HealthView(pn.viewable.Viewer):
+    """Collector health from Redis; gaps, late trades and rejects from the database; server status."""
+
+    window = param.Selector(default="last 24 hours", objects=list(WINDOWS), label="Counts over")
+
+    def __init__(self, data: DashboardData, **params: Any) -> None:
+        super().__init__(**params)
+        self.data = data
+        self.previous: dict[str, Mapping[str, Any]] = {}
+        self.status = pn.pane.HTML(css_classes=["tcp-health-status"], sizing_mode="stretch_width")
+        self.collectors, self.gaps, self.late, self.rejects = (
+            pn.pane.HTML(css_classes=[f"tcp-{name}"], sizing_mode="stretch_width", stylesheets=[TABLE_CSS])
+            for name in ("collectors", "gaps", "late", "rejects")
+        )
+        self.param.watch(lambda _: self.refresh(), ["window"])
+        self.refresh()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self.status,
+            pn.pane.Markdown("### Collectors"),
+            self.collectors,
+            pn.widgets.Select.from_param(self.param.window, width=180),
+            pn.pane.Markdown("### Gaps in the trade stream"),
+            self.gaps,
+            pn.pane.Markdown("### Late trades (arrived after their candle closed; never change it)"),
+            self.late,
+            pn.pane.Markdown("### Rejected messages"),
+            self.rejects,
+            sizing_mode="stretch_width",
+        )
+
+    def refresh(self) -> None:
+        now = datetime.now(UTC)
+        span = WINDOWS[self.window]
+        start = now - span if span is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        lines = []
+        try:
+            lines.append(
+                f'<span data-testid="db-status">Database: ok ({self.data.db.ping() * 1000:.0f} ms)</span>'
+            )
+            within = "recorded" if span is None else f"in the {self.window}"
+            self.gaps.object = table_html(
+                gap_summary(self.data.db.gaps(None if span is None else start)), f"No gap {within}."
+            )
+            period = span or timedelta(days=365)
+            late = count_table(
+                self.data.db.late_trades(start, now, period), ["exchange", "symbol"], "late_trades"
+            )
+            self.late.object = table_html(late, f"No late trade {within}.")
+            rejects = count_table(self.data.db.rejects(start, now, period), ["source", "reason"], "rejects")
+            self.rejects.object = table_html(rejects, f"No rejected message {within}.")
+        except DataUnavailable as error:
+            lines.append(
+                f'<span data-testid="db-status">Database: unavailable: {html.escape(str(error))}</span>'
+            )
+        try:
+            latency = self.data.live.ping()
+            latest = self.data.live.latest_health()
+            lines.append(f'<span data-testid="redis-status">Redis: ok ({latency * 1000:.0f} ms)</span>')
+            self.collectors.object = table_html(
+                collector_rows(latest, self.previous, now), "No collector has reported its health yet."
+            )
+            self.previous = dict(latest)
+        except DataUnavailable as error:
+            lines.append(
+                f'<span data-testid="redis-status">Redis: unavailable: {html.escape(str(error))}</span>'
+            )
+        live = self.data.live.status
+        lines.append(
+            f'<span data-testid="live-feed">Live feed: {"connected" if live.connected else "reconnecting"}'
+            f", {live.messages} messages since start, {self.data.live.sessions} chart(s) following"
+            "</span>"
+        )
+        self.status.object = "<br>".join(lines) + f"<br><small>Checked {now:%Y-%m-%d %H:%M:%S} UTC</small>"
