@@ -180,6 +180,8 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             if service.process is None:
                 service.start()
         running = ", ".join(s.name for s in services) or "the database only"
+        if any(s.name == "dashboard" for s in services):
+            print(f"Dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}", flush=True)
         print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         while True:
