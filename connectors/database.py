@@ -33,12 +33,12 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg.types.json import Jsonb
 
 from connectors.okx.events import Gap
-from market.types import Candle, IndicatorValue, Rejected, Signal, Trade
+from market.types import Candle, IndicatorValue, Rejected, Signal, Trade, TradeBatch
 from market.windowing import LateTrade
 
 log = logging.getLogger(__name__)
 
-StoredItem = Trade | Candle | LateTrade | Rejected | IndicatorValue | Signal | Gap
+StoredItem = Trade | TradeBatch | Candle | LateTrade | Rejected | IndicatorValue | Signal | Gap
 
 _TRADE_COLUMNS = (
     "exchange, symbol, trade_id, time, price, size, side, received_at,"
@@ -204,14 +204,17 @@ class DatabaseWriter:
 
     def _write_transaction(self, items: Sequence[StoredItem]) -> None:
         trades = [i for i in items if isinstance(i, Trade)]
+        batches = [i for i in items if isinstance(i, TradeBatch)]
+        for batch in batches:
+            trades.extend(batch.trades)
         candles = [i for i in items if isinstance(i, Candle)]
         late = [i for i in items if isinstance(i, LateTrade)]
         rejects = [i for i in items if isinstance(i, Rejected)]
         values = [i for i in items if isinstance(i, IndicatorValue)]
         signals = [i for i in items if isinstance(i, Signal)]
         gaps = [i for i in items if isinstance(i, Gap)]
-        known = (trades, candles, late, rejects, values, signals, gaps)
-        unknown = len(items) - sum(len(kind) for kind in known)
+        known = (candles, late, rejects, values, signals, gaps, batches)
+        unknown = len(items) - sum(len(kind) for kind in known) - sum(isinstance(i, Trade) for i in items)
         if unknown:
             raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
         for candle in candles:

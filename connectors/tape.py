@@ -146,8 +146,14 @@ def tape_end(path: PathLike) -> datetime:
 
 
 def tape_instruments(path: PathLike) -> set[str]:
-    """The instruments present in a tape (reads the whole file)."""
-    return {trade.symbol for trade in read_tape(path)}
+    """The instruments present in a tape: one pass over its first column (rows are not validated
+    here; reading the tape does that)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        _check_header(path, next(csv.reader([handle.readline()]), None))
+        found = {line.split(",", 1)[0] for line in handle if line.strip()}
+    if not found:
+        raise TapeError(path, 2, "tape has no trades")
+    return {name.strip('"') for name in found}
 
 
 __all__ = ["COLUMNS", "TapeError", "merge_tapes", "read_tape", "tape_end", "tape_instruments"]

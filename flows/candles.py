@@ -1,8 +1,9 @@
 """The per-instrument candle step: a thin Bytewax adapter around ``market.windowing.SeriesWindows``.
 
-Items in: trades of one instrument (a keyed stream). Items out: each new (non-duplicate) ``Trade``,
-every final ``Candle`` (1m and the higher timeframes, in close order), and a ``LateTrade`` for each late
-trade (whose trade is emitted too, so it is stored, TIME.md rule 4).
+Items in: trades of one instrument (a keyed stream). Items out: the new (non-duplicate) trades of each
+batch as one ``TradeBatch`` (late ones included, so they are stored, TIME.md rule 4), every final
+``Candle`` (1m and the higher timeframes, in close order), a ``LateTrade`` for each late trade, and
+(live) a throttled ``ProvisionalCandle``.
 
 Clock policies:
 - ``event`` (replay): the watermark moves only with event time; at the end of the input the windows
@@ -23,10 +24,10 @@ from typing import Literal
 from bytewax.operators import StatefulBatchLogic
 
 from connectors.live_items import ProvisionalCandle
-from market.types import Candle, Trade
+from market.types import Candle, Trade, TradeBatch
 from market.windowing import LateTrade, SeriesWindows, Watermark
 
-CandleOut = Trade | Candle | LateTrade | ProvisionalCandle
+CandleOut = TradeBatch | Candle | LateTrade | ProvisionalCandle
 ClockPolicy = Literal["event", "wall"]
 _RECHECK = timedelta(seconds=1)
 
@@ -75,16 +76,19 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
         if self.state is None:
             self.state = self._new_state(values[0].symbol)
         windows = self.state.windows
+        accepted: list[Trade] = []
         out: list[CandleOut] = []
         for trade in values:
             emitted = windows.on_trade(trade)
             if emitted.duplicates:
                 continue
-            out.append(trade)
+            accepted.append(trade)
             if emitted.late:
                 out.extend(emitted.late)
             if emitted.candles:
                 out.extend(emitted.candles)
+        if accepted:
+            out.insert(0, TradeBatch(tuple(accepted)))
         if self.config.clock == "wall":
             now = datetime.now(UTC)
             clock = self.state.clock

@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
@@ -21,7 +22,7 @@ from connectors.okx.events import ConnectionHealth, Gap
 from flows.candles import CandleConfig, CandleLogic, CandleState
 from flows.health import health_step
 from flows.indicators import IndicatorStep, series_key
-from market.types import Candle, Rejected, Trade
+from market.types import Candle, Rejected, Trade, TradeBatch
 from market.windowing import LateTrade
 
 
@@ -45,8 +46,20 @@ def _candle_or_none(item: object) -> Candle | None:
     return item if isinstance(item, Candle) else None
 
 
-def _trade_or_none(item: object) -> Trade | None:
-    return item if isinstance(item, Trade) else None
+def _is_trade(item: object) -> bool:
+    return type(item) is Trade
+
+
+def _symbol(trade: Trade) -> str:
+    return trade.symbol
+
+
+def _is_trade_batch(item: object) -> bool:
+    return type(item) is TradeBatch
+
+
+def _reject_or_none(item: object) -> Rejected | None:
+    return item if isinstance(item, Rejected) else None
 
 
 def _gap_or_none(item: object) -> Gap | None:
@@ -58,14 +71,11 @@ def _health_or_none(item: object) -> ConnectionHealth | None:
 
 
 def _is_stored(item: object) -> bool:
-    """What the database keeps: trades, late trades and final 1m candles (longer ones are rollups)."""
+    """Of the candle step's events, what the database keeps: late trades and final 1m candles
+    (longer timeframes are rollups there; provisional candles are never stored)."""
     if isinstance(item, Candle):
         return item.timeframe == "1m"
-    return isinstance(item, Trade | LateTrade)
-
-
-def _is_fanned_out(item: object) -> bool:
-    return not isinstance(item, Trade)
+    return isinstance(item, LateTrade)
 
 
 def build_flow(
@@ -78,28 +88,27 @@ def build_flow(
     """Build the dataflow over ``source`` (items: ``Trade`` and ``Rejected``; others are ignored)."""
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
-    # Trade | Rejected | connector records
-    split = op.branch("split_rejects", items, lambda x: isinstance(x, Rejected))
-    rejects = split.trues
-    # Rejected
-    trades = op.filter_map("trades_only", split.falses, _trade_or_none)
-    # Trade
-    keyed = op.key_on("by_instrument", trades, lambda t: t.symbol)
+    # Trade | Rejected | Gap | ConnectionHealth
+    split = op.branch("split_trades", items, _is_trade)
+    keyed = op.key_on("by_instrument", split.trues, _symbol)
     # (symbol, Trade)
+    records = split.falses
+    # Rejected | Gap | ConnectionHealth (rare: routed without touching the trade path)
+    rejects = op.filter_map("rejects_only", records, _reject_or_none)
+    gaps = op.filter_map("gaps_only", records, _gap_or_none)
 
     def builder(state: CandleState | None) -> CandleLogic:
         return CandleLogic(candle_config, state)
 
     out = op.stateful_batch("candles", keyed, builder)
-    # (symbol, Trade | Candle | LateTrade)
-    results = op.key_rm("unkey", out)
-    # Trade | Candle | LateTrade
-    candles = op.filter_map("candles_only", results, _candle_or_none)
+    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle)
+    results = op.branch("split_batches", op.key_rm("unkey", out), _is_trade_batch)
+    batches, events = results.trues, results.falses
+    # TradeBatch; and Candle | LateTrade | ProvisionalCandle
+    candles = op.filter_map("candles_only", events, _candle_or_none)
     # Candle (every timeframe, final)
-    gaps = op.filter_map("gaps_only", split.falses, _gap_or_none)
-    # Gap (from a live source: holes in the trade ids, filled by backfill or not)
-    to_database = [op.filter("stored", results, _is_stored), rejects, gaps]
-    # Trade | Candle(1m) | LateTrade, Rejected, Gap
+    to_database: list[Stream[Any]] = [batches, op.filter("stored", events, _is_stored), rejects, gaps]
+    # TradeBatch, Candle(1m) | LateTrade, Rejected, Gap
     if indicators is not None:
         by_series = op.key_on("by_series", candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
@@ -116,12 +125,12 @@ def build_flow(
     for i, sink in enumerate(sinks.candles):
         op.output(f"candles_out_{i}", candles, sink)
     if sinks.fanout:
-        live = op.filter("fanned_out", results, _is_fanned_out)
+        live = events
         # Candle | ProvisionalCandle | LateTrade
         if computed is not None:
             live = op.merge("with_indicators", live, computed)
         # ... | IndicatorValue | Signal
-        health = op.filter_map("health_only", split.falses, _health_or_none)
+        health = op.filter_map("health_only", records, _health_or_none)
         # ConnectionHealth
         by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
         snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, health_step))
@@ -130,7 +139,7 @@ def build_flow(
         for i, sink in enumerate(sinks.fanout):
             op.output(f"fanout_{i}", live, sink)
     if sinks.late:
-        late = op.filter("late_only", results, lambda x: isinstance(x, LateTrade))
+        late = op.filter("late_only", events, lambda x: isinstance(x, LateTrade))
         # LateTrade
         for i, sink in enumerate(sinks.late):
             op.output(f"late_out_{i}", late, sink)

@@ -65,6 +65,17 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
+class TradeBatch:
+    """Trades accepted together (one instrument, arrival order): moved through a dataflow as one item
+    so per-item costs are paid per batch, not per trade."""
+
+    trades: tuple[Trade, ...]
+
+    def __len__(self) -> int:
+        return len(self.trades)
+
+
+@dataclass(frozen=True, slots=True)
 class Candle:
     """An OHLCV candle over ``[open_time, close_time)``, publicly stamped ``time`` = ``close_time``.
 
