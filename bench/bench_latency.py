@@ -65,8 +65,11 @@ def main() -> None:
         subscription = reader.subscribe(["tcp:candles:okx:BTC-USDT:1m"])
 
         def listen() -> None:
-            for message in subscription:
-                arrivals[message.payload["time"].isoformat()] = time.time()
+            try:
+                for message in subscription:
+                    arrivals[message.payload["time"].isoformat()] = time.time()
+            except (OSError, ValueError):  # the subscription was closed under us at the end
+                pass
 
         threading.Thread(target=listen, daemon=True).start()
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "OKX_WS_URL": ready["ws_public"],
