@@ -364,7 +364,7 @@ def _candle_row(c: Candle) -> tuple[object, ...]:
 def _late_row(x: LateTrade) -> tuple[object, ...]:
     t = x.trade
     return (t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side, t.ts_recv,
-            x.candle_close, x.watermark - x.candle_close)
+            x.candle_close, x.lateness)
 
 
 def _gap_row(g: Gap) -> tuple[object, ...]:

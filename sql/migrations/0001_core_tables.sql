@@ -56,7 +56,7 @@ CREATE TABLE late_trades (
     side          text        NOT NULL CHECK (side IN ('buy', 'sell')),
     received_at   timestamptz,
     candle_close  timestamptz NOT NULL,                -- close of the 1m candle it missed
-    lateness      interval    NOT NULL,                -- how far the watermark had passed that close
+    lateness      interval    NOT NULL,                -- watermark at arrival minus the trade's own time
     detected_at   timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT late_trades_key UNIQUE (exchange, symbol, trade_id, time)
 );

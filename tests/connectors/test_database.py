@@ -95,7 +95,7 @@ def test_candles_late_trades_and_rejects_in_one_batch(migrated: str, tmp_path: P
         late = conn.execute("SELECT trade_id, candle_close, lateness FROM late_trades").fetchall()
         rejects = conn.execute("SELECT reason, raw FROM rejects").fetchall()
     assert candles == [(close, 1, Decimal("1.5")), (close + timedelta(minutes=1), 0, None)]
-    assert late == [(late_trade.trade_id, close, timedelta(seconds=3))]
+    assert late == [(late_trade.trade_id, close, close + timedelta(seconds=3) - late_trade.ts_event)]
     assert rejects == [("malformed JSON", b'{"arg": broken')]
 
 

@@ -56,8 +56,8 @@ def test_a_late_trade_is_stored_and_counted_but_changes_no_candle(pg_url: str, t
         row = conn.execute("SELECT trade_id, candle_close, lateness FROM late_trades").fetchone()
         stored = conn.execute("SELECT high, volume FROM candles_1m WHERE time = %s",
                               (T0 + timedelta(minutes=1),)).fetchone()
-    # The watermark had reached 12:01:28 (newest 12:01:30 minus 2 s grace): 28 s past that close.
-    assert row == (4, T0 + timedelta(minutes=1), timedelta(seconds=28))
+    # The watermark had reached 12:01:28 (newest 12:01:30 minus 2 s grace); the trade is from 12:00:55.
+    assert row == (4, T0 + timedelta(minutes=1), timedelta(seconds=33))
     assert stored == (Decimal("101"), Decimal("2"))
 
 
