@@ -197,25 +197,7 @@ class CandleBuilder:
         first_ts, last_ts = self._first_ts, self._last_ts
         if first_ts < open_time or last_ts >= close_time:
             raise ValueError(f"trades from {first_ts} to {last_ts} outside [{open_time}, {close_time})")
-        return _checked(
-            Candle(
-                exchange=self.exchange,
-                symbol=self.symbol,
-                timeframe=tf.name,
-                open_time=open_time,
-                close_time=close_time,
-                open=self._open,
-                high=self._high,
-                low=self._low,
-                close=self._close,
-                volume=self._volume,
-                quote_volume=self._quote,
-                trade_count=self._count,
-                vwap=vwap_of(self._quote, self._volume, self.contract_value),
-                first_trade_id=self._first_id,
-                last_trade_id=self._last_id,
-            )
-        )
+        return _built(self, open_time, close_time)
 
 
 class RollupBuilder:
@@ -314,25 +296,7 @@ class RollupBuilder:
             if previous_close is None:
                 raise ValueError("no traded candle and no previous close: nothing to carry (rule 5)")
             return flat_candle(self.exchange, self.symbol, tf, open_time, previous_close)
-        return _checked(
-            Candle(
-                exchange=self.exchange,
-                symbol=self.symbol,
-                timeframe=tf.name,
-                open_time=open_time,
-                close_time=close_time,
-                open=self._open,
-                high=self._high,
-                low=self._low,
-                close=self._close,
-                volume=self._volume,
-                quote_volume=self._quote,
-                trade_count=self._count,
-                vwap=vwap_of(self._quote, self._volume, self.contract_value),
-                first_trade_id=self._first_id,
-                last_trade_id=self._last_id,
-            )
-        )
+        return _built(self, open_time, close_time)
 
 
 def rollup(
@@ -359,3 +323,13 @@ def rollup(
             raise ValueError(f"candle at {candle.open_time} is before the interval opening {open_time}")
         builder.update(candle)
     return builder.build(open_time, previous_close)
+
+
+def _built(b: CandleBuilder | RollupBuilder, open_time: datetime, close_time: datetime) -> Candle:
+    """The candle a builder holds (both builders keep the same running fields)."""
+    return _checked(Candle(
+        exchange=b.exchange, symbol=b.symbol, timeframe=b.timeframe.name, open_time=open_time,
+        close_time=close_time, open=b._open, high=b._high, low=b._low, close=b._close, volume=b._volume,
+        quote_volume=b._quote, trade_count=b._count, vwap=vwap_of(b._quote, b._volume, b.contract_value),
+        first_trade_id=b._first_id, last_trade_id=b._last_id,
+    ))

@@ -2,6 +2,7 @@
 
 - ``pg_server``: one embedded PostgreSQL (the same bundled server the run command uses) per session;
   ``pg_url`` gives each test a fresh, empty database on it.
+- ``redis_url``: a real Redis (the embedded server) per test.
 - ``timescale_server_factory``: starts the PGlite TimescaleDB wire server (tests/support/pglite).
   That server serves one client at a time and has one database, so tests get a fresh server each
   (about 2 s) rather than sharing one.
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 
 from connectors.embedded_postgres import EmbeddedPostgres
+from connectors.embedded_redis import EmbeddedRedis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO_ROOT / "tests" / "data"
@@ -45,6 +47,16 @@ def pg_url(pg_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real Redis (the embedded server) for one test."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,6 @@ from playwright.sync_api import Page
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.embedded_redis import EmbeddedRedis
 from connectors.live_items import CollectorHealth, ProvisionalCandle
 from connectors.redis_fanout import RedisFanout
 from market.types import Candle, Signal
@@ -67,15 +66,6 @@ def chromium_path() -> Path:
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
     return path
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 def serve(tmp_path: Path, database_url: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:

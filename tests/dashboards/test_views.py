@@ -16,7 +16,6 @@ import pytest
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.embedded_redis import EmbeddedRedis
 from connectors.live_items import CollectorHealth, ProvisionalCandle, candle_channel, provisional_channel
 from connectors.redis_fanout import LiveMessage, RedisFanout
 from dashboards.data import (
@@ -255,13 +254,6 @@ def test_live_queue_is_bounded_and_says_when_it_overflowed() -> None:
 
 
 # -- real servers -----------------------------------------------------------------------------------------
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture

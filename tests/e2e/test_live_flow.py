@@ -10,14 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from connectors.embedded_redis import EmbeddedRedis
 from connectors.redis_fanout import RedisLiveReader
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
@@ -27,15 +25,6 @@ pytestmark = pytest.mark.slow
 
 START_OFFSET = 240  # tape seconds before the live replay starts (the rest is REST history)
 SPEED = 6
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    server = EmbeddedRedis(tmp_path / "redis")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
