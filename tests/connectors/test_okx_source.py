@@ -160,9 +160,13 @@ def test_drop_every_second_yields_the_tape_once_in_order_through_bytewax(tmp_pat
     trades = assert_exact(out, BTC_ROWS)
     assert len(drops) >= 3
     gaps: list[Gap] = of(out, Gap)
-    assert gaps[0].reason == "resume" and gaps[0].from_trade_id == first - 1
+    # Whether there is a hole at the resume position depends on timing (the subscription may land
+    # before the replay's first trade; a first connection may drop before any trade): assert what
+    # holds in every case: every hole is filled, and reconnect holes carry their recovery time.
+    assert all(g.filled for g in gaps)
+    assert all(g.from_trade_id == first - 1 for g in gaps if g.reason == "resume")
     reconnect_gaps = [g for g in gaps if g.reason == "reconnect"]
-    assert reconnect_gaps and all(g.filled and g.recovery_seconds is not None for g in gaps[1:])
+    assert reconnect_gaps and all(g.recovery_seconds is not None for g in reconnect_gaps)
     assert sum(t.origin == "rest" for t in trades) > 0
     for gap in gaps:  # the gap's trades are exactly the REST-origin trades between its bounds
         inside = [t for t in trades if gap.from_trade_id < t.trade_id < gap.to_trade_id]
