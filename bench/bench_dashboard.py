@@ -46,7 +46,7 @@ from market.types import Candle, IndicatorValue  # noqa: E402
 from sql import queries  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 from tests.flows.flowkit import BTC_TAPE, XRP_TAPE, run_replay  # noqa: E402
-from tests.support.browser import chromium, free_port, wait_for_port  # noqa: E402
+from tests.support.browser import chromium, serve_dashboard  # noqa: E402
 
 SERIES = ["XRP-ETH", "BTC-USDT", "ETH-USDT", "SOL-USDT"]
 MINUTE = timedelta(minutes=1)
@@ -168,37 +168,9 @@ def main() -> int:
                 lasts = {r["symbol"]: r["time"] for r in queries.latest_closes(conn, "okx", SERIES)}
             default_last = max(lasts.values())
             lasts = {s: lasts.get(s, default_last) for s in SERIES}
-            port = free_port()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": redis_url,
-                "INSTRUMENTS": ",".join(SERIES),
-                "INDICATORS_CONFIG": str(config_path),
-            }
-            with (work / "panel.log").open("wb") as log:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "panel",
-                        "serve",
-                        "dashboards/app.py",
-                        "--address",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--allow-websocket-origin",
-                        f"127.0.0.1:{port}",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            wait_for_port(port, process)
-            page_url = f"http://127.0.0.1:{port}/app"
+            env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "INSTRUMENTS": ",".join(SERIES),
+                   "INDICATORS_CONFIG": str(config_path)}
+            process, page_url = serve_dashboard(env, work / "panel.log")
             idle_rss = rss_mb(process.pid)
             with chromium() as browser:
                 loads = [load_once(browser, page_url) for _ in range(args.loads)]

@@ -98,6 +98,12 @@ def start_simulator(tapes: list[Path]) -> tuple[Service, dict[str, str]]:
     return simulator, env
 
 
+def dashboard_argv(host: str, port: int) -> list[str]:
+    """How the dashboard is served: by the run command, and by the tests and benchmarks."""
+    return [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", host,
+            "--port", str(port), "--allow-websocket-origin", f"{host}:{port}"]
+
+
 def services_for(
     settings: Settings, database_url: str, extra_env: dict[str, str] | None = None
 ) -> list[Service]:
@@ -111,8 +117,7 @@ def services_for(
         services.append(
             Service(
                 "dashboard",
-                [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", dash.host,
-                 "--port", str(dash.port), "--allow-websocket-origin", f"{dash.host}:{dash.port}"],
+                dashboard_argv(dash.host, dash.port),
                 env,
             )
         )

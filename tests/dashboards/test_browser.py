@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from sql import queries
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
 from tests.flows.flowkit import BTC_TAPE, XRP_TAPE, run_replay
-from tests.support.browser import INSTALL_HINT, chromium, find_chromium, free_port, wait_for_port
+from tests.support.browser import INSTALL_HINT, chromium, find_chromium, free_port, serve_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,37 +71,9 @@ def serve(tmp_path: Path, database_url: str, redis_url: str) -> tuple[subprocess
     """``panel serve dashboards/app.py`` on a free loopback port, as the run command starts it."""
     config = tmp_path / "indicators.yaml"
     config.write_text(INDICATORS_YAML)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "INSTRUMENTS": "XRP-ETH,BTC-USDT",
-        "INDICATORS_CONFIG": str(config),
-    }
-    with (tmp_path / "panel.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "panel",
-                "serve",
-                "dashboards/app.py",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--allow-websocket-origin",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    wait_for_port(port, process)
-    return process, f"http://127.0.0.1:{port}/app"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "INSTRUMENTS": "XRP-ETH,BTC-USDT",
+           "INDICATORS_CONFIG": str(config)}
+    return serve_dashboard(env, tmp_path / "panel.log")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
+from flows.stack import dashboard_argv
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless",
@@ -74,3 +78,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def serve_dashboard(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The dashboard as the run command serves it, on a free loopback port with ``env`` added to the
+    environment; returns the process (output to ``log_path``) and the page URL once it listens."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(dashboard_argv("127.0.0.1", port), cwd=REPO_ROOT,
+                                   env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    wait_for_port(port, process)
+    return process, f"http://127.0.0.1:{port}/app"
