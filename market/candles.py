@@ -8,7 +8,7 @@ Time rules (the time contract, docs/time.md; explained in docs/candles.md):
 - rule 5: an interval without trades gives a flat candle at the previous close (``flat_candle``);
 - rule 6: a longer timeframe is rolled up from shorter candles; flat candles contribute no prices.
 
-Arithmetic is exact: sums and products use a 60-digit decimal context that raises on any rounding.
+Arithmetic is exact: sums and products use a 90-digit decimal context that raises on any rounding.
 The only rounded value is ``vwap`` (a quotient), computed to 28 significant digits, half-even.
 """
 
@@ -30,7 +30,7 @@ from market.timeframes import TF_1M, Timeframe
 from market.types import EPOCH, Candle, Trade
 
 EXACT = Context(
-    prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact]
+    prec=90, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact]
 )
 """Context for sums and products: results are exact or an ``Inexact`` error is raised."""
 

@@ -98,6 +98,9 @@ class Candle:
     vwap: Decimal | None
     first_trade_id: int | None
     last_trade_id: int | None
+    complete: bool = True
+    """False when trades of the interval are known to be missing (a hole the exchange's REST history
+    could not fill, recorded as a gap): the candle is then partial, and says so."""
 
     @property
     def time(self) -> datetime:
@@ -111,6 +114,24 @@ class Candle:
     @property
     def key(self) -> tuple[str, str, str, datetime]:
         return (self.exchange, self.symbol, self.timeframe, self.close_time)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """Whether one instrument's live feed is known complete up to ``heard_at`` (local time).
+
+    A live source emits one when the state changes and while it stays live (at least every few
+    seconds). ``live`` is false while the connection is down, stalled or being backfilled: the candle
+    step then holds the instrument's wall-clock watermark, so its windows wait for the missing trades.
+    While live, the watermark may advance on wall time only up to ``heard_at`` plus a small allowance:
+    a silent socket cannot close candles. ``reason`` says why it is not live.
+    """
+
+    exchange: str
+    symbol: str
+    live: bool
+    heard_at: datetime
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
