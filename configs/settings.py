@@ -71,6 +71,8 @@ class DatabaseSettings(BaseModel):
     """Use TimescaleDB hypertables when the server offers the extension (auto), insist on it, or never."""
     pool_max_size: int = Field(default=4, ge=1, le=64)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    spool_max_mb: int = Field(default=1024, ge=1)
+    """Disk the outage spool may use (under data_dir) while the database is unreachable."""
 
 
 class StorageSettings(BaseModel):
@@ -125,6 +127,53 @@ class StorageSettings(BaseModel):
         return self
 
 
+class FeedSettings(BaseModel):
+    """What the live feed accepts (docs/reliability.md, "Poison"): anything outside is a reject."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    future_tolerance: timedelta = timedelta(seconds=5)
+    """A trade stamped later than this ahead of its receive time is refused."""
+    max_behind: timedelta = timedelta(minutes=10)
+    """A pushed (not backfilled) trade stamped longer than this before its receive time is refused."""
+    max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Websocket frames above this size are refused (and recorded)."""
+    max_trades_per_push: int = Field(default=1000, ge=1)
+    queue_max_items: int = Field(default=100_000, ge=100)
+    """Items the source's network thread may hold for the dataflow before it stops reading."""
+
+    @field_validator("future_tolerance", "max_behind", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return _parse_duration(value)
+
+    @field_validator("future_tolerance", "max_behind")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
+class RecoverySettings(BaseModel):
+    """Bytewax recovery of the live flow (docs/reliability.md): snapshots of every step's state in
+    ``data_dir/recovery``, so a restart continues from the last snapshot as well as from the database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    partitions: int = Field(default=1, ge=1)
+    snapshot_interval: timedelta = timedelta(seconds=10)
+    """``-s``: how often every step's state is snapshotted (an epoch)."""
+    backup_interval: timedelta = timedelta(0)
+    """``-b``: how long superseded snapshots are kept (0: none; longer for an archived store)."""
+
+    @field_validator("snapshot_interval", "backup_interval", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return _parse_duration(value)
+
+
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -168,6 +217,8 @@ class Settings(BaseSettings):
     """Declared end of a replay (TIME.md rule 9); default: the last trade's time."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database: DatabaseSettings = DatabaseSettings()
+    feed: FeedSettings = FeedSettings()
+    recovery: RecoverySettings = RecoverySettings()
     dashboard: DashboardSettings = DashboardSettings()
     storage: StorageSettings = StorageSettings()
 
