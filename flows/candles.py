@@ -1,20 +1,26 @@
 """The per-instrument candle step: a thin Bytewax adapter around ``market.windowing.SeriesWindows``.
 
-Items in: trades of one instrument (a keyed stream). Items out: the new (non-duplicate) trades of each
+Items in, of one instrument (a keyed stream): trades; ``FeedState`` (live sources: whether the feed is
+complete up to now; while it is not, the wall clock does not close windows); ``Gap`` (a hole REST
+could not fill marks the candles of its minutes incomplete). Items out: the new (non-duplicate) trades of each
 batch as one ``TradeBatch`` (late ones included, so they are stored, TIME.md rule 4), every final
-``Candle`` (1m and the higher timeframes, in close order), a ``LateTrade`` for each late trade, and
-(live) a throttled ``ProvisionalCandle``.
+``Candle`` (1m and the higher timeframes, in close order), a ``LateTrade`` for each late trade, each
+``Gap`` passed on, and (live) a throttled ``ProvisionalCandle``.
 
 Clock policies:
 - ``event`` (replay): the watermark moves only with event time; at the end of the input the windows
   closing at or before the instrument's declared end are emitted (rule 9). Deterministic.
 - ``wall`` (live): the watermark also advances with local elapsed time while the instrument is quiet
-  (``market.windowing.Watermark``), so candles close about ``grace`` after their end even without
-  trades; the step asks Bytewax to wake it when the next candle is due.
+  and its feed is live (``market.watermark.Watermark``), so candles close about ``grace`` after their
+  end even without trades; the step asks Bytewax to wake it when the next candle is due.
+
+A series whose stored data ends somewhere (``CandleConfig.resume``) continues from there: the next
+candle emitted is the one after the last stored, exactly as an uninterrupted run would emit it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,10 +30,13 @@ from typing import Literal
 from bytewax.operators import StatefulBatchLogic
 
 from connectors.live_items import ProvisionalCandle
-from market.types import Candle, Trade, TradeBatch
-from market.windowing import LateTrade, SeriesWindows, Watermark
+from connectors.okx.events import Gap
+from market.types import Candle, FeedState, Trade, TradeBatch
+from market.watermark import Watermark
+from market.windowing import LateTrade, ResumePoint, SeriesWindows
 
-CandleOut = TradeBatch | Candle | LateTrade | ProvisionalCandle
+CandleIn = Trade | FeedState | Gap
+CandleOut = TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap
 ClockPolicy = Literal["event", "wall"]
 _RECHECK = timedelta(seconds=1)
 
@@ -45,6 +54,9 @@ class CandleConfig:
     contract_values: dict[str, Decimal] = field(default_factory=dict)
     provisional_every: timedelta | None = None
     """Live only: emit the in-progress 1m candle at most this often (marked provisional, rule 7)."""
+    resume: dict[str, ResumePoint] = field(default_factory=dict)
+    """Per instrument, where its stored data ends (a new series starts there; the stored open trades
+    are fed again but not re-emitted)."""
 
 
 @dataclass
@@ -53,32 +65,55 @@ class CandleState:
 
     windows: SeriesWindows
     clock: Watermark
+    fresh: bool = False
+    """Live, with nothing stored before: the first window began before the feed did (incomplete)."""
 
 
-class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
+class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
     """Candle windows of one instrument. Bytewax gives a builder only the resume state, not the key,
-    so a new instrument's state is created from its first trade."""
+    so a new instrument's state is created from its first item."""
 
     def __init__(self, config: CandleConfig, state: CandleState | None) -> None:
         self.config = config
         self.state = state
         self._provisional_at: datetime | None = None
 
-    def _new_state(self, symbol: str) -> CandleState:
+    def _new_state(self, symbol: str, out: list[CandleOut]) -> CandleState:
         config = self.config
         windows = SeriesWindows(
             config.exchange, symbol, grace=config.grace, emit_flat=config.emit_flat,
             contract_value=config.contract_values.get(symbol, Decimal(1)),
         )
-        return CandleState(windows, Watermark(grace=config.grace))
+        clock = Watermark(grace=config.grace)
+        point = config.resume.get(symbol)
+        if point is not None:
+            emitted = windows.resume(point)
+            out.extend(emitted.candles)
+            if point.open_trades:
+                clock.observe(max(t.ts_event for t in point.open_trades), datetime.now(UTC))
+        return CandleState(windows, clock, fresh=point is None and config.clock == "wall")
 
-    def on_batch(self, values: list[Trade]) -> tuple[Iterable[CandleOut], bool]:
-        if self.state is None:
-            self.state = self._new_state(values[0].symbol)
-        windows = self.state.windows
-        accepted: list[Trade] = []
+    def on_batch(self, values: list[CandleIn]) -> tuple[Iterable[CandleOut], bool]:
         out: list[CandleOut] = []
+        if self.state is None:
+            self.state = self._new_state(values[0].symbol, out)
+        windows = self.state.windows
+        clock = self.state.clock
+        accepted: list[Trade] = []
+        trades: list[Trade] = []
+        if self.state.fresh and (first := next((t for t in values if type(t) is Trade), None)):
+            windows.mark_incomplete(first.ts_event, first.ts_event)
+            self.state.fresh = False
         for trade in values:
+            if type(trade) is not Trade:
+                if isinstance(trade, FeedState):
+                    clock.on_feed(trade)
+                elif isinstance(trade, Gap):
+                    if not trade.filled:
+                        windows.mark_incomplete(trade.from_time, trade.to_time)
+                    out.append(trade)  # passed on to the database
+                continue
+            trades.append(trade)
             emitted = windows.on_trade(trade)
             if emitted.duplicates:
                 continue
@@ -91,9 +126,10 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
             out.insert(0, TradeBatch(tuple(accepted)))
         if self.config.clock == "wall":
             now = datetime.now(UTC)
-            clock = self.state.clock
-            for trade in values:
+            for trade in trades:
                 clock.observe(trade.ts_event, now)
+            if (watermark := clock.at(now)) is not None:
+                out.extend(windows.advance(watermark).candles)
             every = self.config.provisional_every
             if every is not None and (self._provisional_at is None or now - self._provisional_at >= every):
                 if (provisional := self._provisional(now)) is not None:
@@ -131,11 +167,11 @@ class CandleLogic(StatefulBatchLogic[Trade, CandleOut, CandleState]):
         clock = self.state.clock
         due = self.state.windows.next_close
         now = datetime.now(UTC)
-        if clock.newest_event is None or clock.seen_at is None or due is None:
+        if clock.newest_event is None or clock.seen_at is None or due is None or clock.live is False:
             return now + _RECHECK
         # watermark(t) = newest - grace + (t - seen_at)  =>  reaches `due` at this wall time:
         at = clock.seen_at + (due - clock.newest_event + clock.grace)
         return min(max(at, now), now + _RECHECK)
 
     def snapshot(self) -> CandleState | None:  # type: ignore[override]
-        return self.state
+        return copy.deepcopy(self.state)

@@ -1,7 +1,7 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
     source ─► split ─► rejects, gaps ─────────────────────────────────────────────────┐
-                  ├─► trades ─► key by instrument ─► candles (per instrument) ────────┤
+                  ├─► trades, feed states, gaps ─► key by instrument ─► candles ──────┤
                   │                       candles ─► key by series ─► indicators ─────┼─► database
                   │                                                    + signals      ├─► fan-out (Redis)
                   └─► connection health ─► key by connection ─► collector health ─────┘
@@ -22,7 +22,7 @@ from connectors.okx.events import ConnectionHealth, Gap
 from flows.candles import CandleConfig, CandleLogic, CandleState
 from flows.health import health_step
 from flows.indicators import IndicatorStep, series_key
-from market.types import Candle, Rejected, Trade, TradeBatch
+from market.types import Candle, FeedState, Rejected, Trade, TradeBatch
 from market.windowing import LateTrade
 
 
@@ -46,12 +46,14 @@ def _candle_or_none(item: object) -> Candle | None:
     return item if isinstance(item, Candle) else None
 
 
-def _is_trade(item: object) -> bool:
-    return type(item) is Trade
+def _is_keyed(item: object) -> bool:
+    """What the candle step takes, keyed by instrument: trades, feed states and gaps."""
+    kind = type(item)
+    return kind is Trade or kind is FeedState or kind is Gap
 
 
-def _symbol(trade: Trade) -> str:
-    return trade.symbol
+def _symbol(item: Trade | FeedState | Gap) -> str:
+    return item.symbol
 
 
 def _is_trade_batch(item: object) -> bool:
@@ -62,20 +64,21 @@ def _reject_or_none(item: object) -> Rejected | None:
     return item if isinstance(item, Rejected) else None
 
 
-def _gap_or_none(item: object) -> Gap | None:
-    return item if isinstance(item, Gap) else None
-
-
 def _health_or_none(item: object) -> ConnectionHealth | None:
     return item if isinstance(item, ConnectionHealth) else None
 
 
 def _is_stored(item: object) -> bool:
-    """Of the candle step's events, what the database keeps: late trades and final 1m candles
+    """Of the candle step's events, what the database keeps: late trades, gaps and final 1m candles
     (longer timeframes are rollups there; provisional candles are never stored)."""
     if isinstance(item, Candle):
         return item.timeframe == "1m"
-    return isinstance(item, LateTrade)
+    return isinstance(item, LateTrade | Gap)
+
+
+def _is_published(item: object) -> bool:
+    """Of the candle step's events, what the live fan-out publishes: all but gaps."""
+    return not isinstance(item, Gap)
 
 
 def build_flow(
@@ -85,30 +88,31 @@ def build_flow(
     sinks: FlowSinks,
     indicators: IndicatorsConfig | None = None,
 ) -> Dataflow:
-    """Build the dataflow over ``source`` (items: ``Trade`` and ``Rejected``; others are ignored)."""
+    """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
+    ``ConnectionHealth``; others are ignored)."""
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
-    # Trade | Rejected | Gap | ConnectionHealth
-    split = op.branch("split_trades", items, _is_trade)
+    # Trade | Rejected | FeedState | Gap | ConnectionHealth
+    split = op.branch("split_trades", items, _is_keyed)
     keyed = op.key_on("by_instrument", split.trues, _symbol)
-    # (symbol, Trade)
+    # (symbol, Trade | FeedState | Gap)
     records = split.falses
-    # Rejected | Gap | ConnectionHealth (rare: routed without touching the trade path)
+    # Rejected | ConnectionHealth (rare: routed without touching the trade path)
     rejects = op.filter_map("rejects_only", records, _reject_or_none)
-    gaps = op.filter_map("gaps_only", records, _gap_or_none)
+
 
     def builder(state: CandleState | None) -> CandleLogic:
         return CandleLogic(candle_config, state)
 
     out = op.stateful_batch("candles", keyed, builder)
-    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle)
+    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
     results = op.branch("split_batches", op.key_rm("unkey", out), _is_trade_batch)
     batches, events = results.trues, results.falses
-    # TradeBatch; and Candle | LateTrade | ProvisionalCandle
+    # TradeBatch; and Candle | LateTrade | ProvisionalCandle | Gap
     candles = op.filter_map("candles_only", events, _candle_or_none)
     # Candle (every timeframe, final)
-    to_database: list[Stream[Any]] = [batches, op.filter("stored", events, _is_stored), rejects, gaps]
-    # TradeBatch, Candle(1m) | LateTrade, Rejected, Gap
+    to_database: list[Stream[Any]] = [batches, op.filter("stored", events, _is_stored), rejects]
+    # TradeBatch, Candle(1m) | LateTrade | Gap, Rejected
     if indicators is not None:
         by_series = op.key_on("by_series", candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
@@ -125,7 +129,7 @@ def build_flow(
     for i, sink in enumerate(sinks.candles):
         op.output(f"candles_out_{i}", candles, sink)
     if sinks.fanout:
-        live = events
+        live = op.filter("published", events, _is_published)
         # Candle | ProvisionalCandle | LateTrade
         if computed is not None:
             live = op.merge("with_indicators", live, computed)

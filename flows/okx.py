@@ -16,9 +16,10 @@ from bytewax.inputs import Source
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
+from connectors.resume import StoredEnds, load_stored_ends
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import graceful_stop, production_sinks, settings_or_exit
+from flows.runtime import database_url, graceful_stop, production_sinks, settings_or_exit
 
 
 def live_flow(
@@ -26,13 +27,18 @@ def live_flow(
     sinks: FlowSinks,
     source: Source | None = None,
     indicators: IndicatorsConfig | None = None,
+    stored: StoredEnds | None = None,
 ) -> Dataflow:
-    """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments."""
+    """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments.
+    ``stored``: where each instrument's stored data ends; its candles continue from there."""
+    stored = stored or StoredEnds()
     if source is None:
-        source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments)
+        source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
+                                 start_after={s: tid for s, (tid, _) in stored.last_trades.items()})
     config = CandleConfig(
         grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
         contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
+        resume=stored.points,
     )
     return build_flow("okx", source, config, sinks, indicators)
 
@@ -42,6 +48,10 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
+    url = database_url(settings)
+    sinks = production_sinks(settings, url)
+    stored = load_stored_ends(url, "okx", settings.instruments)
     source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
+                             start_after={s: tid for s, (tid, _) in stored.last_trades.items()},
                              stop=graceful_stop())
-    return live_flow(settings, production_sinks(settings), source, indicators)
+    return live_flow(settings, sinks, source, indicators, stored)

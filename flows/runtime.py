@@ -95,9 +95,10 @@ def redis_url(settings: Settings) -> str:
     return url
 
 
-def production_sinks(settings: Settings) -> FlowSinks:
-    """The sinks of a real run: the database and the Redis fan-out."""
-    return FlowSinks(database=database_sink(settings, database_url(settings)),
+def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:
+    """The sinks of a real run: the database (``url``, default :func:`database_url`) and the Redis
+    fan-out."""
+    return FlowSinks(database=database_sink(settings, url or database_url(settings)),
                      fanout=[RedisSink(redis_url(settings))])
 
 

@@ -15,6 +15,7 @@ The only rounded value is ``vwap`` (a quotient), computed to 28 significant digi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from decimal import (
     ROUND_HALF_EVEN,
@@ -227,6 +228,7 @@ class RollupBuilder:
         "_count",
         "_first_id",
         "_last_id",
+        "_complete",
     )
 
     def __init__(
@@ -249,6 +251,7 @@ class RollupBuilder:
         self._count = 0
         self._first_id: int | None = None
         self._last_id: int | None = None
+        self._complete = True
 
     @property
     def is_empty(self) -> bool:
@@ -264,6 +267,8 @@ class RollupBuilder:
         if self._start is None:
             self._start = candle.open_time
         self._next_open = candle.close_time
+        if not candle.complete:
+            self._complete = False
         if candle.trade_count == 0:
             return
         if self._n == 0:
@@ -284,7 +289,12 @@ class RollupBuilder:
         self._quote = _add(self._quote, candle.quote_volume)
 
     def build(self, open_time: datetime, previous_close: Decimal | None = None) -> Candle:
-        """The candle of ``[open_time, open_time + timeframe)`` from the candles given since ``reset``."""
+        """The candle of ``[open_time, open_time + timeframe)`` from the candles given since ``reset``;
+        incomplete (``complete=False``) when any of them was."""
+        candle = self._build(open_time, previous_close)
+        return candle if self._complete else replace(candle, complete=False)
+
+    def _build(self, open_time: datetime, previous_close: Decimal | None) -> Candle:
         tf = self.timeframe
         if not tf.is_boundary(open_time):
             raise ValueError(f"{open_time} is not a {tf.name} boundary")

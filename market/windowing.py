@@ -1,24 +1,26 @@
 """Event-time windows of one series (one exchange + symbol): trades in, final candles out.
 
 ``SeriesWindows`` is the pure state machine a stateful stream step wraps; it never reads a clock, so a
-replay is deterministic. ``Watermark`` is the live clock policy that computes the watermark to give it.
+replay is deterministic. ``market.watermark.Watermark`` is the live clock policy that computes the
+watermark to give it.
 Rule numbers refer to the time contract (docs/time.md); docs/candles.md explains each choice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from market.candles import ONE, CandleBuilder, RollupBuilder, flat_candle
 from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timeframe
 from market.types import EPOCH, Candle, Trade
+from market.watermark import DEFAULT_GRACE
 
 MINUTE = TF_1M.length
 DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (TF_1M, TF_5M, TF_15M, TF_1H, TF_4H, TF_1D)
-DEFAULT_GRACE = timedelta(seconds=2)
+
 DEFAULT_DEDUP_RETENTION = timedelta(hours=1)
 _NEVER = datetime.max.replace(tzinfo=UTC)
 _ZERO = timedelta(0)
@@ -54,41 +56,23 @@ class Emitted:
         return bool(self.candles or self.late or self.duplicates)
 
 
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a series' stored data ends, to continue it exactly (docs/reliability.md, "Resume").
+
+    ``last_candle``: the newest final 1m candle stored. ``period_candles``: the stored 1m candles of
+    the longer timeframes' still-open intervals (those after the open of the current 1d interval, up to
+    and including ``last_candle``), in time order. ``open_trades``: the stored trades after
+    ``last_candle`` that were not late, in their arrival (trade id) order: the open windows.
+    """
+
+    last_candle: Candle
+    period_candles: tuple[Candle, ...] = ()
+    open_trades: tuple[Trade, ...] = ()
+
+
 NOTHING = Emitted()
 _ONE_DUPLICATE = Emitted(duplicates=1)
-
-
-def live_watermark(newest_event: datetime, seen_at: datetime, now: datetime, grace: timedelta) -> datetime:
-    """The live watermark: ``newest_event - grace + max(0, now - seen_at)``.
-
-    ``seen_at`` is the local time when ``newest_event`` was first seen. Only the elapsed local time is
-    used, never a comparison of exchange and local clocks, so a constant skew between them cancels;
-    ``grace`` then only has to cover the variation of delivery delay (and local stalls), not the skew.
-    """
-    elapsed = now - seen_at
-    return newest_event - grace + (elapsed if elapsed > _ZERO else _ZERO)
-
-
-@dataclass(slots=True)
-class Watermark:
-    """Live event-time clock of one series (rule 3): newest ``ts_event`` minus grace, advanced by
-    elapsed local time while no newer trade arrives. Pure: the caller passes the local times."""
-
-    grace: timedelta = DEFAULT_GRACE
-    newest_event: datetime | None = None
-    seen_at: datetime | None = None
-
-    def observe(self, ts_event: datetime, now: datetime) -> None:
-        """Record a trade seen at local time ``now``; only a newer ``ts_event`` moves the clock."""
-        if self.newest_event is None or ts_event > self.newest_event:
-            self.newest_event = ts_event
-            self.seen_at = now
-
-    def at(self, now: datetime) -> datetime | None:
-        """The watermark at local time ``now``; ``None`` before the first trade."""
-        if self.newest_event is None or self.seen_at is None:
-            return None
-        return live_watermark(self.newest_event, self.seen_at, now, self.grace)
 
 
 class SeriesWindows:
@@ -130,6 +114,7 @@ class SeriesWindows:
         "_newest",
         "_watermark",
         "_last_close",
+        "_incomplete",
     )
 
     def __init__(
@@ -172,6 +157,7 @@ class SeriesWindows:
         self._newest: datetime | None = None
         self._watermark: datetime | None = None
         self._last_close: Decimal | None = None
+        self._incomplete: list[tuple[int, int]] = []  # 1m windows (first, last minute) missing trades
 
     @property
     def watermark(self) -> datetime | None:
@@ -250,6 +236,42 @@ class SeriesWindows:
         minute = max(traded)
         return self._windows[minute].build(EPOCH + minute * MINUTE, self._last_close)
 
+    def resume(self, point: ResumePoint) -> Emitted:
+        """Continue where stored data ends (a fresh instance only): the next window to emit is the one
+        after ``point.last_candle``, flat candles carry its close, the longer timeframes' open intervals
+        hold their stored minutes, and the open windows get the stored trades (whose candles it returns
+        if those trades already close some)."""
+        if self._watermark is not None or self._windows:
+            raise ValueError("resume() is for a series that has seen nothing yet")
+        last = point.last_candle
+        if (last.exchange, last.symbol, last.timeframe) != (self.exchange, self.symbol, TF_1M.name):
+            raise ValueError(f"{last.symbol} {last.timeframe} candle given to resume {self.symbol} 1m")
+        cursor = (last.close_time - EPOCH) // MINUTE
+        self._cursor = cursor
+        self._due = last.close_time + MINUTE
+        self._watermark = last.close_time
+        self._last_close = last.close
+        for rollup, span in self._rollups:
+            start = EPOCH + (cursor // span) * span * MINUTE
+            for candle in point.period_candles:
+                if start < candle.close_time <= last.close_time:
+                    rollup.update(candle)
+        return self.on_trades(point.open_trades)
+
+    def mark_incomplete(self, first: datetime | None, last: datetime | None) -> None:
+        """Trades between ``first`` and ``last`` (event times; None: from the next window to emit, or up
+        to ``first``) are known to be missing: the 1m candles of those minutes, and every longer candle
+        containing them, are emitted with ``complete=False``. Minutes already emitted stay as they are."""
+        start = self._cursor if first is None else (first - EPOCH) // MINUTE
+        end = (last - EPOCH) // MINUTE if last is not None else start
+        start = end if start is None else start
+        if start is None or end is None:
+            return
+        if self._cursor is not None:
+            start = max(start, self._cursor)
+        if start <= end:
+            self._incomplete.append((start, end))
+
     def advance(self, watermark: datetime) -> Emitted:
         """Move the watermark to ``watermark`` if that is later (e.g. the live clock while quiet, rule 3)."""
         if watermark.tzinfo is None:
@@ -303,19 +325,27 @@ class SeriesWindows:
         out: list[Candle] = []
         windows = self._windows
         rollups = self._rollups
+        incomplete = self._incomplete
         while minute < closed_to:
             builder = windows.pop(minute, None)
             if builder is not None:
                 candle = builder.build(EPOCH + minute * MINUTE)
+                if incomplete and self._is_incomplete(minute):
+                    candle = replace(candle, complete=False)
                 self._last_close = candle.close
                 if self._emit_1m:
                     out.append(candle)
                 for rollup, _ in rollups:
                     rollup.update(candle)
             elif self.emit_flat:
+                flat = self._flat(minute)
+                if incomplete and self._is_incomplete(minute):
+                    flat = replace(flat, complete=False)
+                    for rollup, _ in rollups:
+                        rollup.update(flat)
                 if self._emit_1m:
-                    out.append(self._flat(minute))
-            elif not windows and all(rollup.is_empty for rollup, _ in rollups):
+                    out.append(flat)
+            elif not windows and all(rollup.is_empty for rollup, _ in rollups) and not incomplete:
                 minute = closed_to  # nothing can be emitted before the watermark: skip the quiet minutes
                 break
             minute += 1
@@ -331,7 +361,12 @@ class SeriesWindows:
             self._cur_open = self._cur_close = EPOCH
             self._cur_ids = []
         self._forget((wm - self.dedup_retention - EPOCH) // MINUTE)
+        if incomplete:
+            self._incomplete = [(a, b) for a, b in incomplete if b >= minute]
         return Emitted(tuple(out)) if out else NOTHING
+
+    def _is_incomplete(self, minute: int) -> bool:
+        return any(a <= minute <= b for a, b in self._incomplete)
 
     def _flat(self, minute: int) -> Candle:
         if self._last_close is None:  # the first emitted window always holds the first trade

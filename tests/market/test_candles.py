@@ -166,8 +166,8 @@ def test_sums_are_exact_or_raise() -> None:
     assert Fraction(candle.quote_volume) == expected
     assert candle.trade_count == n
     builder.reset()
-    with pytest.raises(Inexact):  # the product needs 82 digits: refused rather than rounded
-        builder.update(trade(1, "1." + "3" * 40, "1." + "7" * 40))
+    with pytest.raises(Inexact):  # the product needs 102 digits: refused rather than rounded
+        builder.update(trade(1, "1." + "3" * 50, "1." + "7" * 50))
 
 
 def test_empty_builder_builds_flat_candle_or_refuses() -> None:

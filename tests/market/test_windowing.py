@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timeframe
 from market.types import Candle, Trade, ms_from_utc, utc_from_ms
-from market.windowing import Emitted, SeriesWindows, Watermark, live_watermark
+from market.watermark import Watermark, live_watermark
+from market.windowing import Emitted, SeriesWindows
 
 TAPES = Path(__file__).resolve().parents[1] / "data" / "tapes"
 XRP = TAPES / "XRP-ETH-2019-10-11T0000Z_2019-10-13T1119Z.csv"

@@ -1,0 +1,95 @@
+"""Where each instrument's stored data ends: what the live flow continues from after any stop.
+
+The database is the source of truth. For each instrument this reads the newest final 1m candle, the
+1m candles of the longer timeframes' still-open intervals, the stored trades after that candle (the
+windows that were open when the flow stopped, late trades excluded) and the newest stored trade id,
+from which the source backfills over REST. See docs/reliability.md ("Resume").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from market.timeframes import TF_1D, TF_1M
+from market.types import EPOCH, Candle, Trade
+from market.windowing import ResumePoint
+
+_CANDLE = (
+    "time, open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id, last_trade_id,"
+    " complete"
+)
+_LAST_CANDLE = (
+    f"SELECT {_CANDLE} FROM candles_1m WHERE exchange = %s AND symbol = %s ORDER BY time DESC LIMIT 1"
+)
+_PERIOD_CANDLES = (
+    f"SELECT {_CANDLE} FROM candles_1m WHERE exchange = %s AND symbol = %s AND time > %s AND time <= %s"
+    " ORDER BY time"
+)
+_OPEN_TRADES = """
+SELECT t.trade_id, t.price, t.size, t.side, t.time, t.received_at, t.fill_count, t.seq_id, t.exch_source,
+       t.origin
+FROM trades t
+WHERE t.exchange = %s AND t.symbol = %s AND t.time >= %s
+  AND NOT EXISTS (SELECT 1 FROM late_trades l WHERE l.exchange = t.exchange AND l.symbol = t.symbol
+                                                AND l.trade_id = t.trade_id AND l.time = t.time)
+ORDER BY t.trade_id
+"""
+# The newest trade id: ids grow with time, but a late trade may carry a newer id than the newest
+# time's, so look over the last day of stored times (the key's index serves both lookups).
+_LAST_TRADE = """
+SELECT trade_id, time FROM trades
+WHERE exchange = %(exchange)s AND symbol = %(symbol)s
+  AND time >= (SELECT max(time) FROM trades WHERE exchange = %(exchange)s AND symbol = %(symbol)s)
+              - interval '1 day'
+ORDER BY trade_id DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class StoredEnds:
+    """Per instrument: where its candles continue, and the last stored trade (id, time in epoch ms)."""
+
+    points: dict[str, ResumePoint] = field(default_factory=dict)
+    last_trades: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def load_stored_ends(url: str, exchange: str, instruments: Sequence[str]) -> StoredEnds:
+    """Read where the stored data of each instrument ends (nothing for an instrument never stored)."""
+    ends = StoredEnds()
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+        for symbol in instruments:
+            cur.execute(_LAST_TRADE, {"exchange": exchange, "symbol": symbol})
+            row = cur.fetchone()
+            if row is None:
+                continue
+            ends.last_trades[symbol] = (int(row[0]), (row[1] - EPOCH) // timedelta(milliseconds=1))
+            cur.execute(_LAST_CANDLE, (exchange, symbol))
+            last = cur.fetchone()
+            if last is None:
+                continue
+            last_candle = _candle(exchange, symbol, last)
+            day_open = last_candle.close_time - (last_candle.close_time - EPOCH) % TF_1D.length
+            cur.execute(_PERIOD_CANDLES, (exchange, symbol, day_open, last_candle.close_time))
+            period = tuple(_candle(exchange, symbol, r) for r in cur.fetchall())
+            cur.execute(_OPEN_TRADES, (exchange, symbol, last_candle.close_time))
+            trades = tuple(_trade(exchange, symbol, r) for r in cur.fetchall())
+            ends.points[symbol] = ResumePoint(last_candle, period, trades)
+    return ends
+
+
+def _candle(exchange: str, symbol: str, row: Sequence[Any]) -> Candle:
+    close_time = row[0]
+    return Candle(exchange, symbol, TF_1M.name, close_time - TF_1M.length, close_time, *row[1:])
+
+
+def _trade(exchange: str, symbol: str, row: Sequence[Any]) -> Trade:
+    trade_id, price, size, side, time, received_at, count, seq_id, source, origin = row
+    return Trade(
+        exchange, symbol, int(trade_id), price, size, side, time, received_at, count, seq_id, source, origin
+    )
