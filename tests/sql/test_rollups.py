@@ -22,7 +22,7 @@ from tests.sql.conftest import Loaded
 HIGHER = ["5m", "15m", "1h", "4h", "1d"]
 FIELDS = ["open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap",
           "first_trade_id", "last_trade_id"]
-COLUMNS = ["exchange", "symbol", "time", *FIELDS, "inserted_at"]
+COLUMNS = ["exchange", "symbol", "time", *FIELDS, "inserted_at", "complete"]
 WIDTH = {"5m": timedelta(minutes=5), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
          "4h": timedelta(hours=4), "1d": timedelta(days=1)}
 
