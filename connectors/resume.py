@@ -50,6 +50,9 @@ ORDER BY trade_id DESC LIMIT 1
 """
 
 
+_NO_CANDLE_LOOKBACK = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class StoredEnds:
     """Per instrument: where its candles continue, and the last stored trade (id, time in epoch ms)."""
@@ -71,7 +74,10 @@ def load_stored_ends(url: str, exchange: str, instruments: Sequence[str]) -> Sto
             ends.last_trades[symbol] = (int(row[0]), (row[1] - EPOCH) // timedelta(milliseconds=1))
             cur.execute(_LAST_CANDLE, (exchange, symbol))
             last = cur.fetchone()
-            if last is None:
+            if last is None:  # trades but no candle yet: they are the open windows
+                cur.execute(_OPEN_TRADES, (exchange, symbol, row[1] - _NO_CANDLE_LOOKBACK))
+                trades = tuple(_trade(exchange, symbol, r) for r in cur.fetchall())
+                ends.points[symbol] = ResumePoint(None, (), trades)
                 continue
             last_candle = _candle(exchange, symbol, last)
             day_open = last_candle.close_time - (last_candle.close_time - EPOCH) % TF_1D.length

@@ -66,7 +66,7 @@ class CandleState:
     windows: SeriesWindows
     clock: Watermark
     fresh: bool = False
-    """Live, with nothing stored before: the first window began before the feed did (incomplete)."""
+    """The first trade's window is to be marked incomplete (it began before the feed did)."""
 
 
 class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
@@ -86,12 +86,16 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         )
         clock = Watermark(grace=config.grace)
         point = config.resume.get(symbol)
+        # Live, with no candle stored before: the first window began before the feed did (incomplete).
+        fresh = config.clock == "wall" and (point is None or point.last_candle is None)
         if point is not None:
-            emitted = windows.resume(point)
-            out.extend(emitted.candles)
+            if fresh and point.open_trades:
+                windows.mark_incomplete(point.open_trades[0].ts_event, point.open_trades[0].ts_event)
+                fresh = False
+            out.extend(windows.resume(point).candles)
             if point.open_trades:
                 clock.observe(max(t.ts_event for t in point.open_trades), datetime.now(UTC))
-        return CandleState(windows, clock, fresh=point is None and config.clock == "wall")
+        return CandleState(windows, clock, fresh=fresh)
 
     def on_batch(self, values: list[CandleIn]) -> tuple[Iterable[CandleOut], bool]:
         out: list[CandleOut] = []

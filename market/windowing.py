@@ -60,13 +60,14 @@ class Emitted:
 class ResumePoint:
     """Where a series' stored data ends, to continue it exactly (docs/reliability.md, "Resume").
 
-    ``last_candle``: the newest final 1m candle stored. ``period_candles``: the stored 1m candles of
-    the longer timeframes' still-open intervals (those after the open of the current 1d interval, up to
-    and including ``last_candle``), in time order. ``open_trades``: the stored trades after
-    ``last_candle`` that were not late, in their arrival (trade id) order: the open windows.
+    ``last_candle``: the newest final 1m candle stored (None: trades were stored, no candle yet).
+    ``period_candles``: the stored 1m candles of the longer timeframes' still-open intervals (those
+    after the open of the current 1d interval, up to and including ``last_candle``), in time order.
+    ``open_trades``: the stored trades after ``last_candle`` that were not late, in their arrival
+    (trade id) order: the open windows.
     """
 
-    last_candle: Candle
+    last_candle: Candle | None
     period_candles: tuple[Candle, ...] = ()
     open_trades: tuple[Trade, ...] = ()
 
@@ -244,6 +245,8 @@ class SeriesWindows:
         if self._watermark is not None or self._windows:
             raise ValueError("resume() is for a series that has seen nothing yet")
         last = point.last_candle
+        if last is None:
+            return self.on_trades(point.open_trades)
         if (last.exchange, last.symbol, last.timeframe) != (self.exchange, self.symbol, TF_1M.name):
             raise ValueError(f"{last.symbol} {last.timeframe} candle given to resume {self.symbol} 1m")
         cursor = (last.close_time - EPOCH) // MINUTE
