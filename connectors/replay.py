@@ -1,63 +1,82 @@
 """Replaying recorded tapes (OKX archive CSV) as a Bytewax source.
 
-Tapes that share an instrument are merged into one partition in time order (so each instrument's
-trades arrive in order); tapes with disjoint instruments are separate partitions that workers read in
-parallel. Output is per instrument identical either way, because candles are built per instrument.
+Each tape is read in its row order, which is its arrival order: a sorted archive and a recording whose
+trades arrived out of event-time order are both replayed as they are, so the candle step's watermark
+follows arrival order exactly as live (``connectors.tape.read_arrivals``). Tapes that share an
+instrument are combined into one partition by ``connectors.tape.merge_arrivals`` (each tape keeps its
+row order; across tapes the earliest head by (ts_event, trade_id) comes first: sorted tapes interleave
+in time order). Tapes with disjoint instruments are separate partitions that workers read in parallel;
+output is per instrument identical either way, because candles are built per instrument.
+
+A bad row is a ``Rejected`` item (to the ``rejects`` table) and the replay goes on; a file that is not a
+tape stops it at the start with a ``TapeError`` naming the file.
 
 Delivery guarantee: exactly once per execution; on resume from a Bytewax snapshot a partition skips
-the trades it had already emitted (its resume state is that count), so re-emission is limited to what
+the items it had already emitted (its resume state is that count), so re-emission is limited to what
 followed the last snapshot, which the idempotent sinks absorb.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.tape import merge_tapes, tape_end, tape_instruments
-from market.types import Trade
+from connectors.tape import TapeError, TapeSummary, merge_arrivals, scan_tape
+from market.types import Rejected, Trade
+
+TapeItem = Trade | Rejected
 
 
-def group_tapes(paths: Sequence[Path]) -> list[list[Path]]:
+def group_tapes(tapes: Sequence[TapeSummary]) -> list[list[Path]]:
     """Group tapes so that tapes sharing any instrument land in the same group (stable order)."""
     groups: list[tuple[set[str], list[Path]]] = []
-    for path in paths:
-        instruments = set(tape_instruments(path))
+    for tape in tapes:
+        instruments = set(tape.instruments)
         touching = [g for g in groups if g[0] & instruments]
-        merged_instruments = set(instruments).union(*(g[0] for g in touching))
-        merged_paths = [p for g in touching for p in g[1]] + [path]
+        merged_instruments = instruments.union(*(g[0] for g in touching))
+        merged_paths = [p for g in touching for p in g[1]] + [Path(tape.path)]
         groups = [g for g in groups if g not in touching] + [(merged_instruments, merged_paths)]
     return [sorted(g[1]) for g in groups]
 
 
-def instrument_ends(paths: Sequence[Path], declared_end: datetime | None) -> dict[str, datetime]:
+def instrument_ends(tapes: Sequence[TapeSummary], declared_end: datetime | None) -> dict[str, datetime]:
     """Per instrument, where its replay ends (TIME.md rule 9): the declared end if given, else the
-    last trade time of the (latest) tape holding it."""
+    latest trade time of the tapes holding it (the maximum ``ts_event``, wherever its row is)."""
     ends: dict[str, datetime] = {}
-    for path in paths:
-        end = declared_end or tape_end(path)
-        for symbol in tape_instruments(path):
+    for tape in tapes:
+        end = declared_end or tape.end
+        if end is None:  # no valid trade: nothing of it to end
+            continue
+        for symbol in tape.instruments:
             ends[symbol] = max(end, ends.get(symbol, end))
     return ends
 
 
-class _TapePartition(StatefulSourcePartition[Trade, int]):
+def _not_after(until: datetime) -> Callable[[TapeItem], bool]:
+    def keep(item: TapeItem) -> bool:
+        return isinstance(item, Rejected) or item.ts_event <= until
+
+    return keep
+
+
+class _TapePartition(StatefulSourcePartition[TapeItem, int]):
     def __init__(self, paths: Sequence[Path], skip: int, batch_size: int, until: datetime | None) -> None:
-        trades: Iterator[Trade] = merge_tapes(paths)
+        items: Iterator[TapeItem] = merge_arrivals(paths)
         if until is not None:
-            trades = itertools.takewhile(lambda t: t.ts_event <= until, trades)
-        self._trades = trades
+            # Arrival order is not time order: a trade after the end may be followed by one before it.
+            items = filter(_not_after(until), items)
+        self._items = items
         self._emitted = skip
         self._batch_size = batch_size
         if skip:
-            next(itertools.islice(self._trades, skip, skip), None)
+            next(itertools.islice(self._items, skip, skip), None)
 
-    def next_batch(self) -> list[Trade]:
-        batch = list(itertools.islice(self._trades, self._batch_size))
+    def next_batch(self) -> list[TapeItem]:
+        batch = list(itertools.islice(self._items, self._batch_size))
         if not batch:
             raise StopIteration()
         self._emitted += len(batch)
@@ -67,17 +86,22 @@ class _TapePartition(StatefulSourcePartition[Trade, int]):
         return self._emitted
 
 
-class TapeSource(FixedPartitionedSource[Trade, int]):
-    """Trades from OKX-archive CSV tapes, each instrument in (ts_event, trade_id) order."""
+class TapeSource(FixedPartitionedSource[TapeItem, int]):
+    """Trades from OKX-archive CSV tapes in each tape's row (arrival) order, and bad rows as ``Rejected``.
+
+    The tapes are scanned once when the source is made (a file that is not a tape raises ``TapeError``
+    here): ``ends`` gives each instrument's replay end for the candle step."""
 
     def __init__(self, paths: Sequence[Path], until: datetime | None = None, batch_size: int = 2000) -> None:
-        """``until``: the declared end of the replay; trades after it are not read (TIME.md rule 9)."""
+        """``until``: the declared end of the replay; trades stamped after it are skipped (rule 9)."""
         if not paths:
             raise ValueError("no tapes to replay")
-        missing = [str(p) for p in paths if not Path(p).is_file()]
+        missing = [p for p in paths if not Path(p).is_file()]
         if missing:
-            raise FileNotFoundError(f"tape not found: {', '.join(missing)}")
-        self.groups = group_tapes([Path(p) for p in paths])
+            raise TapeError(missing[0], 0, "tape not found")
+        tapes = [scan_tape(path) for path in paths]
+        self.groups = group_tapes(tapes)
+        self.ends = instrument_ends(tapes, until)
         self.batch_size = batch_size
         self.until = until
 

@@ -4,156 +4,335 @@ Format (tests/data/SOURCES.md): header ``instrument_name,trade_id,side,price,siz
 OKX archive files append ``source``); ``created_time`` is the trade time in ms since the epoch (UTC),
 ``side`` the taker side, ``size`` in base currency (SPOT) or contracts (derivatives).
 
-Tapes are trusted inputs: a bad row is a broken file, so it raises :class:`TapeError` naming the file and
-line, unlike a websocket frame which becomes a ``Rejected``. Within one file rows must be in
-(``created_time``, ``trade_id``) order, which :func:`merge_tapes` relies on.
+A row is a trade only if it parses and meets ``market.plausibility.trade_problem`` (the static bounds of
+storage and exact arithmetic). Two readers:
+
+- :func:`read_arrivals` (replays): every row in file order, which is the tape's arrival order and may
+  differ from event-time order (a recording); a bad row becomes a ``Rejected`` and reading goes on.
+- :func:`read_tape` (the OKX simulator, archive files): strict, for sorted, trusted archives; a bad or
+  out-of-order row raises :class:`TapeError` naming the file and line.
+
+A file that is not a tape at all (missing, bad header, no rows) raises :class:`TapeError` with either.
 """
 
 from __future__ import annotations
 
 import csv
 import heapq
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TextIO
 
-from market.types import Side, Trade, utc_from_ms
+from market.plausibility import DEFAULT_LIMITS, trade_problem
+from market.types import EPOCH, Rejected, Side, Trade, ms_from_utc, utc_from_ms
 
 EXCHANGE = "okx"
+REJECT_SOURCE = "tape"
 COLUMNS: tuple[str, ...] = ("instrument_name", "trade_id", "side", "price", "size", "created_time")
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _INTEGER = re.compile(r"[0-9]+")
+_EARLIEST_MS = ms_from_utc(DEFAULT_LIMITS.earliest)
+_LATEST_MS = ms_from_utc(DEFAULT_LIMITS.latest)
+
+log = logging.getLogger("tcp.tape")
 
 PathLike = str | os.PathLike[str]
 
 
 class TapeError(ValueError):
-    """A tape file that does not follow the archive format; the message starts with ``file:line``."""
+    """A tape file that does not follow the archive format; the message starts with ``file:line``
+    (``file`` alone when it cannot be opened, line 0)."""
 
     def __init__(self, path: PathLike, line: int, problem: str) -> None:
-        super().__init__(f"{path}:{line}: {problem}")
+        super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
         self.path = str(path)
         self.line = line
         self.problem = problem
 
 
-def _check_header(path: PathLike, header: list[str] | None) -> bool:
-    """Validate the header; return whether a ``source`` column follows the six standard ones."""
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row that is not an acceptable trade: where it is, what it was, why."""
+
+    line: int
+    raw: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class TapeSummary:
+    """What a replay needs to know of a tape before reading it: its instruments and its end."""
+
+    path: str
+    instruments: frozenset[str]
+    end: datetime | None
+    """The latest ``ts_event`` of its valid trades, wherever they are in the file (None: no valid trade)."""
+
+
+def _open(path: PathLike) -> tuple[TextIO, _RowParser]:
+    """Open a tape and check its header; return it (at its first row) and the parser of its rows."""
+    try:
+        handle = open(path, newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    except OSError as exc:
+        raise TapeError(path, 0, f"cannot open: {exc.strerror or exc}") from None
+    first = handle.readline()
+    header = next(csv.reader([first]), None) if first else None
     if header is None:
+        handle.close()
         raise TapeError(path, 1, "empty file: expected the header " + ",".join(COLUMNS))
     names = [name.strip().lstrip("\ufeff") for name in header]
     if tuple(names[:6]) != COLUMNS or names[6:] not in ([], ["source"]):
-        raise TapeError(path, 1, f"header {','.join(names)!r} is not {','.join(COLUMNS)}[,source]")
-    return len(names) == 7
+        handle.close()
+        shown = ",".join(names)[:200]
+        raise TapeError(path, 1, f"header {shown!r} is not {','.join(COLUMNS)}[,source]")
+    return handle, _RowParser(len(names) == 7)
 
 
-def _row_trade(path: PathLike, line: int, row: list[str], with_source: bool) -> Trade:
-    """The trade of one row. Well-formed rows take a fast path; anything odd goes through the strict
-    checks, which raise naming the problem."""
-    try:
-        if len(row) == (7 if with_source else 6) and row[0] and (row[2] == "buy" or row[2] == "sell"):
-            price = Decimal(row[3])
-            size = Decimal(row[4])
-            if price > 0 and size > 0 and price.is_finite() and size.is_finite() and row[1].isdigit() \
-                    and row[5].isdigit():
-                return Trade(EXCHANGE, row[0], int(row[1]), price, size, row[2],  # type: ignore[arg-type]
-                             utc_from_ms(int(row[5])), None, 1, None,
-                             (row[6] or None) if with_source else None, "tape")
-    except (ValueError, ArithmeticError):
-        pass
-    return _checked_row_trade(path, line, row, with_source)
+def _fields(line: str) -> list[str]:
+    """The fields of one line (archive files are never quoted; a quoted line goes through csv, which
+    raises ``csv.Error`` on one it cannot read)."""
+    text = line.rstrip("\r\n")
+    if '"' not in text:
+        return text.split(",")
+    return next(csv.reader([text]), [])
 
 
-def _checked_row_trade(path: PathLike, line: int, row: list[str], with_source: bool) -> Trade:
-    width = 7 if with_source else 6
-    if len(row) != width:
-        raise TapeError(path, line, f"{len(row)} fields, expected {width}")
-    symbol, trade_id, side, price, size, created = row[:6]
-    if not symbol:
-        raise TapeError(path, line, "empty instrument_name")
-    if _INTEGER.fullmatch(trade_id) is None:
-        raise TapeError(path, line, f"trade_id {trade_id!r} is not an integer")
-    if side != "buy" and side != "sell":
-        raise TapeError(path, line, f"side {side!r} is neither buy nor sell")
-    for name, value in (("price", price), ("size", size)):
-        if _DECIMAL.fullmatch(value) is None or not Decimal(value):
-            raise TapeError(path, line, f"{name} {value!r} is not a positive decimal")
-    if _INTEGER.fullmatch(created) is None:
-        raise TapeError(path, line, f"created_time {created!r} is not integer milliseconds")
-    side_: Side = "buy" if side == "buy" else "sell"
-    return Trade(
-        exchange=EXCHANGE,
-        symbol=symbol,
-        trade_id=int(trade_id),
-        price=Decimal(price),
-        size=Decimal(size),
-        side=side_,
-        ts_event=utc_from_ms(int(created)),
-        source=(row[6] or None) if with_source else None,
-        origin="tape",
-    )
+class _RowParser:
+    """Lines of one tape to trades, or why a line is not one. Well-formed rows take a fast path;
+    anything odd goes through the strict checks, which name the problem. Recent times are remembered
+    (consecutive trades often share a millisecond)."""
+
+    __slots__ = ("_times", "width", "with_source")
+
+    def __init__(self, with_source: bool) -> None:
+        self.with_source = with_source
+        self.width = 7 if with_source else 6
+        self._times: dict[str, datetime] = {}
+
+    def __call__(self, line: str) -> Trade | str:
+        try:
+            row = _fields(line)
+        except csv.Error as exc:
+            return f"unreadable csv: {exc}"
+        if (
+            len(row) == self.width
+            and row[0]
+            and (row[2] == "buy" or row[2] == "sell")
+            and row[1].isascii()
+            and row[1].isdigit()
+            and (ts_event := self._times.get(row[5]) or self._time(row[5])) is not None
+        ):
+            side: Side = row[2]  # type: ignore[assignment]  # checked above
+            source = (row[6] or None) if self.with_source else None
+            try:
+                price, size = Decimal(row[3]), Decimal(row[4])
+                trade = Trade(
+                    EXCHANGE, row[0], int(row[1]), price, size, side, ts_event, None, 1, None, source, "tape"
+                )
+            except (ValueError, ArithmeticError):
+                return self._checked(row)
+            return trade_problem(trade) or trade  # the bounds: finite, positive, precision, time, ids
+        return self._checked(row)
+
+    def _time(self, created: str) -> datetime | None:
+        """The time of ``created`` if it is plain integer milliseconds within ``datetime``'s range."""
+        if not (created.isascii() and created.isdigit()):
+            return None
+        try:
+            ts_event = utc_from_ms(int(created))
+        except (OverflowError, ValueError):
+            return None
+        if len(self._times) >= 4096:
+            self._times.clear()
+        self._times[created] = ts_event
+        return ts_event
+
+    def _checked(self, row: list[str]) -> Trade | str:
+        if len(row) != self.width:
+            return f"{len(row)} fields, expected {self.width}"
+        symbol, trade_id, side, price, size, created = row[:6]
+        if not symbol:
+            return "empty instrument_name"
+        if _INTEGER.fullmatch(trade_id) is None:
+            return f"trade_id {_short(trade_id)!r} is not an integer"
+        if side != "buy" and side != "sell":
+            return f"side {_short(side)!r} is neither buy nor sell"
+        for name, value in (("price", price), ("size", size)):
+            if _DECIMAL.fullmatch(value) is None or not Decimal(value):
+                return f"{name} {_short(value)!r} is not a positive decimal"
+        if _INTEGER.fullmatch(created) is None:
+            return f"created_time {_short(created)!r} is not integer milliseconds"
+        try:
+            ts_event = utc_from_ms(int(created))
+            number = int(trade_id)
+        except (OverflowError, ValueError):
+            return f"trade_id {_short(trade_id)!r} or created_time {_short(created)!r} is out of range"
+        side_: Side = "buy" if side == "buy" else "sell"
+        trade = Trade(
+            EXCHANGE,
+            symbol,
+            number,
+            Decimal(price),
+            Decimal(size),
+            side_,
+            ts_event,
+            source=(row[6] or None) if self.with_source else None,
+            origin="tape",
+        )
+        return trade_problem(trade) or trade
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
+
+
+def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
+    """The tape's trades in file (arrival) order, and each bad row as a ``Rejected`` (source ``tape``,
+    the raw row, ``file:line: problem``); blank lines are skipped. A tape has no receive clock: a reject
+    is stamped with the newest trade time read from the file before it (rows before the first trade:
+    that trade's time; a tape without any: the epoch), so a replay is deterministic and re-running it
+    stores nothing twice."""
+    handle, parse = _open(path)
+    clock: datetime | None = None
+    held: list[BadRow] = []
+    rejected = 0
+    with handle:
+        for number, line in enumerate(handle, start=2):
+            trade = parse(line)
+            if type(trade) is Trade:
+                ts_event = trade.ts_event
+                if clock is None:
+                    clock = ts_event
+                    yield from (_rejected(path, bad, ts_event) for bad in held)
+                    held.clear()
+                elif ts_event > clock:
+                    clock = ts_event
+                yield trade
+            elif not line.isspace():
+                rejected += 1
+                bad = BadRow(number, line.rstrip("\r\n"), str(trade))
+                if clock is None:
+                    held.append(bad)
+                else:
+                    yield _rejected(path, bad, clock)
+    yield from (_rejected(path, bad, EPOCH) for bad in held)
+    if rejected:
+        log.warning("%s: %d rows rejected (stored in the rejects table)", path, rejected)
+
+
+def _rejected(path: PathLike, bad: BadRow, at: datetime) -> Rejected:
+    raw = bad.raw.encode("utf-8", "surrogateescape")
+    return Rejected(raw, f"{path}:{bad.line}: {bad.problem}", at, REJECT_SOURCE)
 
 
 def read_tape(path: PathLike) -> Iterator[Trade]:
-    """Yield the trades of one tape file in file order, checking (ts_event, trade_id) never decreases."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        with_source = _check_header(path, next(reader, None))
-        previous: tuple[datetime, int] | None = None
-        for row in reader:
-            line = reader.line_num
-            if not row:
-                continue
-            trade = _row_trade(path, line, row, with_source)
+    """Yield the trades of one sorted archive tape; raise ``TapeError`` at a bad row or where
+    (ts_event, trade_id) decreases."""
+    handle, parse = _open(path)
+    previous: tuple[datetime, int] | None = None
+    with handle:
+        for number, line in enumerate(handle, start=2):
+            trade = parse(line)
+            if type(trade) is not Trade:
+                if line.isspace():
+                    continue
+                raise TapeError(path, number, str(trade))
             if previous is not None and trade.order_key < previous:
-                raise TapeError(path, line, f"out of order: trade {trade.trade_id} at {trade.ts_event} "
-                                            f"comes after trade {previous[1]} at {previous[0]}")
+                raise TapeError(
+                    path,
+                    number,
+                    f"out of order: trade {trade.trade_id} at {trade.ts_event} "
+                    f"comes after trade {previous[1]} at {previous[0]}",
+                )
             previous = trade.order_key
             yield trade
 
 
 def merge_tapes(paths: Iterable[PathLike]) -> Iterator[Trade]:
-    """Lazily merge several tapes in (ts_event, trade_id) order; ties keep the order of ``paths``."""
+    """Lazily merge several sorted tapes in (ts_event, trade_id) order; ties keep the order of ``paths``."""
     return heapq.merge(*(read_tape(path) for path in paths), key=lambda trade: trade.order_key)
 
 
+def merge_arrivals(paths: Iterable[PathLike]) -> Iterator[Trade | Rejected]:
+    """Combine tapes in arrival order: each tape keeps its own row order; across tapes, the next item
+    is the one whose head is earliest by (ts_event, trade_id) (a reject by its stamp), ties in the order
+    of ``paths``. Sorted tapes thus interleave exactly in time order, and one tape is read as it is."""
+    return heapq.merge(*(read_arrivals(path) for path in paths), key=_arrival_key)
+
+
+def _arrival_key(item: Trade | Rejected) -> tuple[datetime, int]:
+    return (item.ts_recv, -1) if isinstance(item, Rejected) else item.order_key
+
+
+def scan_tape(path: PathLike) -> TapeSummary:
+    """One light pass over a tape: its instruments and its end (the latest valid trade time, which for
+    a tape in arrival order is not necessarily the last row's). Only the rows at the latest plausible
+    time are fully checked; if none of them is a valid trade, the whole tape is read."""
+    handle, parse = _open(path)
+    width = parse.width
+    instruments: set[str] = set()
+    latest = -1
+    at_latest: list[str] = []
+    rows = 0
+    with handle:
+        for line in handle:
+            try:
+                row = line.split(",") if '"' not in line else _fields(line)
+            except csv.Error:
+                row = []
+            if len(row) != width:
+                rows += not line.isspace()
+                continue
+            rows += 1
+            instruments.add(row[0])
+            try:
+                ms = int(row[5])  # over-inclusive (int() takes spaces, signs, underscores): checked below
+            except ValueError:
+                continue
+            if ms >= latest and _EARLIEST_MS <= ms < _LATEST_MS:
+                if ms > latest:
+                    latest = ms
+                    at_latest = []
+                at_latest.append(line)
+    if not rows:
+        raise TapeError(path, 2, "tape has no trades")
+    candidates = (parse(line) for line in at_latest)
+    end = next((t.ts_event for t in candidates if isinstance(t, Trade)), None)
+    if end is None and at_latest:  # every row at the latest time is bad: read the whole tape
+        handle, parse = _open(path)
+        with handle:
+            end = max((t.ts_event for t in map(parse, handle) if isinstance(t, Trade)), default=None)
+    return TapeSummary(str(path), frozenset(instruments), end)
+
+
 def tape_end(path: PathLike) -> datetime:
-    """The tape's declared end (TIME.md rule 9): the time of its last trade (read from the file's tail)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        with_source = _check_header(path, next(csv.reader(handle), None))
-    with open(path, "rb") as handle:
-        position = handle.seek(0, os.SEEK_END)
-        tail = b""
-        while position > 0:
-            step = min(1 << 14, position)
-            position -= step
-            handle.seek(position)
-            tail = handle.read(step) + tail
-            if len([line for line in tail.splitlines() if line.strip()]) >= 2:
-                break
-    lines = [line for line in tail.splitlines() if line.strip()]
-    if position == 0 and len(lines) < 2:
-        raise TapeError(path, 1, "tape has no trades")
-    row = next(csv.reader([lines[-1].decode("utf-8")]))
-    try:
-        return _row_trade(path, 0, row, with_source).ts_event
-    except TapeError as exc:
-        with open(path, "rb") as handle:
-            line = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 16), b""))
-        raise TapeError(path, line, exc.problem) from None
+    """The tape's declared end (TIME.md rule 9): the latest time of its valid trades."""
+    end = scan_tape(path).end
+    if end is None:
+        raise TapeError(path, 2, "tape has no valid trades")
+    return end
 
 
 def tape_instruments(path: PathLike) -> set[str]:
-    """The instruments present in a tape: one pass over its first column (rows are not validated
-    here; reading the tape does that)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        _check_header(path, next(csv.reader([handle.readline()]), None))
-        found = {line.split(",", 1)[0] for line in handle if line.strip()}
-    if not found:
-        raise TapeError(path, 2, "tape has no trades")
-    return {name.strip('"') for name in found}
+    """The instruments present in a tape (rows with the right number of fields)."""
+    return set(scan_tape(path).instruments)
 
 
-__all__ = ["COLUMNS", "TapeError", "merge_tapes", "read_tape", "tape_end", "tape_instruments"]
+__all__ = [
+    "COLUMNS",
+    "BadRow",
+    "TapeError",
+    "TapeSummary",
+    "merge_arrivals",
+    "merge_tapes",
+    "read_arrivals",
+    "read_tape",
+    "scan_tape",
+    "tape_end",
+    "tape_instruments",
+]
