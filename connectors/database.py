@@ -1,105 +1,65 @@
 """Writing the pipeline's output to PostgreSQL/TimescaleDB.
 
-``DatabaseWriter`` takes batches of mixed items (trades, final 1m candles, late trades, rejects) and
-writes each batch in **one transaction**: trades by COPY into a temporary table then
-``INSERT ... ON CONFLICT DO NOTHING``; candles as upserts on their key; late trades and rejects with
-``ON CONFLICT DO NOTHING``. Every write is idempotent, so re-delivery changes nothing.
+``DatabaseWriter`` takes batches of mixed items (trades, final 1m candles, late trades, rejects,
+indicator values, signals, gaps) and writes each batch in **one transaction**: trades by COPY (through a
+temporary table and ``ON CONFLICT DO NOTHING`` when the batch overlaps stored rows); candles in one
+``INSERT ... ON CONFLICT DO NOTHING`` statement per batch; everything else ``ON CONFLICT DO NOTHING``.
+
+Final is final (TIME.md rule 3): a stored candle, indicator value or signal is never updated. Offering
+the identical candle again changes nothing; a **different** candle for a stored key is a conflict: the
+stored row stays, the offered one is kept in ``candle_conflicts`` (both as jsonb), logged as an error
+and counted (``WriterStats.candle_conflicts``).
+
+A row the database refuses (a constraint or data error, e.g. a count beyond ``integer``) does not sink
+its batch: the batch is written again with each kind of row in a savepoint, halving the rows that fail
+until the invalid ones are found; the valid rows are written and each invalid one becomes a ``rejects``
+row (source ``database``, the database's reason, the row in the spool's JSON form), logged and counted.
 
 Delivery guarantee: at least once, made effectively exactly once by the idempotent writes. When the
-database is unreachable the batch is written to a spool directory on disk (fsynced) and the call
-returns at once, so the flow keeps ingesting; spooled batches are retried, oldest first, with
-exponential backoff, and written when the database returns. Memory stays bounded (the spool is on
-disk); spooled batches and rows are counted and logged. A batch the database refuses as invalid
-(a constraint or data error: a bug, not an outage) is moved to ``spool/rejected/`` and logged as an
-error instead of blocking the others.
+database is unreachable (or refuses the statements themselves, e.g. an unmigrated schema) the batch goes
+to the spool (``connectors/spool.py``: on disk, tied to this database, bounded) and the call returns at
+once, so the flow keeps ingesting; spooled batches are retried, oldest first, with exponential backoff.
+When the spool is full, ``write`` raises ``SpoolFull`` and the flow stops with that one-line error; a
+restart writes the spool first and resumes from the database.
 
 ``DatabaseSink`` is the Bytewax adapter: one writer (one connection) per worker.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-import os
-import pickle
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from psycopg.types.json import Jsonb
 
+from connectors import database_writes as w
+from connectors.database_writes import Row, Written
 from connectors.okx.events import Gap
+from connectors.spool import (
+    MB,
+    ServerIdentity,
+    Spool,
+    SpoolFull,
+    SpoolUnreadable,
+    StoredItem,
+    encode_row,
+    fingerprint,
+)
 from market.types import Candle, IndicatorValue, Rejected, Signal, Trade, TradeBatch
 from market.windowing import LateTrade
 
+__all__ = ["DatabaseSink", "DatabaseWriter", "SpoolFull", "StoredItem", "WriterStats", "drain_spool"]
+
 log = logging.getLogger(__name__)
 
-StoredItem = Trade | TradeBatch | Candle | LateTrade | Rejected | IndicatorValue | Signal | Gap
 
-_TRADE_COLUMNS = (
-    "exchange, symbol, trade_id, time, price, size, side, received_at,"
-    " fill_count, seq_id, exch_source, origin"
-)
-_TEMP_TRADES = (
-    f"CREATE TEMP TABLE IF NOT EXISTS _tcp_trades AS SELECT {_TRADE_COLUMNS} FROM trades WITH NO DATA"
-)
-_MERGE_TRADES = (
-    f"INSERT INTO trades ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS} FROM _tcp_trades"
-    " ON CONFLICT (exchange, symbol, time, trade_id) DO NOTHING"
-)
-_PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_CANDLE_COLUMNS = (
-    "exchange, symbol, time, open, high, low, close, volume, quote_volume,"
-    " trade_count, vwap, first_trade_id, last_trade_id"
-)
-_TEMP_CANDLES = (
-    f"CREATE TEMP TABLE IF NOT EXISTS _tcp_candles AS SELECT {_CANDLE_COLUMNS} FROM candles_1m WITH NO DATA"
-)
-# One statement per batch (not one per candle): statement-level triggers on candles_1m fire once.
-_UPSERT_CANDLES = f"""
-INSERT INTO candles_1m ({_CANDLE_COLUMNS}) SELECT {_CANDLE_COLUMNS} FROM _tcp_candles ORDER BY symbol, time
-ON CONFLICT (exchange, symbol, time) DO UPDATE SET
-    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-    volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume, trade_count = EXCLUDED.trade_count,
-    vwap = EXCLUDED.vwap, first_trade_id = EXCLUDED.first_trade_id, last_trade_id = EXCLUDED.last_trade_id
-"""
-_INSERT_LATE = """
-INSERT INTO late_trades (exchange, symbol, trade_id, time, price, size, side, received_at,
-                         candle_close, lateness)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (exchange, symbol, trade_id, time) DO NOTHING
-"""
-_INSERT_REJECT = """
-INSERT INTO rejects (received_at, source, reason, raw, raw_digest) VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (received_at, source, raw_digest) DO NOTHING
-"""
-_TEMP_INDICATORS = (
-    "CREATE TEMP TABLE IF NOT EXISTS _tcp_indicators AS"
-    " SELECT exchange, symbol, timeframe, time, indicator, output, value FROM indicators WITH NO DATA"
-)
-_MERGE_INDICATORS = (
-    "INSERT INTO indicators (exchange, symbol, timeframe, time, indicator, output, value)"
-    " SELECT exchange, symbol, timeframe, time, indicator, output, value FROM _tcp_indicators"
-    " ON CONFLICT (exchange, symbol, timeframe, indicator, output, time) DO UPDATE SET value = EXCLUDED.value"
-)
-_UPSERT_SIGNAL = """
-INSERT INTO signals (exchange, symbol, timeframe, time, strategy, action, reason, values)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (exchange, symbol, timeframe, strategy, time) DO UPDATE SET
-    action = EXCLUDED.action, reason = EXCLUDED.reason, values = EXCLUDED.values
-"""
-_INSERT_GAP = """
-INSERT INTO gaps (exchange, symbol, from_trade_id, to_trade_id, from_time, to_time, filled, trades_backfilled,
-                  reason, recovery_seconds, error, detected_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (exchange, symbol, from_trade_id, to_trade_id) DO NOTHING
-"""
-_INVALID_BATCH = (psycopg.errors.IntegrityError, psycopg.errors.DataError, psycopg.errors.ProgrammingError)
+_STORED = (Trade, TradeBatch, Candle, LateTrade, Rejected, IndicatorValue, Signal, Gap)
 
 
 @dataclass
@@ -110,19 +70,22 @@ class WriterStats:
     trades_inserted: int = 0
     trades_duplicate: int = 0
     candles_written: int = 0
+    candles_duplicate: int = 0
+    candle_conflicts: int = 0
     late_written: int = 0
     rejects_written: int = 0
+    rows_rejected: int = 0
     indicator_values_written: int = 0
     signals_written: int = 0
     gaps_written: int = 0
     write_failures: int = 0
     batches_spooled: int = 0
-    batches_refused: int = 0
+    batches_quarantined: int = 0
     last_error: str | None = None
 
 
 class DatabaseWriter:
-    """Batched, transactional, idempotent writes with a disk spool for outages."""
+    """Batched, transactional, insert-only writes with a disk spool for outages."""
 
     def __init__(
         self,
@@ -132,37 +95,34 @@ class DatabaseWriter:
         connect_timeout: float = 5.0,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        spool_max_bytes: int = 1024 * MB,
     ) -> None:
         self.url = url
-        self.spool_dir = spool_dir
+        self.spool = Spool(spool_dir, url, max_bytes=spool_max_bytes)
         self.connect_timeout = connect_timeout
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.stats = WriterStats()
         self._conn: psycopg.Connection | None = None
+        self._server: ServerIdentity | None = None
         self._retry_delay = retry_initial
         self._next_attempt = 0.0
-        self._seq = 0
-        spool_dir.mkdir(parents=True, exist_ok=True)
 
     # -- public -----------------------------------------------------------------------------------
     def write(self, items: Sequence[StoredItem]) -> None:
-        """Write one batch in one transaction, or spool it if the database is unavailable."""
-        if not items and not self.pending_batches():
+        """Write one batch in one transaction, or spool it if the database is unavailable; raises
+        ``SpoolFull`` when it can do neither."""
+        if not items and not self.spool.pending():
             return
-        if time.monotonic() < self._next_attempt:
+        if time.monotonic() < self._next_attempt or not self._drain_spool():
             self._spool(items)
-            return
-        if not self._drain_spool():
-            self._spool(items)
-            return
-        if items and not self._try_write(items):
+        elif items and not self._try_write(items):
             self._spool(items)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Try to write everything spooled, waiting out the backoff up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while self.pending_batches():
+        while self.spool.pending():
             if time.monotonic() >= self._next_attempt and self._drain_spool():
                 break
             if time.monotonic() >= deadline:
@@ -171,213 +131,226 @@ class DatabaseWriter:
         return True
 
     def pending_batches(self) -> list[Path]:
-        return sorted(self.spool_dir.glob("*.batch"))
+        return self.spool.pending()
 
     def close(self) -> None:
-        if self.pending_batches():
+        if self.spool.pending():
             self.flush(timeout=5.0)
+        self.disconnect()
+        pending = self.spool.pending()
+        if pending:
+            log.warning(
+                "%d batch(es) remain spooled in %s; they are written on the next start",
+                len(pending),
+                self.spool.directory,
+            )
+
+    def disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        pending = self.pending_batches()
-        if pending:
-            log.warning("%d batch(es) remain spooled in %s; they are written on the next start",
-                        len(pending), self.spool_dir)
 
-    # -- writing ----------------------------------------------------------------------------------
+    # -- connection -------------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.url, connect_timeout=int(max(1, self.connect_timeout)))
+            self._server = _server_identity(self._conn)
+            self.spool.remember(self._server)
         return self._conn
 
     def _try_write(self, items: Sequence[StoredItem]) -> bool:
         try:
-            self._write_transaction(items)
-        except _INVALID_BATCH as error:
-            self._refuse(items, error)
-            return True
+            conn = self._connection()
+            try:
+                self._write_transaction(conn, items, careful=False)
+            except w.ROW_ERRORS:  # some row is invalid: find it, write the others
+                self._write_transaction(conn, items, careful=True)
         except psycopg.Error as error:
             self._failed(error)
             return False
         self._retry_delay = self.retry_initial
         return True
 
-    def _write_transaction(self, items: Sequence[StoredItem]) -> None:
-        trades = [i for i in items if isinstance(i, Trade)]
-        batches = [i for i in items if isinstance(i, TradeBatch)]
-        for batch in batches:
-            trades.extend(batch.trades)
-        candles = [i for i in items if isinstance(i, Candle)]
-        late = [i for i in items if isinstance(i, LateTrade)]
-        rejects = [i for i in items if isinstance(i, Rejected)]
-        values = [i for i in items if isinstance(i, IndicatorValue)]
-        signals = [i for i in items if isinstance(i, Signal)]
-        gaps = [i for i in items if isinstance(i, Gap)]
-        known = (candles, late, rejects, values, signals, gaps, batches)
-        unknown = len(items) - sum(len(kind) for kind in known) - sum(isinstance(i, Trade) for i in items)
-        if unknown:
-            raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
-        for candle in candles:
-            if candle.timeframe != "1m":
-                raise ValueError(f"only 1m candles are stored, not {candle.timeframe} (those are rollups)")
-        conn = self._connection()
-        inserted = 0
-        with conn.transaction(), conn.cursor() as cur:
-            if trades:
-                inserted = self._copy_trades(conn, cur, trades)
-            if candles:
-                cur.execute(_TEMP_CANDLES)
-                cur.execute("TRUNCATE _tcp_candles")
-                with cur.copy(f"COPY _tcp_candles ({_CANDLE_COLUMNS}) FROM STDIN") as copy:
-                    for c in candles:
-                        copy.write_row(_candle_row(c))
-                cur.execute(_UPSERT_CANDLES)
-            if late:
-                cur.executemany(_INSERT_LATE, [_late_row(x) for x in late])
-            if rejects:
-                cur.executemany(_INSERT_REJECT, [_reject_row(r) for r in rejects])
-            if values:
-                cur.execute(_TEMP_INDICATORS)
-                cur.execute("TRUNCATE _tcp_indicators")
-                with cur.copy("COPY _tcp_indicators FROM STDIN") as copy:
-                    for v in values:
-                        for output, number in v.values.items():
-                            copy.write_row(
-                                (v.exchange, v.symbol, v.timeframe, v.time, v.indicator, output, number))
-                cur.execute(_MERGE_INDICATORS)
-            if signals:
-                cur.executemany(_UPSERT_SIGNAL, [_signal_row(s) for s in signals])
-            if gaps:
-                cur.executemany(_INSERT_GAP, [_gap_row(g) for g in gaps])
-        s = self.stats
-        s.batches_written += 1
-        s.trades_inserted += inserted
-        s.trades_duplicate += len(trades) - inserted
-        s.candles_written += len(candles)
-        s.late_written += len(late)
-        s.rejects_written += len(rejects)
-        s.indicator_values_written += len(values)
-        s.signals_written += len(signals)
-        s.gaps_written += len(gaps)
-
-    @staticmethod
-    def _copy_trades(conn: psycopg.Connection, cur: psycopg.Cursor, trades: list[Trade]) -> int:
-        """COPY straight into ``trades``; if the batch overlaps stored rows (a re-delivery), redo it
-        through a temporary table and ``ON CONFLICT DO NOTHING``. Returns the rows inserted."""
-        text = _copy_text(trades)
-        try:
-            with conn.transaction():  # a savepoint: a conflict undoes only this attempt
-                with cur.copy(f"COPY trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
-                    copy.write(text)
-            return len(trades)
-        except psycopg.errors.UniqueViolation:
-            pass
-        cur.execute(_TEMP_TRADES)
-        cur.execute("TRUNCATE _tcp_trades")
-        with cur.copy(f"COPY _tcp_trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
-            copy.write(text)
-        cur.execute(_MERGE_TRADES)
-        return max(cur.rowcount, 0)
-
     def _failed(self, error: psycopg.Error) -> None:
         self.stats.write_failures += 1
-        self.stats.last_error = f"{type(error).__name__}: {error}".strip()
+        self.stats.last_error = " ".join(f"{type(error).__name__}: {error}".split())  # one line
         if self._conn is not None:
             try:
                 self._conn.close()
             finally:
                 self._conn = None
         self._next_attempt = time.monotonic() + self._retry_delay
-        log.warning("database write failed (%s); retrying in %.1f s",
-                    self.stats.last_error, self._retry_delay)
+        level = logging.WARNING if isinstance(error, psycopg.OperationalError) else logging.ERROR
+        log.log(
+            level,
+            "database write failed (%s); spooling, retrying in %.1f s",
+            self.stats.last_error,
+            self._retry_delay,
+        )
         self._retry_delay = min(self._retry_delay * 2, self.retry_max)
 
-    def _refuse(self, items: Sequence[StoredItem], error: psycopg.Error) -> None:
-        self.stats.batches_refused += 1
-        self.stats.last_error = f"{type(error).__name__}: {error}".strip()
-        path = self._dump(items, self.spool_dir / "rejected")
-        log.error("database refused a batch as invalid (%s); kept in %s", self.stats.last_error, path)
+    # -- writing ----------------------------------------------------------------------------------
+    def _write_transaction(
+        self, conn: psycopg.Connection, items: Sequence[StoredItem], *, careful: bool
+    ) -> None:
+        """One transaction; ``careful``: each kind in savepoints, invalid rows found and refused."""
+        trades = [t for i in items if isinstance(i, TradeBatch) for t in i.trades]
+        trades += [i for i in items if isinstance(i, Trade)]
+        candles = [i for i in items if isinstance(i, Candle)]
+        late = [i for i in items if isinstance(i, LateTrade)]
+        rejects = [i for i in items if isinstance(i, Rejected)]
+        values = [i for i in items if isinstance(i, IndicatorValue)]
+        signals = [i for i in items if isinstance(i, Signal)]
+        gaps = [i for i in items if isinstance(i, Gap)]
+        unknown = sum(not isinstance(i, _STORED) for i in items)
+        if unknown:
+            raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
+        for candle in candles:
+            if candle.timeframe != "1m":
+                raise ValueError(f"only 1m candles are stored, not {candle.timeframe} (those are rollups)")
+        refused: list[tuple[StoredItem, str]] = []
+
+        def put(rows: list[Row], write: Callable[[list[Row]], Written]) -> Written:
+            if not rows:
+                return Written()
+            return w.bisect(conn, rows, write, refused) if careful else write(rows)
+
+        with conn.transaction(), conn.cursor() as cur:
+            new_trades = put(trades, lambda rows: w.write_trades(conn, cur, rows))
+            new_candles = put(candles, lambda rows: w.write_candles(cur, rows))
+            put(late, lambda rows: w.write_late(cur, rows))
+            put(rejects, lambda rows: w.write_rejects(cur, rows))
+            put(values, lambda rows: w.write_indicators(cur, rows))
+            put(signals, lambda rows: w.write_signals(cur, rows))
+            put(gaps, lambda rows: w.write_gaps(cur, rows))
+            if refused:
+                w.write_rejects(cur, [w.as_reject(item, why) for item, why in refused])
+        s = self.stats
+        bad_trades = sum(isinstance(i, Trade) for i, _ in refused)
+        bad_candles = sum(isinstance(i, Candle) for i, _ in refused)
+        s.batches_written += 1
+        s.trades_inserted += new_trades.inserted
+        s.trades_duplicate += len(trades) - new_trades.inserted - bad_trades
+        s.candles_written += new_candles.inserted
+        s.candle_conflicts += len(new_candles.conflicts)
+        s.candles_duplicate += len(candles) - new_candles.inserted - len(new_candles.conflicts) - bad_candles
+        s.late_written += len(late)
+        s.rejects_written += len(rejects)
+        s.indicator_values_written += len(values)
+        s.signals_written += len(signals)
+        s.gaps_written += len(gaps)
+        s.rows_rejected += len(refused)
+        for exchange, symbol, close, stored, offered in new_candles.conflicts:
+            log.error(
+                "candle conflict %s %s %s: a different candle was offered for a stored final one; "
+                "kept the stored one, recorded in candle_conflicts; stored %s offered %s",
+                exchange,
+                symbol,
+                close,
+                stored,
+                offered,
+            )
+        for item, why in refused:
+            row = encode_row(item)
+            log.error(
+                "the database refused a %s row (%s); recorded in rejects (source 'database'): %s",
+                row["kind"],
+                why,
+                json.dumps(row),
+            )
 
     # -- spool ------------------------------------------------------------------------------------
     def _spool(self, items: Sequence[StoredItem]) -> None:
         if not items:
             return
-        path = self._dump(items, self.spool_dir)
+        try:
+            path = self.spool.put(items, why=self.stats.last_error or "unreachable")
+        except SpoolFull as full:
+            log.error("%s", full)
+            raise
         self.stats.batches_spooled += 1
-        log.info("spooled %d item(s) to %s (%d batch(es) waiting)", len(items), path.name,
-                 len(self.pending_batches()))
-
-    def _dump(self, items: Sequence[StoredItem], directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        path = directory / f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.batch"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump(list(items), handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.rename(path)
-        return path
+        log.info(
+            "spooled %d item(s) to %s (%d batch(es), %.1f MB waiting)",
+            len(items),
+            path.name,
+            len(self.spool.pending()),
+            self.spool.bytes_used / MB,
+        )
 
     def _drain_spool(self) -> bool:
         """Write spooled batches oldest first; False if the database is still unavailable."""
-        for path in self.pending_batches():
-            with path.open("rb") as handle:
-                items = pickle.load(handle)
-            if not self._try_write(items):
+        if not self.spool.pending():
+            return True
+        try:
+            self._connection()
+        except psycopg.Error as error:
+            self._failed(error)
+            return False
+        for path in self.spool.pending():
+            try:
+                batch = self.spool.read(path)
+            except SpoolUnreadable as error:
+                self._quarantine(path, f"unreadable: {error}")
+                continue
+            except FileNotFoundError:  # written by another process draining the same spool
+                self.spool.remove(path)
+                continue
+            if batch.server is not None and batch.server != self._server:
+                assert self._server is not None
+                self._quarantine(
+                    path,
+                    f"written for another database ({batch.server.describe()}); "
+                    f"connected to {self._server.describe()}",
+                )
+                continue
+            if not self._try_write(batch.items):
                 return False
-            path.unlink()
-            log.info("wrote spooled batch %s (%d item(s))", path.name, len(items))
+            self.spool.remove(path)
+            log.info("wrote spooled batch %s (%d item(s))", path.name, len(batch.items))
         return True
 
-
-def _copy_field(value: object) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _copy_text(trades: list[Trade]) -> str:
-    """Trades as COPY text rows; formatting here is ~2x faster than per-value adaptation."""
-    lines = []
-    plain = _PLAIN_WORDS
-    for t in trades:
-        symbol = t.symbol if t.symbol.isprintable() and "\\" not in t.symbol else _copy_field(t.symbol)
-        exchange = t.exchange if t.exchange in plain else _copy_field(t.exchange)
-        origin = t.origin if t.origin in plain else _copy_field(t.origin)
-        lines.append(
-            f"{exchange}\t{symbol}\t{t.trade_id}\t{t.ts_event.isoformat()}\t{t.price}\t{t.size}\t{t.side}\t"
-            f"{_copy_field(t.ts_recv)}\t{t.count}\t{_copy_field(t.seq_id)}\t{_copy_field(t.source)}\t{origin}\n"
-        )
-    return "".join(lines)
+    def _quarantine(self, path: Path, reason: str) -> None:
+        try:
+            moved = self.spool.quarantine(path, reason)
+        except FileNotFoundError:
+            self.spool.remove(path)
+            return
+        self.stats.batches_quarantined += 1
+        log.error("spooled batch %s is not written (%s): moved to %s", path.name, reason, moved)
 
 
-def _candle_row(c: Candle) -> tuple[object, ...]:
-    return (c.exchange, c.symbol, c.close_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume,
-            c.trade_count, c.vwap, c.first_trade_id, c.last_trade_id)
+def _server_identity(conn: psycopg.Connection) -> ServerIdentity:
+    """Which server and database the connection reached (see connectors/spool.py)."""
+    with conn.transaction():
+        try:
+            with conn.transaction():
+                system = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+            system = None
+        database, migrated = conn.execute(
+            "SELECT current_database(), to_regclass('schema_migrations') IS NOT NULL"
+        ).fetchone() or ("", 0)
+        stamp = None
+        if migrated:
+            stamp = conn.execute("SELECT applied_at FROM schema_migrations WHERE version = 1").fetchone()
+    when = stamp[0].astimezone(UTC).isoformat() if stamp and isinstance(stamp[0], datetime) else None
+    return ServerIdentity(system[0] if system else None, str(database), when)
 
 
-def _late_row(x: LateTrade) -> tuple[object, ...]:
-    t = x.trade
-    return (t.exchange, t.symbol, t.trade_id, t.ts_event, t.price, t.size, t.side, t.ts_recv,
-            x.candle_close, x.lateness)
-
-
-def _gap_row(g: Gap) -> tuple[object, ...]:
-    return (g.exchange, g.symbol, g.from_trade_id, g.to_trade_id, g.from_time, g.to_time, g.filled,
-            g.trades_backfilled, g.reason, g.recovery_seconds, g.error, g.detected_at)
-
-
-def _signal_row(s: Signal) -> tuple[object, ...]:
-    return (s.exchange, s.symbol, s.timeframe, s.time, s.strategy, s.action, s.reason, Jsonb(dict(s.values)))
-
-
-def _reject_row(r: Rejected) -> tuple[object, ...]:
-    return (r.ts_recv, r.source, r.reason, r.raw, hashlib.sha256(r.raw).digest())
+def drain_spool(url: str, spool_dir: Path, *, connect_timeout: float) -> None:
+    """Write what earlier runs spooled for this database (every worker's spool under ``spool_dir``), so
+    a flow starting now resumes after it; one attempt, with a warning if the database is unreachable."""
+    for directory in sorted(spool_dir.glob(f"*/db-{fingerprint(url)}")):
+        writer = DatabaseWriter(url, directory.parent, connect_timeout=connect_timeout)
+        if not writer.flush(timeout=0):
+            log.warning(
+                "database %s unreachable at start (%s): %d spooled batch(es) wait in %s",
+                writer.spool.where,
+                writer.stats.last_error,
+                len(writer.spool.pending()),
+                directory,
+            )
+        writer.disconnect()
 
 
 class _DatabasePartition(StatelessSinkPartition[StoredItem]):
@@ -392,18 +365,24 @@ class _DatabasePartition(StatelessSinkPartition[StoredItem]):
 
 
 class DatabaseSink(DynamicSink[StoredItem]):
-    """Bytewax sink into the database; see the module docstring for the delivery guarantee."""
+    """Bytewax sink into the database; see the module docstring for the delivery guarantee.
+    ``spool_max_mb`` is shared by the workers (each gets an equal part)."""
 
-    def __init__(self, url: str, spool_dir: Path, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, spool_dir: Path, connect_timeout: float = 5.0, spool_max_mb: int = 1024
+    ) -> None:
         self.url = url
         self.spool_dir = spool_dir
         self.connect_timeout = connect_timeout
+        self.spool_max_mb = spool_max_mb
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DatabasePartition:
         spool = self.spool_dir / f"{step_id}-worker{worker_index}"
-        return _DatabasePartition(DatabaseWriter(self.url, spool, connect_timeout=self.connect_timeout))
-
-
-def iter_spooled(spool_dir: Path) -> Iterable[Path]:
-    """Spooled batches under a sink's spool directory (all workers), oldest first."""
-    return sorted(spool_dir.glob("*/*.batch"))
+        return _DatabasePartition(
+            DatabaseWriter(
+                self.url,
+                spool,
+                connect_timeout=self.connect_timeout,
+                spool_max_bytes=self.spool_max_mb * MB // worker_count,
+            )
+        )

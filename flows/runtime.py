@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
-from connectors.database import DatabaseSink
+from connectors.database import DatabaseSink, drain_spool
 from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.embedded_redis import EmbeddedRedis
 from connectors.redis_fanout import RedisSink
@@ -103,5 +103,10 @@ def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:
 
 
 def database_sink(settings: Settings, url: str) -> DatabaseSink:
-    return DatabaseSink(url, spool_dir=Path(settings.data_dir) / "spool",
-                        connect_timeout=settings.database.connect_timeout_seconds)
+    """The database sink, once what earlier runs spooled for this database is written (so a flow that
+    resumes from the database starts after it)."""
+    spool = Path(settings.data_dir) / "spool"
+    timeout = settings.database.connect_timeout_seconds
+    drain_spool(url, spool, connect_timeout=timeout)
+    return DatabaseSink(url, spool_dir=spool, connect_timeout=timeout,
+                        spool_max_mb=settings.database.spool_max_mb)
