@@ -27,12 +27,15 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,65 +124,74 @@ def _decimal(value: object) -> Decimal:
     return Decimal(value)
 
 
-def _optional(convert: Callable[[object], object]) -> Callable[[object], object]:
-    return lambda value: None if value is None else convert(value)
+def _float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"a float must be a number (or nan/inf), not {value!r}")
+    return float(value)
+
+
+def _raw(value: object) -> bytes:
+    return base64.b64decode(str(value), validate=True)
 
 
 def _floats(value: object) -> dict[str, float]:
     if not isinstance(value, dict):
         raise ValueError(f"values must be an object, not {value!r}")
-    return {str(k): float(v) for k, v in value.items()}
+    return {str(k): _float(v) for k, v in value.items()}
 
 
 def _trade(value: object) -> Trade:
     if not isinstance(value, dict):
         raise ValueError(f"a trade must be an object, not {value!r}")
-    return _build(Trade, _TRADE_FIELDS, value)
+    trade: Trade = _build(Trade, value)
+    return trade
 
 
-_TRADE_FIELDS: dict[str, Callable[[object], object]] = {
-    "price": _decimal,
-    "size": _decimal,
-    "ts_event": _time,
-    "ts_recv": _optional(_time),
+_CONVERT: dict[object, Callable[[object], object]] = {
+    Decimal: _decimal,
+    datetime: _time,
+    bytes: _raw,
+    float: _float,
+    Trade: _trade,
 }
-_KINDS: dict[str, tuple[type, dict[str, Callable[[object], object]]]] = {
-    "trade": (Trade, _TRADE_FIELDS),
-    "candle": (
-        Candle,
-        {
-            "open_time": _time,
-            "close_time": _time,
-            "open": _decimal,
-            "high": _decimal,
-            "low": _decimal,
-            "close": _decimal,
-            "volume": _decimal,
-            "quote_volume": _decimal,
-            "vwap": _optional(_decimal),
-        },
-    ),
-    "late_trade": (LateTrade, {"trade": _trade, "candle_close": _time, "watermark": _time}),
-    "reject": (Rejected, {"raw": lambda v: base64.b64decode(str(v), validate=True), "ts_recv": _time}),
-    "indicator": (IndicatorValue, {"time": _time, "values": _floats}),
-    "signal": (Signal, {"time": _time, "values": _floats}),
-    "gap": (
-        Gap,
-        {
-            "from_time": _optional(_time),
-            "to_time": _optional(_time),
-            "detected_at": _time,
-            "recovery_seconds": _optional(lambda v: float(str(v))),
-        },
-    ),
+
+
+def _converter(hint: object) -> Callable[[object], object] | None:
+    """How to read a field of this annotation back from JSON; None when JSON gives it as it is."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        inner = [_converter(arg) for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(inner) != 1 or inner[0] is None:
+            return None
+        convert = inner[0]
+        return lambda value: None if value is None else convert(value)
+    if typing.get_origin(hint) is Mapping:
+        return _floats
+    return _CONVERT.get(hint)
+
+
+@functools.cache
+def _converters(cls: type) -> dict[str, Callable[[object], object]]:
+    """Per field of a stored dataclass, by its annotation: decimals, times, bytes, floats, trades."""
+    hints = typing.get_type_hints(cls)
+    found = {f.name: _converter(hints[f.name]) for f in dataclasses.fields(cls)}
+    return {name: convert for name, convert in found.items() if convert is not None}
+
+
+def _build(cls: type, row: dict[str, Any]) -> Any:
+    convert = _converters(cls)
+    return cls(**{name: convert[name](value) if name in convert else value for name, value in row.items()})
+
+
+_KINDS: dict[str, type] = {
+    "trade": Trade,
+    "candle": Candle,
+    "late_trade": LateTrade,
+    "reject": Rejected,
+    "indicator": IndicatorValue,
+    "signal": Signal,
+    "gap": Gap,
 }
-_KIND_OF: dict[type, str] = {cls: kind for kind, (cls, _) in _KINDS.items()}
-
-
-def _build(cls: type, converters: Mapping[str, Callable[[object], object]], row: dict[str, Any]) -> Any:
-    return cls(
-        **{name: converters[name](value) if name in converters else value for name, value in row.items()}
-    )
+_KIND_OF: dict[type, str] = {cls: kind for kind, cls in _KINDS.items()}
 
 
 def encode_row(item: StoredItem) -> dict[str, object]:
@@ -193,8 +205,7 @@ def decode_row(row: object) -> StoredItem:
         if not isinstance(row, dict):
             raise ValueError(f"a row must be an object, not {row!r}")
         fields = dict(row)
-        cls, converters = _KINDS[str(fields.pop("kind"))]
-        item: StoredItem = _build(cls, converters, fields)
+        item: StoredItem = _build(_KINDS[str(fields.pop("kind"))], fields)
     except (ValueError, TypeError, KeyError, ArithmeticError, binascii.Error) as error:
         raise SpoolUnreadable(f"bad row: {type(error).__name__}: {error}") from None
     return item

@@ -307,13 +307,22 @@ def test_database_outage_spools_then_writes_everything(tmp_path: Path) -> None:
     url = server.start()
     migrate(url)
     trades = tape_trades(3000)
+    at = T0 + timedelta(minutes=2)
+    others = [  # one row of every other kind, through the spool
+        candle(at, "1.25", complete=False),
+        LateTrade(trade=trades[0], candle_close=at, watermark=at + timedelta(seconds=3)),
+        Rejected(b"\x00\xffraw", "bad frame", at, source="okx-ws"),
+        IndicatorValue("okx", "XRP-ETH", "1m", at, "rsi", {"value": 0.1 + 0.2}),
+        Signal("okx", "XRP-ETH", "1m", at, "cross", "sell", "why", {"rsi": 70.5}),
+        Gap("okx", "XRP-ETH", 10, 20, at, None, False, 3, "reconnect", at, 1.5, "REST down"),
+    ]
     writer = DatabaseWriter(url, tmp_path / "spool", retry_initial=0.05, retry_max=0.2, connect_timeout=1)
     try:
         writer.write(trades[:1000])
         server.stop()  # a real outage: the server is gone
         began = time.monotonic()
         writer.write(trades[1000:2000])
-        writer.write(trades[2000:2500])
+        writer.write([*trades[2000:2500], *others])
         assert time.monotonic() - began < 5, "writes must not block while the database is down"
         assert len(writer.pending_batches()) == 2
         assert writer.stats.write_failures >= 1 and writer.stats.last_error
@@ -323,9 +332,28 @@ def test_database_outage_spools_then_writes_everything(tmp_path: Path) -> None:
     finally:
         writer.close()
         ids = [r[0] for r in rows(url, "SELECT trade_id FROM trades ORDER BY trade_id")]
+        stored = [
+            rows(url, "SELECT time, open::text, volume::text, quote_volume::text, complete FROM candles_1m"),
+            rows(url, "SELECT trade_id, candle_close, lateness FROM late_trades"),
+            rows(url, "SELECT received_at, source, reason, raw FROM rejects"),
+            rows(url, "SELECT time, indicator, output, value FROM indicators"),
+            rows(url, "SELECT time, strategy, action, reason, values FROM signals"),
+            rows(
+                url,
+                "SELECT from_trade_id, to_time, filled, trades_backfilled, recovery_seconds, error FROM gaps",
+            ),
+        ]
         server.stop()
     assert ids == [t.trade_id for t in trades]
     assert writer.pending_batches() == []
+    assert stored == [
+        [(at, "1.25", "2", "2.50", False)],
+        [(trades[0].trade_id, at, timedelta(seconds=3) + at - trades[0].ts_event)],
+        [(at, "okx-ws", "bad frame", b"\x00\xffraw")],
+        [(at, "rsi", "value", 0.30000000000000004)],
+        [(at, "cross", "sell", "why", {"rsi": 70.5})],
+        [(10, None, False, 3, 1.5, "REST down")],
+    ]
 
 
 def test_spooled_batches_survive_a_restart_of_the_writer(tmp_path: Path) -> None:
