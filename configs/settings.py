@@ -173,6 +173,20 @@ class RecoverySettings(BaseModel):
     def _durations(cls, value: Any) -> Any:
         return _parse_duration(value)
 
+    @field_validator("snapshot_interval", "backup_interval")
+    @classmethod
+    def _whole_seconds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0) or value.microseconds:
+            raise ValueError("must be a whole number of seconds, not negative")
+        return value
+
+    @field_validator("snapshot_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be at least 1 second")
+        return value
+
 
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

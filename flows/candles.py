@@ -10,9 +10,12 @@ batch as one ``TradeBatch`` (late ones included, so they are stored, TIME.md rul
 Clock policies:
 - ``event`` (replay): the watermark moves only with event time; at the end of the input the windows
   closing at or before the instrument's declared end are emitted (rule 9). Deterministic.
-- ``wall`` (live): the watermark also advances with local elapsed time while the instrument is quiet
-  and its feed is live (``market.watermark.Watermark``), so candles close about ``grace`` after their
-  end even without trades; the step asks Bytewax to wake it when the next candle is due.
+- ``wall`` (live): the watermark also advances with elapsed time while the instrument is quiet and its
+  feed is live (``market.watermark.Watermark``), so candles close about ``grace`` after their end even
+  without trades. With a source that reports ``FeedState`` the elapsed time is the feed's own receive
+  clock (trades count from their ``ts_recv``, the present is the last frame heard), so a stalled
+  socket closes nothing and a recorded session closes the same candles; otherwise it is local time,
+  and the step asks Bytewax to wake it when the next candle is due.
 
 A series whose stored data ends somewhere (``CandleConfig.resume``) continues from there: the next
 candle emitted is the one after the last stored, exactly as an uninterrupted run would emit it.
@@ -77,6 +80,10 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         self.config = config
         self.state = state
         self._provisional_at: datetime | None = None
+        if state is not None and config.clock == "wall":
+            # Restored from a recovery snapshot: the time since it was taken must not close windows
+            # before the source has caught up (it says so with a live FeedState).
+            state.clock.live = False
 
     def _new_state(self, symbol: str, out: list[CandleOut]) -> CandleState:
         config = self.config
@@ -130,8 +137,9 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
             out.insert(0, TradeBatch(tuple(accepted)))
         if self.config.clock == "wall":
             now = datetime.now(UTC)
+            fed = clock.live is not None  # the feed's clock: trades count from their receive time
             for trade in trades:
-                clock.observe(trade.ts_event, now)
+                clock.observe(trade.ts_event, trade.ts_recv if fed and trade.ts_recv is not None else now)
             if (watermark := clock.at(now)) is not None:
                 out.extend(windows.advance(watermark).candles)
             every = self.config.provisional_every

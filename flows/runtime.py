@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from bytewax.recovery import init_db_dir
 from pydantic import ValidationError
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
@@ -93,6 +94,23 @@ def redis_url(settings: Settings) -> str:
         atexit.register(server.stop)
         log.info("started an embedded Redis for this flow at %s", url)
     return url
+
+
+def recovery_env(settings: Settings) -> dict[str, str]:
+    """The environment that turns Bytewax recovery on for ``python -m bytewax.run`` (``-r/-s/-b``), with
+    its store initialised under ``data_dir/recovery``; empty when ``recovery.enabled`` is off."""
+    recovery = settings.recovery
+    if not recovery.enabled:
+        return {}
+    directory = Path(settings.data_dir) / "recovery"
+    if not any(directory.glob("part-*.sqlite3")):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, recovery.partitions)
+    return {
+        "BYTEWAX_RECOVERY_DIRECTORY": str(directory),
+        "BYTEWAX_SNAPSHOT_INTERVAL": str(int(recovery.snapshot_interval.total_seconds())),
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": str(int(recovery.backup_interval.total_seconds())),
+    }
 
 
 def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:

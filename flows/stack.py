@@ -27,7 +27,7 @@ from types import FrameType
 from configs.settings import ConfigError, Settings, load_settings
 from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from connectors.embedded_redis import EmbeddedRedis
-from flows.runtime import load_indicators
+from flows.runtime import load_indicators, recovery_env
 from sql.migrate import MigrationError, migrate
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
 
@@ -111,7 +111,8 @@ def services_for(
     env = {"DATABASE_URL": database_url, **(extra_env or {})}
     services = []
     if importlib.util.find_spec("flows.okx") is not None:
-        services.append(Service("flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], env))
+        services.append(Service("flow", [sys.executable, "-m", "bytewax.run", "flows.okx"],
+                                {**env, **recovery_env(settings)}))
     if importlib.util.find_spec("dashboards.app") is not None:
         dash = settings.dashboard
         services.append(

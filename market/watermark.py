@@ -34,7 +34,7 @@ class Watermark:
     newest_event: datetime | None = None
     seen_at: datetime | None = None
     live: bool | None = None
-    """The feed's state (``FeedState``): None while the source reports none (replays, tests)."""
+    """The feed's state (``FeedState``): None while the source reports none (then local time counts)."""
     heard_at: datetime | None = None
 
     def observe(self, ts_event: datetime, now: datetime) -> None:
@@ -50,10 +50,11 @@ class Watermark:
 
     def at(self, now: datetime) -> datetime | None:
         """The watermark at local time ``now``; ``None`` before the first trade or while the feed is
-        not live (its windows wait for the missing data). While live, elapsed time counts only up to
-        ``heard_at``, the last moment the feed was heard: a silent socket closes no candle."""
+        not live (its windows wait for the missing data). While the feed is live its clock is the
+        feed's: ``heard_at``, the receive time of the last frame it has handed over, replaces ``now``
+        (a silent socket closes no candle, and a recorded session replays the same closes)."""
         if self.newest_event is None or self.seen_at is None or self.live is False:
             return None
-        if self.live and self.heard_at is not None and self.heard_at < now:
+        if self.live and self.heard_at is not None:
             now = self.heard_at
         return live_watermark(self.newest_event, self.seen_at, now, self.grace)

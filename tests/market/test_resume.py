@@ -120,7 +120,7 @@ def test_a_hole_over_flat_minutes_flags_the_flat_candles_too() -> None:
     assert len(five) == 1 and not five[0].complete
 
 
-def test_the_live_clock_waits_while_the_feed_is_not_live_and_stops_at_the_last_heard_frame() -> None:
+def test_the_live_clock_waits_while_the_feed_is_not_live_and_follows_the_feed_while_live() -> None:
     t0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     clock = Watermark(grace=GRACE)
     clock.observe(t0, t0)
@@ -128,5 +128,6 @@ def test_the_live_clock_waits_while_the_feed_is_not_live_and_stops_at_the_last_h
     clock.on_feed(FeedState("okx", "BTC-USDT", False, t0 + timedelta(seconds=1), "reconnecting"))
     assert clock.at(t0 + timedelta(seconds=30)) is None
     clock.on_feed(FeedState("okx", "BTC-USDT", True, t0 + timedelta(seconds=10)))
+    # while live, the feed's clock (the last frame heard) is the clock, whatever the local time says
     assert clock.at(t0 + timedelta(seconds=30)) == t0 - GRACE + timedelta(seconds=10)
-    assert clock.at(t0 + timedelta(seconds=5)) == t0 - GRACE + timedelta(seconds=5)
+    assert clock.at(t0 + timedelta(seconds=11)) == t0 - GRACE + timedelta(seconds=10)
