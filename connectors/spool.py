@@ -269,7 +269,7 @@ class Spool:
             stale.unlink()
         self._seq = 0
         self._sizes = {path: path.stat().st_size for path in self.directory.glob("*.batch")}
-        self._report_neighbours(root)
+        self._check_root(root)
 
     @property
     def where(self) -> str:
@@ -375,7 +375,8 @@ class Spool:
             log.error("unreadable %s (%s): ignored; the server's identity is recorded again", path, error)
             return None
 
-    def _report_neighbours(self, root: Path) -> None:
+    def _check_root(self, root: Path) -> None:
+        """Quarantine batches of an unknown database (an older layout); report other databases' spools."""
         aside = root / "quarantine"
         for legacy in sorted(root.glob("*.batch")):  # outside any database's directory: whose is unknown
             aside.mkdir(exist_ok=True)
