@@ -309,3 +309,17 @@ def test_merge_reads_lazily_until_the_bad_row(tmp_path: Path) -> None:
     assert next(merged).trade_id == 2
     with pytest.raises(TapeError, match=r"late\.csv:4: price 'oops'"):
         next(merged)
+
+
+def test_replay_groups_and_ends_of_unsorted_tapes(tmp_path: Path) -> None:
+    """Tapes sharing an instrument form one partition; an instrument's end is the latest trade time of
+    the tapes holding it (their maximum, not their last row), whatever instrument that trade is of."""
+    from connectors.replay import TapeSource
+
+    a = _tape(tmp_path, "a.csv", f"X-USDT,2,buy,1,1,{T0 + 9000}\nY-USDT,1,buy,1,1,{T0 + 100}\n")
+    b = _tape(tmp_path, "b.csv", f"Y-USDT,7,buy,1,1,{T0 + 20000}\nY-USDT,6,buy,1,1,{T0 + 15000}\n")
+    c = _tape(tmp_path, "c.csv", f"Z-USDT,3,buy,1,1,{T0 + 5000}\nZ-USDT,4,buy,1,1,{T0 + 1}\n")
+    source = TapeSource([c, b, a])
+    assert sorted(source.groups) == [[a, b], [c]]
+    assert source.ends == {"X-USDT": _at(9000), "Y-USDT": _at(20000), "Z-USDT": _at(5000)}
+    assert TapeSource([a, c], until=_at(50)).ends == {"X-USDT": _at(50), "Y-USDT": _at(50), "Z-USDT": _at(50)}
