@@ -56,7 +56,7 @@ class TapeError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class BadRow:
+class _BadRow:
     """A row that is not an acceptable trade: where it is, what it was, why."""
 
     line: int
@@ -199,7 +199,7 @@ def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
     stores nothing twice."""
     handle, parse = _open(path)
     clock: datetime | None = None
-    held: list[BadRow] = []
+    held: list[_BadRow] = []
     rejected = 0
     with handle:
         for number, line in enumerate(handle, start=2):
@@ -215,7 +215,7 @@ def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
                 yield trade
             elif not line.isspace():
                 rejected += 1
-                bad = BadRow(number, line.rstrip("\r\n"), str(trade))
+                bad = _BadRow(number, line.rstrip("\r\n"), str(trade))
                 if clock is None:
                     held.append(bad)
                 else:
@@ -225,7 +225,7 @@ def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
         log.warning("%s: %d rows rejected (stored in the rejects table)", path, rejected)
 
 
-def _rejected(path: PathLike, bad: BadRow, at: datetime) -> Rejected:
+def _rejected(path: PathLike, bad: _BadRow, at: datetime) -> Rejected:
     raw = bad.raw.encode("utf-8", "surrogateescape")
     return Rejected(raw, f"{path}:{bad.line}: {bad.problem}", at, REJECT_SOURCE)
 
@@ -325,7 +325,6 @@ def tape_instruments(path: PathLike) -> set[str]:
 
 __all__ = [
     "COLUMNS",
-    "BadRow",
     "TapeError",
     "TapeSummary",
     "merge_arrivals",

@@ -323,3 +323,25 @@ def test_replay_groups_and_ends_of_unsorted_tapes(tmp_path: Path) -> None:
     assert sorted(source.groups) == [[a, b], [c]]
     assert source.ends == {"X-USDT": _at(9000), "Y-USDT": _at(20000), "Z-USDT": _at(5000)}
     assert TapeSource([a, c], until=_at(50)).ends == {"X-USDT": _at(50), "Y-USDT": _at(50), "Z-USDT": _at(50)}
+
+
+def test_a_resumed_partition_goes_on_after_what_it_had_emitted(tmp_path: Path) -> None:
+    """The resume state is the count of items emitted (trades and rejects, in arrival order)."""
+    from connectors.replay import TapeSource
+
+    tape = _tape(
+        tmp_path,
+        "r.csv",
+        "".join(f"X-USDT,{n},buy,1,1,{T0 + (7 * n) % 11}\n" for n in range(1, 9))
+        + "junk\n"
+        + f"X-USDT,9,buy,1,1,{T0}\n",
+    )
+    source = TapeSource([tape], batch_size=3)
+    first = source.build_part("step", "tapes-0", None)
+    head = first.next_batch() + first.next_batch()
+    resumed = source.build_part("step", "tapes-0", first.snapshot())
+    rest = resumed.next_batch() + resumed.next_batch()
+    with pytest.raises(StopIteration):
+        resumed.next_batch()
+    assert [getattr(i, "trade_id", "reject") for i in head + rest] == [*range(1, 9), "reject", 9]
+    assert resumed.snapshot() == 10
