@@ -1,8 +1,8 @@
-"""Connector-level records emitted by the OKX trades source next to trades and rejects.
+"""Connector-level records emitted by the OKX trades source next to trades, rejects and feed states.
 
-They describe the feed, not the market: a :class:`Gap` says which trade ids were missing and whether
-REST filled them; a :class:`ConnectionHealth` is a periodic snapshot of one websocket connection.
-Times are timezone-aware UTC.
+They describe the feed, not the market: a :class:`Gap` (defined with the sequencer that decides it,
+``market.sequencing``) says which trade ids were missing and whether REST filled them; a
+:class:`ConnectionHealth` is a periodic snapshot of one websocket connection. Times are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -11,46 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-GapReason = Literal["reconnect", "sequence", "resume"]
+from market.sequencing import Gap, GapReason
+
 ConnectionState = Literal["connecting", "subscribed", "backoff", "stopped"]
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Trade ids missing from the live stream of one instrument, strictly between two known trades.
-
-    ``from_trade_id`` is the last trade seen before the gap, ``to_trade_id`` the first trade id of the
-    push that revealed it (for an aggregated push, ``tradeId - count + 1``); the missing ids are
-    ``from_trade_id < id < to_trade_id``. ``filled`` is true when REST returned every one of them
-    (checked with the ``tradeId - count == previous tradeId`` rule), in which case they were emitted, in
-    order, before the live trade. An unfilled gap still emits what REST returned
-    (``trades_backfilled``). ``reason``: ``reconnect`` (first push after a new connection),
-    ``resume`` (first push after starting from a saved position) or ``sequence`` (within a connection:
-    a lost or reordered push). ``recovery_seconds``: for ``reconnect`` gaps, the time from losing the
-    previous connection to the backfilled trades being handed to the dataflow.
-    """
-
-    exchange: str
-    symbol: str
-    from_trade_id: int
-    to_trade_id: int
-    from_time: datetime | None
-    to_time: datetime | None
-    filled: bool
-    trades_backfilled: int
-    reason: GapReason
-    detected_at: datetime
-    recovery_seconds: float | None = None
-    error: str | None = None
-
-    @property
-    def missing(self) -> int:
-        """How many trade ids the gap spans (fills, not pushes)."""
-        return self.to_trade_id - self.from_trade_id - 1
-
-    @property
-    def key(self) -> tuple[str, str, int, int]:
-        return (self.exchange, self.symbol, self.from_trade_id, self.to_trade_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +21,10 @@ class ConnectionHealth:
     """A snapshot of one websocket connection (one source partition) at ``time``.
 
     Counters are cumulative since the partition was built. ``connected_since`` is None while not
-    subscribed; ``last_message_at`` is the last frame of any kind received.
+    subscribed; ``last_message_at`` is the last frame of any kind received. ``stalled_seconds``: the
+    longest span over which trade pushes of one instrument (``stalled_symbol``) kept arriving while none
+    of its trades was accepted (all rejected, duplicates or held), up to now. ``queued``: items waiting
+    for the dataflow (the network side stops reading at the source's ``queue_max_items``).
     """
 
     exchange: str
@@ -80,3 +46,9 @@ class ConnectionHealth:
     pings_sent: int
     pongs_received: int
     last_error: str | None
+    stalled_seconds: float = 0.0
+    stalled_symbol: str | None = None
+    queued: int = 0
+
+
+__all__ = ["ConnectionHealth", "ConnectionState", "Gap", "GapReason"]

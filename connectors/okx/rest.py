@@ -1,4 +1,4 @@
-"""Async client for OKX's public REST market data: ``history-trades`` and gap backfill.
+"""Async client for OKX's public REST market data: the newest trades, ``history-trades`` and gap backfill.
 
 HTTP/1.1 GET over ``asyncio`` streams (stdlib only; ``https`` through :mod:`ssl`), one connection per
 request, so a cancelled request leaves nothing open. Requests are paced (at least ``min_interval``
@@ -15,17 +15,20 @@ import asyncio
 import logging
 import random
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 from connectors.okx.parser import OkxParseError, OkxRestError, parse_rest_trades
+from market.sequencing import chained
 from market.types import Trade
 
 log = logging.getLogger(__name__)
 
+TRADES_PATH = "/api/v5/market/trades"
 HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
 PAGE_LIMIT = 100  # OKX's maximum for history-trades
+LATEST_LIMIT = 500  # OKX's maximum for trades
 RETRYABLE_CODES = frozenset({"50001", "50004", "50011", "50013", "50026"})
 _MAX_BODY = 8 * 1024 * 1024
 
@@ -36,12 +39,14 @@ class HttpError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class BackfillResult:
-    """Trades strictly between two ids, ascending; ``complete`` when every id in between is present."""
+    """Trades strictly between two ids, ascending; ``complete`` when every id in between is present.
+    ``outside``: trades the pages held beyond the ids asked for (a correct server returns none)."""
 
     trades: list[Trade]
     complete: bool
     requests: int
     error: str | None = None
+    outside: list[Trade] = field(default_factory=list)
 
 
 async def http_get(url: str) -> tuple[int, bytes]:
@@ -60,8 +65,10 @@ async def http_get(url: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
         netloc = parts.netloc.rsplit("@", 1)[-1]
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {netloc}\r\nAccept: application/json\r\n"
-                     "Connection: close\r\nUser-Agent: tcp-dashboard\r\n\r\n".encode("ascii"))
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: {netloc}\r\nAccept: application/json\r\n"
+            "Connection: close\r\nUser-Agent: tcp-dashboard\r\n\r\n".encode("ascii")
+        )
         await writer.drain()
         status_line = await reader.readline()
         fields = status_line.split(None, 2)
@@ -122,8 +129,15 @@ class OkxRestClient:
     Not thread-safe: use one client per event loop.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, retries: int = 3,
-                 min_interval: float = 0.1, retry_backoff: float = 0.25) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        min_interval: float = 0.1,
+        retry_backoff: float = 0.25,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -162,12 +176,21 @@ class OkxRestClient:
                 problem = f"{type(exc).__name__}: {exc}"
             attempt += 1
             delay = self.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
-            log.warning("REST %s failed (%s), retry %d/%d in %.2f s", path, problem, attempt, self.retries,
-                        delay)
+            log.warning(
+                "REST %s failed (%s), retry %d/%d in %.2f s", path, problem, attempt, self.retries, delay
+            )
             await asyncio.sleep(delay)
 
-    async def history_trades(self, inst_id: str, after: int | None = None, before: int | None = None,
-                             limit: int = PAGE_LIMIT) -> list[Trade]:
+    async def latest_trades(self, inst_id: str, limit: int = 20) -> list[Trade]:
+        """``GET /api/v5/market/trades``: the newest ``limit`` trades, newest first."""
+        if not 1 <= limit <= LATEST_LIMIT:
+            raise ValueError(f"limit must be within 1..{LATEST_LIMIT}, got {limit}")
+        trades = await self.get_trades(TRADES_PATH, {"instId": inst_id, "limit": str(limit)})
+        return [_as_rest(trade) for trade in trades]
+
+    async def history_trades(
+        self, inst_id: str, after: int | None = None, before: int | None = None, limit: int = PAGE_LIMIT
+    ) -> list[Trade]:
         """One page of ``GET /api/v5/market/history-trades`` paginated by trade id (``type=1``).
 
         ``after``: trades older than this id; ``before``: newer than this id. Newest first, as OKX answers.
@@ -182,8 +205,9 @@ class OkxRestClient:
         trades = await self.get_trades(HISTORY_TRADES_PATH, params)
         return [_as_rest(trade) for trade in trades]
 
-    async def backfill(self, inst_id: str, after_id: int, until_id: int, *, max_pages: int = 50
-                       ) -> BackfillResult:
+    async def backfill(
+        self, inst_id: str, after_id: int, until_id: int, *, max_pages: int = 50
+    ) -> BackfillResult:
         """Trades with ``after_id < trade_id < until_id``, ascending, walking pages from ``until_id`` back.
 
         ``complete`` is true when the trades chain without a hole from ``after_id`` to ``until_id - 1``
@@ -191,6 +215,7 @@ class OkxRestClient:
         are reported in ``error`` with whatever was fetched so far.
         """
         collected: dict[int, Trade] = {}
+        outside: dict[int, Trade] = {}
         cursor = until_id
         requests_before = self.requests
         error: str | None = None
@@ -203,8 +228,8 @@ class OkxRestClient:
                 error = f"{type(exc).__name__}: {exc}"
                 break
             inside = [t for t in page if after_id < t.trade_id < until_id]
-            for trade in inside:
-                collected[trade.trade_id] = trade
+            for trade in page:
+                (collected if after_id < trade.trade_id < until_id else outside)[trade.trade_id] = trade
             if not inside or len(page) < PAGE_LIMIT:
                 break
             cursor = min(t.trade_id for t in inside)
@@ -212,17 +237,9 @@ class OkxRestClient:
             error = f"stopped after {max_pages} pages"
         trades = [collected[i] for i in sorted(collected)]
         complete = chained(after_id, trades, until_id - 1)
-        return BackfillResult(trades, complete, self.requests - requests_before, error)
-
-
-def chained(after_id: int, trades: list[Trade], last_id: int) -> bool:
-    """Whether ascending ``trades`` cover every id in ``(after_id, last_id]`` by the count rule."""
-    previous = after_id
-    for trade in trades:
-        if trade.trade_id - trade.count != previous:
-            return False
-        previous = trade.trade_id
-    return previous == last_id
+        return BackfillResult(
+            trades, complete, self.requests - requests_before, error, [outside[i] for i in sorted(outside)]
+        )
 
 
 def _as_rest(trade: Trade) -> Trade:

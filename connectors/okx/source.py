@@ -1,25 +1,27 @@
 """Bytewax source of live OKX trades over the v5 public websocket, gap-filled from REST.
 
 Items: :class:`market.types.Trade` (``origin`` ``ws`` or ``rest``), :class:`market.types.Rejected`
-(malformed frames, ``source="okx-ws"``), :class:`connectors.okx.events.Gap` and
-:class:`connectors.okx.events.ConnectionHealth`. See docs/okx-connectivity.md.
+(refused frames and trades, ``source`` ``okx-ws`` or ``okx-rest``), :class:`market.types.FeedState`,
+:class:`connectors.okx.events.Gap` and :class:`connectors.okx.events.ConnectionHealth`.
+See docs/okx-connectivity.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
 from connectors.okx.events import ConnectionHealth, Gap
-from connectors.okx.stream import PROCESS_LIMITER, ConnectLimiter, Position, StreamOptions, TradeStream
-from market.types import Rejected, Trade, ms_from_utc
+from connectors.okx.stream import TradeStream
+from market.sequencing import Limits, Position
+from market.types import FeedState, Rejected, Trade, ms_from_utc
 
-OkxItem = Trade | Rejected | Gap | ConnectionHealth
+OkxItem = Trade | Rejected | FeedState | Gap | ConnectionHealth
 Positions = dict[str, Position]
 """Resume state of one partition: instrument -> (last trade id emitted, its time in epoch ms or None)."""
 
@@ -37,21 +39,42 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
     A dedicated loop thread (rather than :func:`bytewax.inputs.batch_async`, which runs the loop only
     while ``next_batch`` is being called) keeps heartbeats, reconnects and backfills on time however
     slowly the dataflow pulls, and lets :meth:`close` cancel the task and close the socket. The thread
-    hands items over through a thread-safe queue; ``next_batch`` only drains it and never waits.
+    hands items over through a bounded :class:`Outbox`: once ``queue_max_items`` wait, it stops reading
+    the socket; ``next_batch`` only drains it and never waits.
     """
 
-    def __init__(self, key: str, ws_url: str, rest_url: str, instruments: Sequence[str],
-                 options: StreamOptions, positions: Mapping[str, Position], end_ids: Mapping[str, int],
-                 batch_size: int, poll_interval: float, limiter: ConnectLimiter) -> None:
+    def __init__(
+        self,
+        key: str,
+        ws_url: str,
+        rest_url: str,
+        instruments: Sequence[str],
+        options: StreamOptions,
+        positions: Mapping[str, Position],
+        end_ids: Mapping[str, int],
+        batch_size: int,
+        poll_interval: float,
+        limiter: ConnectLimiter,
+        queue_max_items: int,
+    ) -> None:
         self.key = key
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queue = Outbox(queue_max_items)
         self._emitted: Positions = {inst: positions[inst] for inst in instruments if inst in positions}
         self._batch_size = batch_size
         self._poll = timedelta(seconds=poll_interval)
         self._idle = False
         self._ended = False
-        self._stream = TradeStream(key, ws_url, rest_url, instruments, options, self._queue.put,
-                                   positions=self._emitted, end_ids=end_ids, limiter=limiter)
+        self._stream = TradeStream(
+            key,
+            ws_url,
+            rest_url,
+            instruments,
+            options,
+            self._queue,
+            positions=self._emitted,
+            end_ids=end_ids,
+            limiter=limiter,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = threading.Event()
@@ -80,6 +103,11 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
         """The connection's current health (the same record is emitted every ``health_interval``)."""
         return self._stream.health()
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for the dataflow."""
+        return len(self._queue)
+
     stop: threading.Event | None = None
     """Set from outside (a signal handler) to end this partition's input."""
 
@@ -87,11 +115,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
         if self._ended or (self.stop is not None and self.stop.is_set()):
             raise StopIteration
         batch: list[OkxItem] = []
-        while len(batch) < self._batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for item in self._queue.take(self._batch_size):
             if item is _END:
                 self._ended = True
                 break
@@ -129,9 +153,10 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
 
     Instruments are sharded over ``ceil(n / max_instruments_per_connection)`` connections (partition key:
     the comma-joined instruments). Each connection subscribes, keeps the link alive, reconnects, drops
-    trade ids already emitted and fills holes in the id sequence from REST ``history-trades`` (item 4 of
-    docs/okx-connectivity.md), emitting :class:`Gap` records for every hole and a
-    :class:`ConnectionHealth` every ``health_interval`` seconds.
+    trade ids already emitted, fills holes in the id sequence from REST and refuses poison
+    (docs/okx-connectivity.md), emitting a :class:`Gap` before the trades of every hole it backfilled,
+    a ``Rejected`` for everything refused, ``FeedState`` items telling whether each instrument's feed is
+    complete up to when, and a :class:`ConnectionHealth` every ``health_interval`` seconds.
 
     Delivery guarantee: per instrument, trades are emitted in strictly increasing trade-id order and no
     trade id is emitted twice within one run. Every trade between the starting point and the end is
@@ -140,22 +165,44 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
     to the dataflow) makes the source at-least-once across Bytewax recovery: after a restart it backfills
     from the snapshot, so trades emitted after the last snapshot are emitted again and must be (and are,
     by trade id, TIME.md rule 10) dropped downstream. Without resume state or ``start_after`` an instrument
-    starts with the first trade pushed after subscribing (OKX's most recent past trade).
+    starts after the newest trade REST reports when it subscribes.
 
     ``start_after``: instrument -> trade id to start after when there is no resume state (the trades after
     it are backfilled). ``end_trade_ids``: instrument -> last trade id to emit; a partition ends once all
-    of its instruments reached theirs (finite replays and tests; default: run forever).
+    of its instruments reached theirs (finite replays and tests; default: run forever). The feed limits
+    (``future_tolerance`` .. ``queue_max_items``) are those of ``configs.settings.FeedSettings``.
     """
 
-    def __init__(self, ws_url: str, rest_url: str, instruments: Sequence[str], *,
-                 max_instruments_per_connection: int = 20, ping_interval: float = 20.0,
-                 pong_timeout: float | None = None, reconnect_initial: float = 0.5,
-                 reconnect_max: float = 30.0, health_interval: float = 5.0, ack_timeout: float = 10.0,
-                 open_timeout: float = 10.0, rest_timeout: float = 10.0, rest_retries: int = 3,
-                 rest_min_interval: float = 0.1, backfill_max_pages: int = 50, reorder_window: float = 0.5,
-                 start_after: Mapping[str, int] | None = None,
-                 end_trade_ids: Mapping[str, int] | None = None, batch_size: int = 1000,
-                 poll_interval: float = 0.005, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        rest_url: str,
+        instruments: Sequence[str],
+        *,
+        max_instruments_per_connection: int = 20,
+        ping_interval: float = 1.0,
+        pong_timeout: float = 20.0,
+        reconnect_initial: float = 0.5,
+        reconnect_max: float = 30.0,
+        health_interval: float = 5.0,
+        ack_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        rest_timeout: float = 10.0,
+        rest_retries: int = 3,
+        rest_min_interval: float = 0.1,
+        backfill_max_pages: int = 50,
+        reorder_window: float = 0.5,
+        start_after: Mapping[str, int] | None = None,
+        end_trade_ids: Mapping[str, int] | None = None,
+        batch_size: int = 1000,
+        poll_interval: float = 0.005,
+        stop: threading.Event | None = None,
+        future_tolerance: timedelta = timedelta(seconds=5),
+        max_behind: timedelta = timedelta(minutes=10),
+        max_frame_bytes: int = 1024 * 1024,
+        max_trades_per_push: int = 1000,
+        queue_max_items: int = 100_000,
+    ) -> None:
         """``stop``: when set, every partition ends its input (a graceful shutdown: Bytewax then
         closes the sinks and the run returns)."""
         unique = list(dict.fromkeys(instruments))
@@ -166,15 +213,33 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         self.ws_url = ws_url
         self.rest_url = rest_url
         self.instruments = tuple(unique)
+        limits = Limits(
+            future_tolerance=future_tolerance,
+            max_behind=max_behind,
+            max_trades_per_push=max_trades_per_push,
+            reorder_window=timedelta(seconds=reorder_window),
+        )
         self.options = StreamOptions(
-            ping_interval=ping_interval, pong_timeout=ping_interval if pong_timeout is None else pong_timeout,
-            reconnect_initial=reconnect_initial, reconnect_max=reconnect_max, open_timeout=open_timeout,
-            ack_timeout=ack_timeout, health_interval=health_interval, rest_timeout=rest_timeout,
-            rest_retries=rest_retries, rest_min_interval=rest_min_interval,
-            backfill_max_pages=backfill_max_pages, reorder_window=reorder_window)
+            ping_interval=ping_interval,
+            pong_timeout=pong_timeout,
+            reconnect_initial=reconnect_initial,
+            reconnect_max=reconnect_max,
+            open_timeout=open_timeout,
+            ack_timeout=ack_timeout,
+            health_interval=health_interval,
+            rest_timeout=rest_timeout,
+            rest_retries=rest_retries,
+            rest_min_interval=rest_min_interval,
+            backfill_max_pages=backfill_max_pages,
+            max_frame_bytes=max_frame_bytes,
+            limits=limits,
+        )
+        self.queue_max_items = queue_max_items
         n = max_instruments_per_connection
-        self.shards = {",".join(chunk): chunk for chunk in
-                       (self.instruments[i:i + n] for i in range(0, len(self.instruments), n))}
+        self.shards = {
+            ",".join(chunk): chunk
+            for chunk in (self.instruments[i : i + n] for i in range(0, len(self.instruments), n))
+        }
         self.start_after = dict(start_after or {})
         self.end_trade_ids = dict(end_trade_ids or {})
         self.batch_size = batch_size
@@ -190,11 +255,23 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         if resume_state is not None:
             positions: dict[str, Position] = dict(resume_state)
         else:
-            positions = {inst: (self.start_after[inst], None)
-                         for inst in instruments if inst in self.start_after}
+            positions = {
+                inst: (self.start_after[inst], None) for inst in instruments if inst in self.start_after
+            }
         end_ids = {inst: self.end_trade_ids[inst] for inst in instruments if inst in self.end_trade_ids}
-        partition = OkxTradesPartition(for_part, self.ws_url, self.rest_url, instruments, self.options,
-                                       positions, end_ids, self.batch_size, self.poll_interval, self.limiter)
+        partition = OkxTradesPartition(
+            for_part,
+            self.ws_url,
+            self.rest_url,
+            instruments,
+            self.options,
+            positions,
+            end_ids,
+            self.batch_size,
+            self.poll_interval,
+            self.limiter,
+            self.queue_max_items,
+        )
         partition.stop = self.stop
         return partition
 

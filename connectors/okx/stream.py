@@ -1,11 +1,12 @@
 """The async side of the OKX trades source: one websocket connection's life for a set of instruments.
 
-:class:`TradeStream` runs in an event loop and hands every output item to an ``emit`` callback:
-connect (at most 3 new connections per second process-wide, :class:`ConnectLimiter`), subscribe
-``trades`` for its instruments and check the per-arg acks, keep the link alive with OKX's text
-``ping``/``pong``, reconnect with exponential backoff and jitter (at once on a 64008 notice), drop trade
-ids already seen, and fill every hole in the id sequence from REST ``history-trades`` before the trade
-that revealed it (see docs/okx-connectivity.md).
+:class:`TradeStream` owns the socket and does the I/O, nothing else: connect (at most 3 new connections
+per second process-wide, :class:`ConnectLimiter`), subscribe ``trades`` and check the per-arg acks, probe
+a silent socket with OKX's text ``ping``, reconnect with exponential backoff and jitter after any loss
+(64008 notices, server closes and 1009 included), and perform REST requests. Every decision about trades
+belongs to the pure :class:`market.sequencing.Sequencer`: the stream feeds it frames, timer ticks,
+connection events and REST answers, and hands the items it returns to an :class:`Outbox`
+(see docs/okx-connectivity.md).
 """
 
 from __future__ import annotations
@@ -13,88 +14,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from connectors.okx.events import ConnectionHealth, ConnectionState, Gap, GapReason
-from connectors.okx.parser import EXCHANGE, ErrorEvent, Notice, Pong, SubscriptionAck, parse_frame
+from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
+from connectors.okx.events import ConnectionHealth, ConnectionState, Gap
+from connectors.okx.parser import (
+    EXCHANGE,
+    ErrorEvent,
+    Notice,
+    OkxParseError,
+    OkxRestError,
+    Pong,
+    SubscriptionAck,
+    parse_frame,
+)
 from connectors.okx.rest import OkxRestClient
-from market.types import Rejected, Trade, ms_from_utc, utc_from_ms
+from market.sequencing import (
+    Action,
+    Backfilled,
+    Disconnected,
+    Event,
+    FetchBackfill,
+    FetchLatest,
+    Heard,
+    Latest,
+    Position,
+    Push,
+    Refused,
+    Sequencer,
+    Start,
+    Subscribed,
+    Tick,
+    Unreadable,
+)
+from market.types import Rejected, Trade
 
 log = logging.getLogger(__name__)
 
-Position = tuple[int, int | None]
-"""Where an instrument stands: (last trade id emitted, its ``ts_event`` in epoch ms or None)."""
-
-
-class ConnectLimiter:
-    """At most ``rate`` new connections per ``per`` seconds, shared by every thread of the process."""
-
-    def __init__(self, rate: int = 3, per: float = 1.0) -> None:
-        self.rate = rate
-        self.per = per
-        self._lock = threading.Lock()
-        self._slots: deque[float] = deque()
-
-    def reserve(self) -> float:
-        """Book the next free connection slot; returns how long to wait before using it (seconds)."""
-        with self._lock:
-            now = time.monotonic()
-            start = now
-            if len(self._slots) >= self.rate:
-                start = max(now, self._slots[0] + self.per)
-            self._slots.append(start)
-            while len(self._slots) > self.rate:
-                self._slots.popleft()
-            return start - now
-
-
-PROCESS_LIMITER = ConnectLimiter()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOptions:
-    """Timings of one connection (seconds) and REST backfill limits."""
-
-    ping_interval: float = 20.0  # silence before sending ``ping`` (OKX closes after 30 s)
-    pong_timeout: float = 20.0  # silence after ``ping`` before reconnecting
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 30.0
-    open_timeout: float = 10.0
-    ack_timeout: float = 10.0
-    health_interval: float = 5.0
-    rest_timeout: float = 10.0
-    rest_retries: int = 3
-    rest_min_interval: float = 0.1
-    backfill_max_pages: int = 50
-    reorder_window: float = 0.5  # how long a push after a hole waits for the missing pushes before REST
-    reorder_max: int = 1000  # held pushes per instrument before giving up waiting
-
-    def __post_init__(self) -> None:
-        if not 0 < self.ping_interval < 30:
-            raise ValueError(f"ping_interval must be within (0, 30) s, got {self.ping_interval}")
-        for name in ("pong_timeout", "reconnect_initial", "reconnect_max", "open_timeout", "ack_timeout",
-                     "health_interval", "rest_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+MESSAGE_TOO_BIG = 1009
 
 
 class _Reconnect(Exception):
-    def __init__(self, reason: str, immediate: bool = False) -> None:
-        super().__init__(reason)
-        self.immediate = immediate
+    """Leave this connection and open another one (after the backoff)."""
 
 
 class _Finished(Exception):
-    """Every instrument reached its end trade id."""
+    """Every instrument reached its end trade id, or every instrument was refused."""
 
 
 def _now() -> datetime:
@@ -104,29 +75,50 @@ def _now() -> datetime:
 class TradeStream:
     """One connection's worth of instruments; ``run`` until cancelled or every end id is reached."""
 
-    def __init__(self, name: str, ws_url: str, rest_url: str, instruments: Sequence[str],
-                 options: StreamOptions, emit: Callable[[object], None], *,
-                 positions: Mapping[str, Position] | None = None, end_ids: Mapping[str, int] | None = None,
-                 limiter: ConnectLimiter = PROCESS_LIMITER) -> None:
+    def __init__(
+        self,
+        name: str,
+        ws_url: str,
+        rest_url: str,
+        instruments: Sequence[str],
+        options: StreamOptions,
+        outbox: Outbox,
+        *,
+        positions: Mapping[str, Position] | None = None,
+        end_ids: Mapping[str, int] | None = None,
+        limiter: ConnectLimiter = PROCESS_LIMITER,
+    ) -> None:
         self.name = name
         self.ws_url = ws_url
         self.instruments = tuple(instruments)
         self.options = options
-        self._emit = emit
+        self.outbox = outbox
         self._limiter = limiter
-        self.rest = OkxRestClient(rest_url, timeout=options.rest_timeout, retries=options.rest_retries,
-                                  min_interval=options.rest_min_interval)
-        self.positions: dict[str, Position] = dict(positions or {})
-        self._resumed = set(self.positions)
-        self.end_ids = dict(end_ids or {})
-        self._past_end: set[str] = set()
-        self._fresh: set[str] = set()
-        self._held: dict[str, list[Trade]] = {}
-        self._held_since: dict[str, float] = {}
-        self._lost_at: float | None = None
+        self.sequencer = Sequencer(
+            EXCHANGE,
+            self.instruments,
+            options.limits,
+            positions=positions,
+            end_ids=end_ids,
+            push_source="okx-ws",
+            rest_source="okx-rest",
+        )
+        self.rest = OkxRestClient(
+            rest_url,
+            timeout=options.rest_timeout,
+            retries=options.rest_retries,
+            min_interval=options.rest_min_interval,
+        )
+        self.refused: set[str] = set()
         self._attempts = 0
         self._requests = 0
-        self.refused: set[str] = set()
+        self._pending: set[str] = set()
+        self._batch: tuple[str, list[str]] = ("", [])
+        self._singles: dict[str, str] = {}
+        self._last_frame = 0.0
+        self._last_ping = float("-inf")
+        self._unanswered: float | None = None
+        self._subscribed_at: float | None = None
         # health
         self.state: ConnectionState = "connecting"
         self.connected_since: datetime | None = None
@@ -134,7 +126,6 @@ class TradeStream:
         self.messages_received = 0
         self.trades_emitted = 0
         self.trades_backfilled = 0
-        self.duplicates_dropped = 0
         self.reconnects = 0
         self.gaps_filled = 0
         self.gaps_unfilled = 0
@@ -145,125 +136,133 @@ class TradeStream:
         self.pongs_received = 0
 
     def health(self) -> ConnectionHealth:
+        stalled, symbol = self.sequencer.stall()
         return ConnectionHealth(
-            EXCHANGE, self.name, self.instruments, _now(), self.state, self.connected_since,
-            self.last_message_at, self.messages_received, self.trades_emitted, self.trades_backfilled,
-            self.duplicates_dropped, self.reconnects, self.gaps_filled, self.gaps_unfilled, self.rejects,
-            self.subscribe_errors, self.pings_sent, self.pongs_received, self.last_error)
+            EXCHANGE,
+            self.name,
+            self.instruments,
+            _now(),
+            self.state,
+            self.connected_since,
+            self.last_message_at,
+            self.messages_received,
+            self.trades_emitted,
+            self.trades_backfilled,
+            self.sequencer.duplicates,
+            self.reconnects,
+            self.gaps_filled,
+            self.gaps_unfilled,
+            self.rejects,
+            self.subscribe_errors,
+            self.pings_sent,
+            self.pongs_received,
+            self.last_error,
+            stalled,
+            symbol,
+            len(self.outbox),
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         health_task = loop.create_task(self._health_loop())
+        self._hand_all(self.sequencer.feed(Start(_now())))
         try:
-            while not self._finished():
+            while not self.sequencer.finished:
                 delay = self._limiter.reserve()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 self.state = "connecting"
-                immediate = False
+                reason = "the connection ended"
                 try:
                     await self._session()
                 except _Finished:
                     break
                 except _Reconnect as exc:
-                    self._error(str(exc))
-                    immediate = exc.immediate
+                    reason = str(exc)
+                except ConnectionClosed as exc:
+                    reason = await self._closed(exc)
                 except (OSError, TimeoutError, WebSocketException) as exc:
-                    self._error(f"{type(exc).__name__}: {exc}")
-                if self.state == "subscribed" or self._lost_at is None:
-                    self._lost_at = loop.time()  # failed attempts keep the time of the original loss
-                self.connected_since = None
+                    reason = f"{type(exc).__name__}: {exc}"
+                self._error(reason)
+                if (
+                    self._subscribed_at is not None
+                    and loop.time() - self._subscribed_at >= self.options.stable_after
+                ):
+                    self._attempts = 0
+                self._subscribed_at = self.connected_since = None
                 self.reconnects += 1
                 self.state = "backoff"
-                if not immediate:
-                    initial, ceiling = self.options.reconnect_initial, self.options.reconnect_max
-                    ceiling = min(ceiling, initial * 2**self._attempts)
-                    self._attempts += 1
-                    await asyncio.sleep(ceiling * random.uniform(0.5, 1.0))
+                await self._apply(self.sequencer.feed(Disconnected(_now(), f"connection lost: {reason}")))
+                ceiling = min(self.options.reconnect_max, self.options.reconnect_initial * 2**self._attempts)
+                self._attempts += 1
+                await asyncio.sleep(ceiling * random.uniform(0.5, 1.0))
         finally:
             health_task.cancel()
             await asyncio.gather(health_task, return_exceptions=True)
             self.state = "stopped"
             self.connected_since = None
-            self._emit(self.health())
+            self._hand_all(self.sequencer.feed(Disconnected(_now(), "stopped")))
+            self.outbox.put(self.health())
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.options.health_interval)
-            self._emit(self.health())
+            if not self.outbox.full:  # a snapshot: skipped rather than queued past the bound
+                self.outbox.put(self.health())
 
     def _error(self, text: str) -> None:
         self.last_error = text
         log.warning("okx %s: %s", self.name, text)
 
-    def _finished(self) -> bool:
-        if not self.end_ids:
-            return False
-        return all(inst in self._past_end or (self.positions.get(inst) or (-1, None))[0] >= end
-                   for inst, end in self.end_ids.items())
+    async def _closed(self, exc: ConnectionClosed) -> str:
+        """Why the connection closed; a frame too large for the websocket library is also a reject."""
+        if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
+            limit = 4 * self.options.max_frame_bytes
+            reason = f"frame over {limit} bytes: the connection was closed with 1009 (message too big)"
+            await self._apply(self.sequencer.feed(Unreadable(b"", reason, _now())))
+            return reason
+        if exc.rcvd is not None:
+            return f"closed by the server: {exc.rcvd.code} {exc.rcvd.reason}".rstrip()
+        return f"{type(exc).__name__}: {exc}"
 
     async def _session(self) -> None:
         loop = asyncio.get_running_loop()
         options = self.options
-        async with connect(self.ws_url, ping_interval=None, open_timeout=options.open_timeout,
-                           close_timeout=min(1.0, options.pong_timeout), max_size=2**22) as ws:
+        async with connect(
+            self.ws_url,
+            ping_interval=None,
+            open_timeout=options.open_timeout,
+            close_timeout=min(1.0, options.pong_timeout),
+            max_size=4 * options.max_frame_bytes,
+            max_queue=16,
+        ) as ws:
             wanted = [inst for inst in self.instruments if inst not in self.refused]
             if not wanted:
                 self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
                 raise _Finished
-            pending = set(wanted)
-            batch_id = await self._subscribe(ws, wanted)
-            singles: dict[str, str] = {}
-            self._fresh = set(wanted)
+            self._pending = set(wanted)
+            self._batch = (await self._subscribe(ws, wanted), wanted)
+            self._singles = {}
             ack_deadline = loop.time() + options.ack_timeout
-            self._held.clear()  # never emitted: the next connection's backfill covers them
-            self._held_since.clear()
+            self._last_frame, self._last_ping, self._unanswered = loop.time(), float("-inf"), None
             while True:
+                await self.outbox.room()
                 raw = await self._receive(ws)
-                await self._flush_held(loop.time())
                 if raw is None:
-                    continue
-                ts_recv = _now()
-                self.messages_received += 1
-                self.last_message_at = ts_recv
-                result = parse_frame(raw, ts_recv)
-                if isinstance(result, list):
-                    for trade in result:
-                        await self._on_trade(trade)
-                elif isinstance(result, Rejected):
-                    self.rejects += 1
-                    self._emit(replace(result, source="okx-ws"))
-                elif isinstance(result, SubscriptionAck):
-                    if result.op == "subscribe" and result.channel == "trades":
-                        pending.discard(result.inst_id or "")
-                elif isinstance(result, ErrorEvent):
-                    self.subscribe_errors += 1
-                    self._error(f"error event {result.code}: {result.msg}")
-                    if result.request_id == batch_id and len(wanted) > 1:
-                        # One bad arg refuses the whole request: retry one by one to isolate it.
-                        for inst in pending:
-                            singles[await self._subscribe(ws, [inst])] = inst
+                    await self._apply(self.sequencer.feed(Tick(_now())))
+                else:
+                    if await self._on_frame(ws, raw, _now()):
                         ack_deadline = loop.time() + options.ack_timeout
-                    elif result.request_id in singles or result.request_id == batch_id:
-                        refused = singles.get(result.request_id or "") or wanted[0]
-                        self.refused.add(refused)
-                        pending.discard(refused)
-                        if self.refused.issuperset(self.instruments):
-                            self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
-                            raise _Finished
-                elif isinstance(result, Pong):
-                    self.pongs_received += 1
-                elif isinstance(result, Notice):
-                    self._error(f"notice {result.code}: {result.msg}")
-                    if result.code == "64008":
-                        raise _Reconnect("64008 service-upgrade notice: reconnecting now", immediate=True)
-                if pending and loop.time() > ack_deadline:
-                    raise _Reconnect(f"no subscribe ack for {sorted(pending)} within {options.ack_timeout} s")
-                if not pending and self.state != "subscribed":
-                    self.state = "subscribed"
-                    self.connected_since = _now()
-                    self._attempts = 0
+                if self._pending and loop.time() > ack_deadline:
+                    raise _Reconnect(
+                        f"no subscribe ack for {sorted(self._pending)} within {options.ack_timeout} s"
+                    )
+                if not self._pending and self.state != "subscribed":
+                    self.state, self.connected_since = "subscribed", _now()
+                    self._subscribed_at = loop.time()
+                if self.sequencer.finished:
+                    raise _Finished
 
     async def _subscribe(self, ws: ClientConnection, instruments: Sequence[str]) -> str:
         self._requests += 1
@@ -272,121 +271,145 @@ class TradeStream:
         await ws.send(orjson.dumps({"id": request_id, "op": "subscribe", "args": args}).decode())
         return request_id
 
-    async def _receive(self, ws: ClientConnection) -> str | bytes | None:
-        """The next frame; after ``ping_interval`` of silence send ``ping``, after ``pong_timeout`` more
-        of silence give up on the connection (``recv`` is safe to cancel: nothing is lost). Returns None
-        when a held push's reorder window expired first."""
+    async def _receive(self, ws: ClientConnection) -> bytes | None:
+        """The next frame, or None when the sequencer has something due first. After ``ping_interval``
+        of silence send ``ping`` (again every ``ping_interval`` while silent); after ``pong_timeout``
+        without any frame since the first unanswered ``ping``, give up on the connection."""
         loop = asyncio.get_running_loop()
-        ping_at = loop.time() + self.options.ping_interval
-        held_until = min(self._held_since.values(), default=None)
-        wake = ping_at if held_until is None else min(ping_at, held_until + self.options.reorder_window)
+        options = self.options
+        now = loop.time()
+        if self._unanswered is not None and now - self._unanswered >= options.pong_timeout:
+            raise _Reconnect(f"no pong or message within {options.pong_timeout} s after ping")
+        ping_at = max(self._last_frame, self._last_ping) + options.ping_interval
+        if now >= ping_at:
+            self.pings_sent += 1
+            self._last_ping = now
+            if self._unanswered is None:
+                self._unanswered = now
+            await ws.send("ping")
+            ping_at = now + options.ping_interval
+        wake = ping_at
+        if self._unanswered is not None:
+            wake = min(wake, self._unanswered + options.pong_timeout)
+        due = self.sequencer.next_wakeup()
+        if due is not None:
+            wake = min(wake, now + max(0.0, (due - _now()).total_seconds()))
         try:
             async with asyncio.timeout_at(wake):
-                return await ws.recv()
+                frame = await ws.recv(decode=False)
         except TimeoutError:
-            if wake < ping_at:
-                return None
-        self.pings_sent += 1
-        await ws.send("ping")
-        try:
-            async with asyncio.timeout(self.options.pong_timeout):
-                return await ws.recv()
-        except TimeoutError:
-            raise _Reconnect(f"no pong or message within {self.options.pong_timeout} s after ping") from None
+            return None
+        self._last_frame, self._unanswered = loop.time(), None
+        return frame
 
-    # ------------------------------------------------------------------ trades
-    def _out(self, trade: Trade) -> bool:
-        end = self.end_ids.get(trade.symbol)
-        if end is not None and trade.trade_id > end:
-            self._past_end.add(trade.symbol)
-            return False
-        self.positions[trade.symbol] = (trade.trade_id, ms_from_utc(trade.ts_event))
-        self.trades_emitted += 1
-        self._emit(trade)
-        return True
-
-    async def _on_trade(self, trade: Trade) -> None:
-        symbol = trade.symbol
-        reason: GapReason = "sequence"
-        if symbol in self._resumed:
-            reason = "resume"
-        elif symbol in self._fresh:
-            reason = "reconnect"
-        self._resumed.discard(symbol)
-        self._fresh.discard(symbol)
-        position = self.positions.get(symbol)
-        if position is None:
-            self._out(trade)
-        elif trade.trade_id <= position[0]:
-            self.duplicates_dropped += 1
-        elif trade.trade_id - trade.count <= position[0]:
-            self._out(trade)
-            self._drain(symbol)
-        elif reason == "sequence" and self.options.reorder_window > 0:
-            self._hold(trade)
+    async def _on_frame(self, ws: ClientConnection, raw: bytes, now: datetime) -> bool:
+        """Feed one frame to the sequencer; True when new subscribe requests were sent."""
+        self.messages_received += 1
+        self.last_message_at = now
+        resent = False
+        notice: str | None = None
+        event: Event = Heard(now)
+        if len(raw) > self.options.max_frame_bytes:
+            event = Unreadable(
+                raw, f"frame of {len(raw)} bytes is over the {self.options.max_frame_bytes} byte limit", now
+            )
         else:
-            await self._fill(trade, position, reason)
-            self._out(trade)
-            self._drain(symbol)
-        if self._finished():
-            raise _Finished
+            result = parse_frame(raw, now)
+            if isinstance(result, list):
+                event = Push(tuple(result), raw, now)
+            elif isinstance(result, Rejected):
+                event = Unreadable(result.raw, result.reason, now)
+            elif isinstance(result, SubscriptionAck):
+                inst = result.inst_id or ""
+                if result.op == "subscribe" and result.channel == "trades" and inst in self._pending:
+                    self._pending.discard(inst)
+                    event = Subscribed(inst, now)
+            elif isinstance(result, ErrorEvent):
+                event, resent = await self._on_error(ws, result, now)
+            elif isinstance(result, Pong):
+                self.pongs_received += 1
+            elif isinstance(result, Notice):
+                self._error(f"notice {result.code}: {result.msg}")
+                if result.code == "64008":
+                    notice = "64008 service-upgrade notice: reconnecting"
+        await self._apply(self.sequencer.feed(event))
+        if notice is not None:
+            raise _Reconnect(notice)
+        return resent
 
-    def _hold(self, trade: Trade) -> None:
-        """Park a push that follows a hole, in case the missing pushes arrive late (reordered)."""
-        held = self._held.setdefault(trade.symbol, [])
-        if any(t.trade_id == trade.trade_id for t in held):
-            self.duplicates_dropped += 1
-            return
-        held.append(trade)
-        held.sort(key=lambda t: t.trade_id)
-        self._held_since.setdefault(trade.symbol, asyncio.get_running_loop().time())
+    async def _on_error(self, ws: ClientConnection, error: ErrorEvent, now: datetime) -> tuple[Event, bool]:
+        """A refused subscription: OKX refuses a whole request for one bad arg, so the batch is retried
+        one instrument at a time; an instrument refused alone is not asked for again."""
+        self.subscribe_errors += 1
+        self._error(f"error event {error.code}: {error.msg}")
+        batch_id, wanted = self._batch
+        if error.request_id == batch_id and len(wanted) > 1:
+            for inst in self._pending:
+                self._singles[await self._subscribe(ws, [inst])] = inst
+            return Heard(now), True
+        if error.request_id in self._singles or error.request_id == batch_id:
+            refused = self._singles.get(error.request_id or "") or wanted[0]
+            self.refused.add(refused)
+            self._pending.discard(refused)
+            if self.refused.issuperset(self.instruments):
+                self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
+                raise _Finished
+            return Refused(refused, now, f"{error.code} {error.msg}"), False
+        return Heard(now), False
 
-    def _drain(self, symbol: str) -> None:
-        """Emit held pushes that now continue the sequence."""
-        held = self._held.get(symbol)
-        while held:
-            last_id = self.positions[symbol][0]
-            trade = held[0]
-            if trade.trade_id <= last_id:
-                self.duplicates_dropped += 1
-            elif trade.trade_id - trade.count <= last_id:
-                self._out(trade)
+    # ------------------------------------------------------------------ actions
+    async def _apply(self, actions: list[Action]) -> None:
+        """Hand items over in order; perform requests and feed their answers back (breadth first, so an
+        answer's items follow everything decided before it)."""
+        work = deque(actions)
+        while work:
+            action = work.popleft()
+            if isinstance(action, FetchLatest):
+                await self.outbox.room()
+                work.extend(self.sequencer.feed(await self._latest(action)))
+            elif isinstance(action, FetchBackfill):
+                await self.outbox.room()
+                work.extend(self.sequencer.feed(await self._backfill(action)))
             else:
-                return
-            held.pop(0)
-        self._held.pop(symbol, None)
-        self._held_since.pop(symbol, None)
+                self._hand(action)
 
-    async def _flush_held(self, now: float) -> None:
-        """Holes still open after ``reorder_window`` (or too many held pushes) are filled from REST."""
-        for symbol in list(self._held):
-            held = self._held[symbol]
-            expired = now - self._held_since[symbol] >= self.options.reorder_window
-            if held and (expired or len(held) >= self.options.reorder_max):
-                trade = held.pop(0)
-                await self._fill(trade, self.positions[symbol], "sequence")
-                self._out(trade)
-                self._drain(symbol)
-                if self._finished():
-                    raise _Finished
+    def _hand_all(self, actions: list[Action]) -> None:
+        """Hand over the items of an input that cannot raise requests (no instrument is subscribed)."""
+        for action in actions:
+            assert not isinstance(action, FetchLatest | FetchBackfill), action
+            self._hand(action)
 
-    async def _fill(self, trade: Trade, position: Position, reason: GapReason) -> None:
-        """Backfill the ids between ``position`` and ``trade`` from REST, emit them, record the gap."""
-        last_id, last_ms = position
-        first_id = trade.trade_id - trade.count + 1
-        result = await self.rest.backfill(trade.symbol, last_id, first_id,
-                                          max_pages=self.options.backfill_max_pages)
-        emitted = sum(self._out(backfilled) for backfilled in result.trades)
-        self.trades_backfilled += emitted
-        recovery: float | None = None
-        if reason == "reconnect" and self._lost_at is not None:
-            recovery = asyncio.get_running_loop().time() - self._lost_at
-        if result.complete:
-            self.gaps_filled += 1
-        else:
-            self.gaps_unfilled += 1
-            self._error(f"unfilled gap {trade.symbol} ({last_id}, {first_id}): {len(result.trades)} trades "
-                        f"backfilled, {result.error or 'REST history does not reach back far enough'}")
-        self._emit(Gap(EXCHANGE, trade.symbol, last_id, first_id,
-                       None if last_ms is None else utc_from_ms(last_ms), trade.ts_event, result.complete,
-                       emitted, reason, _now(), recovery, result.error))
+    def _hand(self, item: object) -> None:
+        if isinstance(item, Trade):
+            self.trades_emitted += 1
+            self.trades_backfilled += item.origin == "rest"
+        elif isinstance(item, Rejected):
+            self.rejects += 1
+            self.last_error = f"rejected ({item.source}): {item.reason[:300]}"
+            log.debug("okx %s: %s", self.name, self.last_error)
+        elif isinstance(item, Gap):
+            if item.filled:
+                self.gaps_filled += 1
+            else:
+                self.gaps_unfilled += 1
+                self._error(
+                    f"unfilled gap {item.symbol} ({item.from_trade_id}, {item.to_trade_id}): "
+                    f"{item.trades_backfilled} trades backfilled, "
+                    f"{item.error or 'REST history does not reach back far enough'}"
+                )
+        self.outbox.put(item)
+
+    async def _latest(self, request: FetchLatest) -> Latest:
+        try:
+            trades = await self.rest.latest_trades(request.symbol, self.options.latest_limit)
+        except (OkxRestError, OkxParseError, OSError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("okx %s: newest %s trades unavailable: %s", self.name, request.symbol, error)
+            return Latest(request.symbol, (), error, _now())
+        return Latest(request.symbol, tuple(trades), None, _now())
+
+    async def _backfill(self, request: FetchBackfill) -> Backfilled:
+        result = await self.rest.backfill(
+            request.symbol, request.after_id, request.until_id, max_pages=self.options.backfill_max_pages
+        )
+        return Backfilled(request, tuple(result.trades), tuple(result.outside), result.error, _now())

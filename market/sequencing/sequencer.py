@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from market.plausibility import trade_problem
 from market.sequencing.checks import ahead_problem, chained, future_problem, push_time_problem, trade_json
+from market.sequencing.lane import Fill, Lane
 from market.sequencing.messages import (
     Action,
     Backfilled,
@@ -16,7 +16,6 @@ from market.sequencing.messages import (
     FetchBackfill,
     FetchLatest,
     Gap,
-    GapReason,
     Heard,
     Latest,
     Limits,
@@ -28,7 +27,7 @@ from market.sequencing.messages import (
     Tick,
     Unreadable,
 )
-from market.types import FeedState, Rejected, Trade, ms_from_utc, utc_from_ms
+from market.types import Rejected, Trade, ms_from_utc, utc_from_ms
 
 
 def _first_id(trade: Trade) -> int:
@@ -37,48 +36,6 @@ def _first_id(trade: Trade) -> int:
 
 def _ms(trade: Trade) -> int:
     return ms_from_utc(trade.ts_event)
-
-
-@dataclass(slots=True)
-class _Fill:
-    """Context of an outstanding backfill: the hole's time bounds (epoch ms) and its reason."""
-
-    from_ms: int | None
-    to_ms: int
-    reason: GapReason
-
-
-@dataclass(slots=True)
-class _Lane:
-    """One instrument's state."""
-
-    symbol: str
-    position: Position | None
-    end_id: int | None
-    urgent: GapReason | None  # the next hole is filled at once, with this reason (after a (re)subscribe)
-    held: dict[int, tuple[Trade, bytes]] = field(default_factory=dict)
-    hole_since: datetime | None = None
-    subscribed: bool = False
-    refused: bool = False
-    checked: bool = False  # REST's newest trade was asked for since the last subscription
-    recheck: bool = False  # held pushes were discarded while a request was out: ask again after it
-    request: FetchLatest | FetchBackfill | None = None
-    fill: _Fill | None = None
-    target: Trade | None = None  # REST's newest trade, not yet reached
-    retry_at: datetime | None = None
-    suspect_at: datetime | None = None  # an unreadable frame arrived then
-    heard_cap: datetime | None = None  # the connection's last frame before it
-    lost_at: datetime | None = None
-    past_end: bool = False
-    down_reason: str = "connecting"
-    sent: tuple[bool, str] | None = None
-    sent_at: datetime | None = None
-    complete_until: datetime | None = None
-    last_push_at: datetime | None = None
-    unaccepted_since: datetime | None = None
-
-    def lowest(self) -> tuple[Trade, bytes] | None:
-        return self.held[min(self.held)] if self.held else None
 
 
 class Sequencer:
@@ -111,7 +68,7 @@ class Sequencer:
         positions = positions or {}
         end_ids = end_ids or {}
         self._lanes = {
-            s: _Lane(s, positions.get(s), end_ids.get(s), "resume" if s in positions else None)
+            s: Lane(s, positions.get(s), end_ids.get(s), "resume" if s in positions else None)
             for s in dict.fromkeys(instruments)
         }
         self._heard: datetime | None = None
@@ -156,7 +113,7 @@ class Sequencer:
             if (
                 lane.sent == (True, "")
                 and lane.sent_at is not None
-                and self._heard_of(lane) != lane.complete_until
+                and lane.heard(self._heard) != lane.complete_until
             ):
                 times.append(lane.sent_at + limits.feed_interval)
         return min(times, default=None)
@@ -196,7 +153,9 @@ class Sequencer:
                     self._lose(lane, now, reason)
         for lane in self._lanes.values():
             self._advance(lane, now, out)
-            self._report(lane, now, out)
+            state = lane.report(self.exchange, self._heard, now, self.limits.feed_interval)
+            if state is not None:
+                out.append(state)
         return out
 
     def _hear(self, now: datetime) -> None:
@@ -209,7 +168,7 @@ class Sequencer:
             self._reject(push.raw, f"push of {count} trades (limit {limit})", now, out)
             self._suspect_all(now)
             return
-        touched: dict[str, _Lane] = {}
+        touched: dict[str, Lane] = {}
         for index, trade in enumerate(push.trades):
             lane = self._lanes.get(trade.symbol)
             problem = trade_problem(trade)
@@ -252,7 +211,7 @@ class Sequencer:
                 lane.suspect_at, lane.heard_cap = now, self._heard
         self._hear(now)
 
-    def _lose(self, lane: _Lane, now: datetime, reason: str) -> None:
+    def _lose(self, lane: Lane, now: datetime, reason: str) -> None:
         if lane.refused:
             return
         lane.subscribed, lane.checked, lane.down_reason = False, False, reason
@@ -273,7 +232,7 @@ class Sequencer:
                 lane.checked, lane.urgent = False, lane.urgent or "sequence"
 
     # ---------------------------------------------------------------------------------- REST answers
-    def _rest_problem(self, trade: Trade, lane: _Lane) -> str | None:
+    def _rest_problem(self, trade: Trade, lane: Lane) -> str | None:
         problem = trade_problem(trade) or future_problem(trade, self.limits)
         if problem is None and trade.symbol != lane.symbol:
             problem = f"instrument {trade.symbol} was not asked for"
@@ -356,7 +315,7 @@ class Sequencer:
         lane.hole_since = lane.urgent = None
 
     # ---------------------------------------------------------------------------------- decisions
-    def _advance(self, lane: _Lane, now: datetime, out: list[Action]) -> None:
+    def _advance(self, lane: Lane, now: datetime, out: list[Action]) -> None:
         """Emit the held pushes that continue the sequence; hold, backfill or reject the others."""
         while lane.subscribed and lane.request is None and not lane.past_end:
             if not lane.checked:
@@ -403,13 +362,13 @@ class Sequencer:
                 self._ask(lane, _first_id(trade), _ms(trade), out)
             return
 
-    def _ask(self, lane: _Lane, until_id: int, to_ms: int, out: list[Action]) -> None:
+    def _ask(self, lane: Lane, until_id: int, to_ms: int, out: list[Action]) -> None:
         assert lane.position is not None
         lane.request = FetchBackfill(lane.symbol, lane.position[0], until_id)
-        lane.fill = _Fill(lane.position[1], to_ms, lane.urgent or "sequence")
+        lane.fill = Fill(lane.position[1], to_ms, lane.urgent or "sequence")
         out.append(lane.request)
 
-    def _start_by_chain(self, lane: _Lane, now: datetime, out: list[Action]) -> bool:
+    def _start_by_chain(self, lane: Lane, now: datetime, out: list[Action]) -> bool:
         """Without REST's newest trade, start at the first held push that another one continues: a
         lone push, such as a forged id, cannot start the sequence."""
         for trade_id in sorted(lane.held):
@@ -429,49 +388,10 @@ class Sequencer:
                 return True
         return False
 
-    def _emit(self, lane: _Lane, trade: Trade, out: list[Action]) -> None:
+    def _emit(self, lane: Lane, trade: Trade, out: list[Action]) -> None:
         if lane.end_id is not None and trade.trade_id > lane.end_id:
             lane.past_end = True
             return
         lane.position = (trade.trade_id, _ms(trade))
         lane.unaccepted_since = None
         out.append(trade)
-
-    # ---------------------------------------------------------------------------------- feed state
-    def _heard_of(self, lane: _Lane) -> datetime | None:
-        return lane.heard_cap if lane.suspect_at is not None else self._heard
-
-    def _condition(self, lane: _Lane) -> tuple[bool, str]:
-        if not lane.subscribed:
-            return False, lane.down_reason or "not subscribed"
-        if isinstance(lane.request, FetchLatest):
-            return False, "checking the newest trade over REST"
-        if isinstance(lane.request, FetchBackfill):
-            return False, "backfilling missing trades from REST"
-        if lane.position is None:
-            return False, "waiting for a verified first trade"
-        if lane.hole_since is not None:
-            return False, "hole in the trade ids: waiting for reordered pushes"
-        if self._heard_of(lane) is None:
-            return False, "verifying after an unreadable frame"
-        return True, ""
-
-    def _report(self, lane: _Lane, now: datetime, out: list[Action]) -> None:
-        """A FeedState when the condition changes, and while live at most every ``feed_interval``."""
-        live, reason = self._condition(lane)
-        heard = self._heard_of(lane)
-        if (live, reason) != lane.sent:
-            at = heard if live and heard is not None else (lane.complete_until or now)
-            out.append(FeedState(self.exchange, lane.symbol, live, at, reason))
-            lane.sent, lane.sent_at = (live, reason), now
-            if live:
-                lane.complete_until, lane.lost_at = at, None
-        elif (
-            live
-            and heard is not None
-            and heard != lane.complete_until
-            and lane.sent_at is not None
-            and now - lane.sent_at >= self.limits.feed_interval
-        ):
-            out.append(FeedState(self.exchange, lane.symbol, True, heard))
-            lane.sent_at, lane.complete_until = now, heard

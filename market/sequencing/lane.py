@@ -1,0 +1,95 @@
+"""One instrument's sequencing state, and the feed state it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from market.sequencing.messages import FetchBackfill, FetchLatest, GapReason, Position
+from market.types import FeedState, Trade
+
+
+@dataclass(slots=True)
+class Fill:
+    """Context of an outstanding backfill: the hole's time bounds (epoch ms) and its reason."""
+
+    from_ms: int | None
+    to_ms: int
+    reason: GapReason
+
+
+@dataclass(slots=True)
+class Lane:
+    """One instrument's state within a connection."""
+
+    symbol: str
+    position: Position | None
+    end_id: int | None
+    urgent: GapReason | None  # the next hole is filled at once, with this reason (after a (re)subscribe)
+    held: dict[int, tuple[Trade, bytes]] = field(default_factory=dict)
+    hole_since: datetime | None = None
+    subscribed: bool = False
+    refused: bool = False
+    checked: bool = False  # REST's newest trade was asked for since the last subscription
+    recheck: bool = False  # held pushes were discarded while a request was out: ask again after it
+    request: FetchLatest | FetchBackfill | None = None
+    fill: Fill | None = None
+    target: Trade | None = None  # REST's newest trade, not yet reached
+    retry_at: datetime | None = None
+    suspect_at: datetime | None = None  # an unreadable frame arrived then
+    heard_cap: datetime | None = None  # the connection's last frame before it
+    lost_at: datetime | None = None
+    past_end: bool = False
+    down_reason: str = "connecting"
+    sent: tuple[bool, str] | None = None
+    sent_at: datetime | None = None
+    complete_until: datetime | None = None
+    last_push_at: datetime | None = None
+    unaccepted_since: datetime | None = None
+
+    def lowest(self) -> tuple[Trade, bytes] | None:
+        return self.held[min(self.held)] if self.held else None
+
+    def heard(self, connection_heard: datetime | None) -> datetime | None:
+        """The receive time of the newest frame whose trades of this instrument were all handled."""
+        return self.heard_cap if self.suspect_at is not None else connection_heard
+
+    def condition(self, connection_heard: datetime | None) -> tuple[bool, str]:
+        """Whether the feed is live and, when not, why."""
+        if not self.subscribed:
+            return False, self.down_reason or "not subscribed"
+        if isinstance(self.request, FetchLatest):
+            return False, "checking the newest trade over REST"
+        if isinstance(self.request, FetchBackfill):
+            return False, "backfilling missing trades from REST"
+        if self.position is None:
+            return False, "waiting for a verified first trade"
+        if self.hole_since is not None:
+            return False, "hole in the trade ids: waiting for reordered pushes"
+        if self.heard(connection_heard) is None:
+            return False, "verifying after an unreadable frame"
+        return True, ""
+
+    def report(
+        self, exchange: str, connection_heard: datetime | None, now: datetime, interval: timedelta
+    ) -> FeedState | None:
+        """A FeedState when the condition changes, and while live when more was heard, at most every
+        ``interval``; else None. A feed that is not live is complete up to when it last was."""
+        live, reason = self.condition(connection_heard)
+        heard = self.heard(connection_heard)
+        if (live, reason) != self.sent:
+            at = heard if live and heard is not None else (self.complete_until or now)
+            self.sent, self.sent_at = (live, reason), now
+            if live:
+                self.complete_until, self.lost_at = at, None
+            return FeedState(exchange, self.symbol, live, at, reason)
+        if (
+            live
+            and heard is not None
+            and heard != self.complete_until
+            and self.sent_at is not None
+            and now - self.sent_at >= interval
+        ):
+            self.sent_at, self.complete_until = now, heard
+            return FeedState(exchange, self.symbol, True, heard)
+        return None
