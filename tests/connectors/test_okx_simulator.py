@@ -129,8 +129,11 @@ def test_acks_errors_and_pushes_have_real_okx_shapes() -> None:
                 push = await recv_json(ws)
                 await subscribe(ws, ("tickers", "MATIC-USDT-SWAP"), request_id="1512")
                 ack_with_id = await recv_json(ws)
-                await ws.send(json.dumps({"op": "unsubscribe", "args": [{"channel": "trades",
-                                                                         "instId": "MATIC-USDT-SWAP"}]}))
+                await ws.send(
+                    json.dumps(
+                        {"op": "unsubscribe", "args": [{"channel": "trades", "instId": "MATIC-USDT-SWAP"}]}
+                    )
+                )
                 unsub = await recv_json(ws)
                 await subscribe(ws, ("candle1m", "MATIC-USDT-SWAP"))
                 error = await recv_json(ws)
@@ -139,8 +142,10 @@ def test_acks_errors_and_pushes_have_real_okx_shapes() -> None:
                 frames = [await recv_json(ws) for _ in range(4)]
         # Key order of the live 2026 ack and error; the id-echoing ack equals OKX's documented example.
         assert tuple(ack) in sample_key_orders("events-subscribe-unsubscribe.jsonl", "subscribe")
-        assert tuple(ack) == ("event", "arg", "connId") and ack["arg"] == {"channel": "trades",
-                                                                           "instId": "MATIC-USDT-SWAP"}
+        assert tuple(ack) == ("event", "arg", "connId") and ack["arg"] == {
+            "channel": "trades",
+            "instId": "MATIC-USDT-SWAP",
+        }
         assert tuple(ack_with_id) == ("id", "event", "arg", "connId") and ack_with_id["id"] == "1512"
         assert tuple(unsub) in sample_key_orders("events-subscribe-unsubscribe.jsonl", "unsubscribe")
         assert unsub["event"] == "unsubscribe"
@@ -163,8 +168,10 @@ def test_acks_errors_and_pushes_have_real_okx_shapes() -> None:
         # OKX's own candle for that minute (archive, ctVal 10): vol, volCcy, volCcyQuote.
         (okx,) = tape_rows(DATA / "tapes" / "MATIC-USDT-SWAP-candle-1m-2023-08-20T1601Z.csv")
         assert row[0] == okx["open_time_ms"]
-        assert [Decimal(v) for v in row[1:8]] == [Decimal(okx[k]) for k in (
-            "open", "high", "low", "close", "vol_contracts", "vol_ccy_base", "vol_ccy_quote")]
+        assert [Decimal(v) for v in row[1:8]] == [
+            Decimal(okx[k])
+            for k in ("open", "high", "low", "close", "vol_contracts", "vol_ccy_base", "vol_ccy_quote")
+        ]
         assert row[8] == "0"  # the tape ends inside the minute: never confirmed (TIME.md rule 9)
 
     asyncio.run(scenario())
@@ -222,7 +229,12 @@ def test_first_push_after_subscribing_is_the_latest_past_trade() -> None:
                 (item,) = (await recv_json(ws))["data"]
                 assert await no_frame_within(ws, 0.3)  # the tape is over: nothing else
         assert (item["tradeId"], item["px"], item["sz"], item["side"], item["ts"]) == (
-            last["trade_id"], last["price"], last["size"], last["side"], last["created_time"])
+            last["trade_id"],
+            last["price"],
+            last["size"],
+            last["side"],
+            last["created_time"],
+        )
 
     asyncio.run(scenario())
 
@@ -260,8 +272,12 @@ def cli_simulator(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen
     stderr = (tmp_path / "simulator.log").open("w")
     command = [sys.executable, "-m", "connectors.okx.simulator", "--port", "0", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with stderr, subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                  env=env) as proc:
+    with (
+        stderr,
+        subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        ) as proc,
+    ):
         try:
             assert proc.stdout is not None
             ready = json.loads(proc.stdout.readline())
@@ -324,7 +340,8 @@ def test_aggregation_counts_fills_and_sums_sizes() -> None:
         assert Decimal(item["sz"]) == sum(Decimal(f["size"]) for f in fills)
         # one taker at one price and one time: every fill has the push's price, side and ts
         assert {(f["price"], f["side"], f["created_time"]) for f in fills} == {
-            (fills[0]["price"], item["side"], item["ts"])}
+            (fills[0]["price"], item["side"], item["ts"])
+        }
         assert Decimal(item["px"]) == Decimal(fills[0]["price"])
         previous = trade_id
 
@@ -341,9 +358,14 @@ def test_rest_pagination_walks_the_tape_back_exactly() -> None:
             status, latest = await http_get(f"{rest}{base}/trades?instId=BTC-USDT&limit=500")
             assert status == 200 and (latest["code"], latest["msg"]) == ("0", "")
             assert [t["tradeId"] for t in latest["data"]] == [r["trade_id"] for r in rows[-500:]][::-1]
-            assert tuple(latest["data"][0]) in {tuple(m["data"][0]) for m in (
-                json.loads(line)["body"] for line in (SAMPLES / "rest-market-trades.jsonl").read_text()
-                .splitlines() if '"body"' in line)}
+            assert tuple(latest["data"][0]) in {
+                tuple(m["data"][0])
+                for m in (
+                    json.loads(line)["body"]
+                    for line in (SAMPLES / "rest-market-trades.jsonl").read_text().splitlines()
+                    if '"body"' in line
+                )
+            }
             _, default = await http_get(f"{rest}{base}/trades?instId=BTC-USDT")
             assert len(default["data"]) == 100
             walked: list[dict[str, str]] = []
@@ -355,7 +377,8 @@ def test_rest_pagination_walks_the_tape_back_exactly() -> None:
                 query = f"history-trades?instId=BTC-USDT&after={after}"
                 page = (await http_get(f"{rest}{base}/{query}"))[1]["data"]
             assert [(t["tradeId"], t["px"], t["sz"], t["side"], t["ts"]) for t in reversed(walked)] == [
-                (r["trade_id"], r["price"], r["size"], r["side"], r["created_time"]) for r in rows]
+                (r["trade_id"], r["price"], r["size"], r["side"], r["created_time"]) for r in rows
+            ]
             before = rows[-300]["trade_id"]
             _, newest = await http_get(f"{rest}{base}/history-trades?instId=BTC-USDT&before={before}&limit=5")
             assert [t["tradeId"] for t in newest["data"]] == [r["trade_id"] for r in rows[-5:]][::-1]
@@ -443,8 +466,10 @@ def test_business_candles_equal_the_exchange_klines() -> None:
     confirmed = asyncio.run(scenario())
     for tf in ("1m", "5m"):
         ours = [(int(r[0]), *(Decimal(v) for v in r[1:6])) for r in confirmed[f"candle{tf}"]]
-        theirs = [(int(r["open_time"]), *(Decimal(r[k]) for k in ("open", "high", "low", "close", "volume")))
-                  for r in expected[tf][:-1]]  # the last kline may have been still forming (SOURCES.md)
+        theirs = [
+            (int(r["open_time"]), *(Decimal(r[k]) for k in ("open", "high", "low", "close", "volume")))
+            for r in expected[tf][:-1]
+        ]  # the last kline may have been still forming (SOURCES.md)
         assert ours == theirs
 
 
@@ -556,3 +581,60 @@ def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
     log = (tmp_path / "simulator.log").read_text()
     assert "connect conn" in log and "disconnect conn" in log
+
+
+def test_fault_poison_frames_follow_every_nth_push() -> None:
+    kinds = ("future", "behind", "id-ahead", "foreign", "huge-price", "big-count", "many-trades")
+    frames, _ = fault_run(FaultConfig(poison_every=2, poison=kinds), 3 * len(kinds))
+    clean = [f for i, f in enumerate(frames) if i % 3 != 2]
+    hostile = [f for i, f in enumerate(frames) if i % 3 == 2]
+    rows = {int(r["trade_id"]): r for r in tape_rows(BTC)}
+    assert _ids(clean) == list(range(_ids(clean)[0], _ids(clean)[0] + len(clean)))  # nothing lost
+    hour = 3_600_000
+    for kind, frame, before in zip(kinds, hostile, clean[1::2], strict=True):
+        last = before[-1]
+        real = rows[last.trade_id]
+        bad = frame[0]
+        ms = ms_of(bad.ts_event)
+        if kind == "future":
+            assert (bad.trade_id, ms) == (last.trade_id + 1, int(real["created_time"]) + hour)
+        elif kind == "behind":
+            assert (bad.trade_id, ms) == (last.trade_id + 1, int(real["created_time"]) - hour)
+        elif kind == "id-ahead":
+            assert bad.trade_id == last.trade_id + 10**12
+        elif kind == "foreign":
+            assert (bad.symbol, bad.trade_id) == ("POISON-USDT", last.trade_id)
+        elif kind == "huge-price":
+            assert bad.price == Decimal("9" * 400)
+        elif kind == "big-count":
+            assert bad.count == 2**32
+        else:
+            assert len(frame) == 1001 and {t.trade_id for t in frame} == {last.trade_id + 1}
+
+
+def ms_of(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def test_fault_poison_first_big_frames_and_rest_poison() -> None:
+    rows = tape_rows(BTC)
+
+    async def scenario() -> None:
+        faults = FaultConfig(poison_first="id-ahead", poison_every=1, poison=("big-frame",), rest_poison="id")
+        async with simulator(BTC, speed=0, wait_for_subscriber=True, start_offset=60, faults=faults) as sim:
+            async with connect(public(sim), max_size=None, max_queue=None) as ws:
+                await subscribe(ws, ("trades", "BTC-USDT"))
+                await recv_json(ws)
+                forged, snapshot = await recv_json(ws), await recv_json(ws)
+                real = int(snapshot["data"][0]["tradeId"])
+                assert int(forged["data"][0]["tradeId"]) == real + 10**12
+                big = await asyncio.wait_for(ws.recv(), 10)
+                assert len(big) > 2 * 1024 * 1024 and json.loads(big)["data"][0]["tradeId"] == str(real)
+            before = int(rows[50]["trade_id"])
+            after = int(rows[80]["trade_id"])
+            query = f"instId=BTC-USDT&after={after}&before={before}"
+            _, body = await http_get(f"{sim.urls['rest']}/api/v5/market/history-trades?{query}")
+            ids = [int(row["tradeId"]) for row in body["data"]]
+            assert ids == [after + 10**9] + [int(r["trade_id"]) for r in reversed(rows[51:80])]
+
+    asyncio.run(scenario())

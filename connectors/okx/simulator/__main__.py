@@ -35,8 +35,9 @@ async def serve_until_signalled(config: SimulatorConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     logging.getLogger("okx-simulator.websockets").setLevel(logging.WARNING)
     try:
         asyncio.run(serve_until_signalled(config))

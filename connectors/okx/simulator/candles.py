@@ -75,8 +75,21 @@ class CandleSeries:
     closed first (TIME.md rule 1: a trade on a boundary belongs to the next bar).
     """
 
-    __slots__ = ("spec", "ct_val", "open_ms", "o", "h", "l", "c", "vol", "vol_ccy", "vol_quote", "traded",
-                 "dirty", "last_push_ms")
+    __slots__ = (
+        "spec",
+        "ct_val",
+        "open_ms",
+        "o",
+        "h",
+        "l",
+        "c",
+        "vol",
+        "vol_ccy",
+        "vol_quote",
+        "traded",
+        "dirty",
+        "last_push_ms",
+    )
 
     def __init__(self, spec: CandleSpec, ct_val: Decimal | None = None) -> None:
         self.spec = spec
@@ -94,8 +107,17 @@ class CandleSeries:
 
     def row(self, confirmed: bool) -> Row:
         assert self.open_ms is not None
-        return [str(self.open_ms), _text(self.o), _text(self.h), _text(self.l), _text(self.c),
-                _volume(self.vol), _volume(self.vol_ccy), _volume(self.vol_quote), "1" if confirmed else "0"]
+        return [
+            str(self.open_ms),
+            _text(self.o),
+            _text(self.h),
+            _text(self.l),
+            _text(self.c),
+            _volume(self.vol),
+            _volume(self.vol_ccy),
+            _volume(self.vol_quote),
+            "1" if confirmed else "0",
+        ]
 
     def advance(self, now_ms: int) -> list[Row]:
         """Close every bar whose close is <= ``now_ms``; flat bars follow a traded one until ``now_ms``."""

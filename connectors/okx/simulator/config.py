@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from connectors.okx.simulator.faults import FaultConfig
+from connectors.okx.simulator.faults import POISON_KINDS, REST_POISON_KINDS, FaultConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,28 +63,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m connectors.okx.simulator",
         description="Replay trade tapes as a local OKX v5 websocket (/ws/v5/public, /ws/v5/business) and "
-                    "REST (/api/v5/market/trades, history-trades) server on one port.",
+        "REST (/api/v5/market/trades, history-trades) server on one port.",
     )
     parser.add_argument("--tape", action="append", required=True, type=Path, help="tape CSV (repeatable)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--speed", type=float, default=1.0, help="times real time; 0 = as fast as possible")
     parser.add_argument("--rebase-now", action="store_true", help="shift tape times so the replay starts now")
-    parser.add_argument("--rebase-align", type=float, default=60.0, metavar="SECONDS",
-                        help="make the --rebase-now shift a multiple of this (default 60: minute candles of "
-                             "the replay are the tape's, shifted); 86400 keeps every timeframe's grid")
-    parser.add_argument("--start-offset", type=float, default=0.0, metavar="SECONDS",
-                        help="start the replay this many tape seconds in; earlier trades are history")
-    parser.add_argument("--wait-for-subscriber", action="store_true",
-                        help="hold the replay clock until the first subscription")
-    parser.add_argument("--legacy-fields", action="store_true",
-                        help="2021-22 shapes: trades without count/source/seqId, acks without connId")
-    parser.add_argument("--aggregate", action="store_true",
-                        help="aggregate consecutive fills (same ms, side, px) into one trades push")
+    parser.add_argument(
+        "--rebase-align",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="make the --rebase-now shift a multiple of this (default 60: minute candles of "
+        "the replay are the tape's, shifted); 86400 keeps every timeframe's grid",
+    )
+    parser.add_argument(
+        "--start-offset",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="start the replay this many tape seconds in; earlier trades are history",
+    )
+    parser.add_argument(
+        "--wait-for-subscriber",
+        action="store_true",
+        help="hold the replay clock until the first subscription",
+    )
+    parser.add_argument(
+        "--legacy-fields",
+        action="store_true",
+        help="2021-22 shapes: trades without count/source/seqId, acks without connId",
+    )
+    parser.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="aggregate consecutive fills (same ms, side, px) into one trades push",
+    )
     parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--max-queue", type=int, default=200_000, help="queued pushes before closing 4005")
-    parser.add_argument("--ct-val", action="append", type=_ct_val, default=[], metavar="INSTID=VALUE",
-                        help="contract value of a derivative, for candle volumes (repeatable)")
+    parser.add_argument(
+        "--ct-val",
+        action="append",
+        type=_ct_val,
+        default=[],
+        metavar="INSTID=VALUE",
+        help="contract value of a derivative, for candle volumes (repeatable)",
+    )
     faults = parser.add_argument_group("fault injection (per connection)")
     faults.add_argument("--drop-every-seconds", type=float, metavar="N")
     faults.add_argument("--drop-after-messages", type=int, metavar="N")
@@ -94,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--stall-seconds", type=float, default=0.0, metavar="S")
     faults.add_argument("--duplicate-every", type=int, metavar="N")
     faults.add_argument("--reorder-every", type=int, metavar="N")
+    kinds = ", ".join(POISON_KINDS)
+    hostile = parser.add_argument_group(f"hostile feed (per connection; kinds: {kinds})")
+    hostile.add_argument(
+        "--poison-every",
+        type=int,
+        metavar="N",
+        help="after every N-th push, a hostile frame of the next --poison kind",
+    )
+    hostile.add_argument(
+        "--poison",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="hostile frame kind (repeatable, taken in turn)",
+    )
+    hostile.add_argument(
+        "--poison-first", metavar="KIND", help="a hostile frame before each subscription's first push"
+    )
+    hostile.add_argument(
+        "--rest-poison",
+        choices=REST_POISON_KINDS,
+        help="history-trades answers: an extra row outside the ids asked (id) or the newest "
+        "row stamped an hour early (time)",
+    )
     return parser
 
 
@@ -110,6 +159,10 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
             stall_seconds=args.stall_seconds,
             duplicate_every=args.duplicate_every,
             reorder_every=args.reorder_every,
+            poison_every=args.poison_every,
+            poison=tuple(args.poison),
+            poison_first=args.poison_first,
+            rest_poison=args.rest_poison,
         )
         return SimulatorConfig(
             tapes=tuple(args.tape),

@@ -69,8 +69,10 @@ def notice(conn_id: str | None) -> str:
 
 
 def wrong_channel_msg(op: str, channel: str, inst_id: str) -> str:
-    return (f"{op.capitalize()} failed, wrong URL or channel:{channel},instId:{inst_id} doesn't exist. "
-            "Please use the correct URL, channel and parameters referring to API document.")
+    return (
+        f"{op.capitalize()} failed, wrong URL or channel:{channel},instId:{inst_id} doesn't exist. "
+        "Please use the correct URL, channel and parameters referring to API document."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,19 +69,47 @@ def aggregate(inst_id: str, ts_ms: int, trades: list[Trade], seq_id: int, enable
         if pushes and enabled:
             last = pushes[-1]
             if last.side == trade.side and last.price == trade.price and trade.trade_id == last.trade_id + 1:
-                pushes[-1] = TradesPush(inst_id, trade.trade_id, last.price, last.size + trade.size,
-                                        last.side, ts_ms, last.count + 1, last.source, seq_id)
+                pushes[-1] = TradesPush(
+                    inst_id,
+                    trade.trade_id,
+                    last.price,
+                    last.size + trade.size,
+                    last.side,
+                    ts_ms,
+                    last.count + 1,
+                    last.source,
+                    seq_id,
+                )
                 continue
-        pushes.append(TradesPush(inst_id, trade.trade_id, trade.price, trade.size, trade.side, ts_ms, 1,
-                                 trade.source or "0", seq_id))
+        pushes.append(
+            TradesPush(
+                inst_id,
+                trade.trade_id,
+                trade.price,
+                trade.size,
+                trade.side,
+                ts_ms,
+                1,
+                trade.source or "0",
+                seq_id,
+            )
+        )
     return pushes
 
 
 class Market:
     """The exchange's state at the replay clock; publishes pushes to the hub as trades are played."""
 
-    def __init__(self, instruments: Iterable[str], hub: Hub, *, offset_ms: int = 0, legacy: bool = False,
-                 aggregate_fills: bool = False, ct_val: dict[str, Decimal] | None = None) -> None:
+    def __init__(
+        self,
+        instruments: Iterable[str],
+        hub: Hub,
+        *,
+        offset_ms: int = 0,
+        legacy: bool = False,
+        aggregate_fills: bool = False,
+        ct_val: dict[str, Decimal] | None = None,
+    ) -> None:
         self.hub = hub
         self.offset_ms = offset_ms
         self.legacy = legacy
@@ -89,8 +117,10 @@ class Market:
         ct_val = ct_val or {}
         self.instruments = frozenset(instruments)
         self.history = {inst: InstrumentHistory() for inst in self.instruments}
-        self.candles = {inst: [CandleSeries(spec, ct_val.get(inst)) for spec in CANDLE_SPECS.values()]
-                        for inst in self.instruments}
+        self.candles = {
+            inst: [CandleSeries(spec, ct_val.get(inst)) for spec in CANDLE_SPECS.values()]
+            for inst in self.instruments
+        }
         self.last_push: dict[str, TradesPush] = {}
         self.last_trade: dict[str, Trade] = {}
         self.seq = dict.fromkeys(self.instruments, 0)
@@ -121,8 +151,12 @@ class Market:
                     self._publish(key, messages.candle_push(key[0], inst, forming))
 
     def next_deadline(self) -> int | None:
-        deadlines = [d for series_list in self.candles.values() for s in series_list
-                     if (d := s.next_deadline()) is not None]
+        deadlines = [
+            d
+            for series_list in self.candles.values()
+            for s in series_list
+            if (d := s.next_deadline()) is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def play(self, ts_ms: int, batch: list[Trade], live: bool = True) -> None:
@@ -217,8 +251,9 @@ def batches(trades: Iterator[Trade], offset_ms: int) -> Iterator[Batch]:
 class Replay:
     """Plays batches against the market on a clock running ``speed`` times real time (0: no waiting)."""
 
-    def __init__(self, market: Market, trades: Iterator[Trade], *, speed: float,
-                 start_ms: int | None) -> None:
+    def __init__(
+        self, market: Market, trades: Iterator[Trade], *, speed: float, start_ms: int | None
+    ) -> None:
         self.market = market
         self.speed = speed
         self._batches = batches(trades, market.offset_ms)
@@ -273,6 +308,9 @@ class Replay:
             self._pending = next(self._batches, None)
             await asyncio.sleep(0)  # let sessions send, also while catching up with the clock
         self.market.finish()
-        log.info("replay finished: %d trades played, %d pushes; serving idle", self.market.played,
-                 self.market.pushed)
+        log.info(
+            "replay finished: %d trades played, %d pushes; serving idle",
+            self.market.played,
+            self.market.pushed,
+        )
         self.finished.set()

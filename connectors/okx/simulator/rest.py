@@ -11,11 +11,14 @@ Errors use OKX's envelope ``{"code":..,"msg":..,"data":[]}``.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Mapping
 
 from connectors.okx.simulator import messages
+from connectors.okx.simulator.faults import poisoned_rows
 from connectors.okx.simulator.replay import InstrumentHistory, Market
 
+log = logging.getLogger("okx-simulator")
 TRADES_PATH = "/api/v5/market/trades"
 HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
 
@@ -73,7 +76,9 @@ def trades(market: Market, query: Mapping[str, list[str]]) -> list[dict[str, str
     return _rows(market, history, max(0, end - limit), end)
 
 
-def history_trades(market: Market, query: Mapping[str, list[str]]) -> list[dict[str, str]]:
+def history_trades(
+    market: Market, query: Mapping[str, list[str]], poison: str | None = None
+) -> list[dict[str, str]]:
     history = _history(market, query)
     kind = _param(query, "type") or "1"
     if kind not in ("1", "2"):
@@ -88,18 +93,25 @@ def history_trades(market: Market, query: Mapping[str, list[str]]) -> list[dict[
     lo = 0 if before is None else bisect.bisect_right(history.ids, before)
     if lo >= hi:
         return []
-    return _rows(market, history, max(lo, hi - limit), hi)
+    rows = _rows(market, history, max(lo, hi - limit), hi)
+    if poison is not None:
+        rows, done = poisoned_rows(rows, poison, after)
+        log.info("fault: REST poison: %s", done)
+    return rows
 
 
 ROUTES = {TRADES_PATH: trades, HISTORY_TRADES_PATH: history_trades}
 
 
-def handle(market: Market, path: str, query: Mapping[str, list[str]]) -> tuple[int, bytes]:
-    """Answer one GET: (HTTP status, JSON body)."""
+def handle(
+    market: Market, path: str, query: Mapping[str, list[str]], poison: str | None = None
+) -> tuple[int, bytes]:
+    """Answer one GET: (HTTP status, JSON body). ``poison``: the ``rest_poison`` fault for history-trades."""
     route = ROUTES.get(path)
     if route is None:
         return 404, messages.rest_envelope([], "50000", f"Path {path} is not served by the simulator")
     try:
-        return 200, messages.rest_envelope(route(market, query))
+        rows = history_trades(market, query, poison) if route is history_trades else route(market, query)
+        return 200, messages.rest_envelope(rows)
     except RestError as exc:
         return exc.status, messages.rest_envelope([], exc.code, exc.msg)

@@ -52,8 +52,11 @@ class Simulator:
     @property
     def urls(self) -> dict[str, str]:
         base = f"{self.config.host}:{self.port}"
-        return {"ws_public": f"ws://{base}{PUBLIC_PATH}", "ws_business": f"ws://{base}{BUSINESS_PATH}",
-                "rest": f"http://{base}"}
+        return {
+            "ws_public": f"ws://{base}{PUBLIC_PATH}",
+            "ws_business": f"ws://{base}{BUSINESS_PATH}",
+            "rest": f"http://{base}",
+        }
 
     async def start(self) -> int:
         """Load the tapes, play the history before the start time, listen; return the port."""
@@ -71,19 +74,36 @@ class Simulator:
         if config.rebase_now and start_tape_ms is not None:
             align_ms = max(1, int(config.rebase_align * 1000))
             offset_ms = (int(time.time() * 1000) - start_tape_ms) // align_ms * align_ms
-        self.market = Market(instruments, self.hub, offset_ms=offset_ms, legacy=config.legacy_fields,
-                             aggregate_fills=config.aggregate, ct_val=config.ct_val)
+        self.market = Market(
+            instruments,
+            self.hub,
+            offset_ms=offset_ms,
+            legacy=config.legacy_fields,
+            aggregate_fills=config.aggregate,
+            ct_val=config.ct_val,
+        )
         start_ms = None if start_tape_ms is None else start_tape_ms + offset_ms
         self.replay = Replay(self.market, merge_tapes(config.tapes), speed=config.speed, start_ms=start_ms)
         history = self.replay.play_history()
         self._server = await serve(
-            self._handler, config.host, config.port, process_request=self._process_request,
-            ping_interval=None, max_size=64 * 1024, logger=logging.getLogger("okx-simulator.websockets"),
+            self._handler,
+            config.host,
+            config.port,
+            process_request=self._process_request,
+            ping_interval=None,
+            max_size=64 * 1024,
+            logger=logging.getLogger("okx-simulator.websockets"),
         )
         sockname = next(iter(self._server.sockets)).getsockname()
         self.port = int(sockname[1])
-        log.info("listening on %s:%d, %d instruments, %d trades of history, offset %d ms", config.host,
-                 self.port, len(instruments), history, offset_ms)
+        log.info(
+            "listening on %s:%d, %d instruments, %d trades of history, offset %d ms",
+            config.host,
+            self.port,
+            len(instruments),
+            history,
+            offset_ms,
+        )
         self._replay_task = asyncio.get_running_loop().create_task(self._run_replay())
         return self.port
 
@@ -131,14 +151,26 @@ class Simulator:
         if url.path == STATUS_PATH:
             status, body = 200, orjson.dumps(self.status())
         elif url.path.startswith("/api/"):
-            status, body = rest.handle(self.market, url.path, parse_qs(url.query))
+            status, body = rest.handle(
+                self.market, url.path, parse_qs(url.query), self.config.faults.rest_poison
+            )
         else:
             status, body = 404, b'{"code":"404","msg":"Not Found","data":[]}'
-        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                           ("Connection", "close")])
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+        )
         return Response(status, HTTPStatus(status).phrase, headers, body)
 
     def status(self) -> dict[str, object]:
-        return {"played": self.market.played, "pushed": self.market.pushed,
-                "finished": self.replay.finished.is_set(), "clock_ms": self.market.clock_ms,
-                "connections": len(self.sessions), "instruments": sorted(self.market.instruments)}
+        return {
+            "played": self.market.played,
+            "pushed": self.market.pushed,
+            "finished": self.replay.finished.is_set(),
+            "clock_ms": self.market.clock_ms,
+            "connections": len(self.sessions),
+            "instruments": sorted(self.market.instruments),
+        }

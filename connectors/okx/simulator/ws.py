@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from connectors.okx.simulator import messages
 from connectors.okx.simulator.candles import CANDLE_SPECS
-from connectors.okx.simulator.faults import FaultState
+from connectors.okx.simulator.faults import FaultState, poisoned
 
 if TYPE_CHECKING:
     from connectors.okx.simulator.server import Simulator
@@ -32,8 +32,20 @@ PUBLIC_PATH = "/ws/v5/public"
 BUSINESS_PATH = "/ws/v5/business"
 BUSINESS_CHANNELS = frozenset({"trades-all", *CANDLE_SPECS})
 # Public channels acknowledged like OKX but without data here (the tapes hold trades only).
-PUBLIC_SILENT_CHANNELS = frozenset({"tickers", "books", "books5", "bbo-tbt", "books-l2-tbt", "books50-l2-tbt",
-                                    "mark-price", "index-tickers", "funding-rate", "open-interest"})
+PUBLIC_SILENT_CHANNELS = frozenset(
+    {
+        "tickers",
+        "books",
+        "books5",
+        "bbo-tbt",
+        "books-l2-tbt",
+        "books50-l2-tbt",
+        "mark-price",
+        "index-tickers",
+        "funding-rate",
+        "open-interest",
+    }
+)
 
 
 def _is_request_id(value: object) -> bool:
@@ -185,8 +197,11 @@ class Session:
             return
         clean: list[dict[str, str]] = []
         for arg in args:
-            if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str) \
-                    or not all(isinstance(v, str) for v in arg.values()):
+            if (
+                not isinstance(arg, dict)
+                or not isinstance(arg.get("channel"), str)
+                or not all(isinstance(v, str) for v in arg.values())
+            ):
                 self._error("60013", f"Invalid args: {orjson.dumps(arg).decode()[:200]}", request_id)
                 return
             problem = self._channel_error(op, arg)
@@ -202,7 +217,13 @@ class Session:
                 if key not in self.subscriptions:
                     self.subscriptions.add(key)
                     self.sim.hub.add(key, self)
+                    poison = self.sim.config.faults.poison_first
                     for frame in self.sim.market.initial_frames(*key):
+                        if poison is not None and key[0] == "trades":
+                            log.info(
+                                "fault: conn %s poison: %s frame before the first push", self.conn_id, poison
+                            )
+                            self.reply(poisoned(frame, poison))
                         self.push(frame)
             else:
                 self.subscriptions.discard(key)
@@ -237,5 +258,10 @@ class Session:
                 task.cancel()
             sender.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
-            log.info("disconnect conn %s code=%s reason=%r pushes=%d", self.conn_id, self.ws.close_code,
-                     self.ws.close_reason, self.pushes_sent)
+            log.info(
+                "disconnect conn %s code=%s reason=%r pushes=%d",
+                self.conn_id,
+                self.ws.close_code,
+                self.ws.close_reason,
+                self.pushes_sent,
+            )
