@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     replay_tapes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """OKX archive CSV tapes for ``flows.replay``; comma-separated in the environment."""
     replay_end: datetime | None = None
-    """Declared end of a replay (TIME.md rule 9); default: the last trade's time."""
+    """Declared end of a replay (TIME.md rule 9); default: the latest trade time of each tape."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     database: DatabaseSettings = DatabaseSettings()
     feed: FeedSettings = FeedSettings()
