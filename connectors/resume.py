@@ -1,21 +1,22 @@
 """Where each instrument's stored data ends: what the live flow continues from after any stop.
 
-The database is the source of truth. For each instrument this reads the newest final 1m candle, the
-1m candles of the longer timeframes' still-open intervals, the stored trades after that candle (the
-windows that were open when the flow stopped, late trades excluded) and the newest stored trade id,
-from which the source backfills over REST. See docs/reliability.md ("Resume").
+The database is the source of truth. ``load_stored_ends`` reads, for each instrument, the newest final
+1m candle, the 1m candles of the longer timeframes' still-open intervals, the stored trades after that
+candle (the windows that were open when the flow stopped, late trades excluded) and the newest stored
+trade id, from which the source backfills over REST. ``StoredHistory`` reads a series' stored candles,
+for the indicator step to continue a series where it stood. See docs/reliability.md ("Resume").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import psycopg
 
-from market.timeframes import TF_1D, TF_1M
+from market.timeframes import TF_1D, TF_1M, Timeframe, timeframe
 from market.types import EPOCH, Candle, Trade
 from market.windowing import ResumePoint
 
@@ -50,6 +51,10 @@ ORDER BY trade_id DESC LIMIT 1
 """
 
 
+_HISTORY = (
+    f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s AND time < %s"
+    " ORDER BY time"
+)
 _NO_CANDLE_LOOKBACK = timedelta(hours=1)
 
 
@@ -89,9 +94,25 @@ def load_stored_ends(url: str, exchange: str, instruments: Sequence[str]) -> Sto
     return ends
 
 
-def _candle(exchange: str, symbol: str, row: Sequence[Any]) -> Candle:
-    close_time = row[0]
-    return Candle(exchange, symbol, TF_1M.name, close_time - TF_1M.length, close_time, *row[1:])
+class StoredHistory:
+    """The stored final candles of a series before a given one, oldest first: what an indicator step
+    continuing a series after a restart replays to be in the state an uninterrupted run would have."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(self, first: Candle) -> Iterator[Candle]:
+        tf = timeframe(first.timeframe)
+        with psycopg.connect(self.url) as conn, conn.cursor(name="tcp_history") as cur:
+            cur.itersize = 5000
+            cur.execute(_HISTORY, (first.exchange, first.symbol, first.timeframe, first.close_time))
+            for row in cur:
+                yield _candle(first.exchange, first.symbol, row, tf)
+
+
+def _candle(exchange: str, symbol: str, row: Sequence[Any], tf: Timeframe = TF_1M) -> Candle:
+    close_time = row[0].astimezone(UTC)
+    return Candle(exchange, symbol, tf.name, close_time - tf.length, close_time, *row[1:])
 
 
 def _trade(exchange: str, symbol: str, row: Sequence[Any]) -> Trade:

@@ -21,7 +21,7 @@ from configs.indicators import IndicatorsConfig
 from connectors.okx.events import ConnectionHealth, Gap
 from flows.candles import CandleConfig, CandleLogic, CandleState
 from flows.health import health_step
-from flows.indicators import IndicatorStep, series_key
+from flows.indicators import History, IndicatorStep, series_key
 from market.types import Candle, FeedState, Rejected, Trade, TradeBatch
 from market.windowing import LateTrade
 
@@ -87,9 +87,10 @@ def build_flow(
     candle_config: CandleConfig,
     sinks: FlowSinks,
     indicators: IndicatorsConfig | None = None,
+    history: History | None = None,
 ) -> Dataflow:
     """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
-    ``ConnectionHealth``; others are ignored)."""
+    ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
     # Trade | Rejected | FeedState | Gap | ConnectionHealth
@@ -117,7 +118,7 @@ def build_flow(
         by_series = op.key_on("by_series", candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
         computed = op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series,
-                                                                   IndicatorStep(indicators)))
+                                                                   IndicatorStep(indicators, history)))
         # IndicatorValue | Signal
         to_database.append(computed)
         for i, sink in enumerate(sinks.indicators):

@@ -16,9 +16,10 @@ from bytewax.inputs import Source
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
-from connectors.resume import StoredEnds, load_stored_ends
+from connectors.resume import StoredEnds, StoredHistory, load_stored_ends
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
+from flows.indicators import History
 from flows.runtime import database_url, graceful_stop, production_sinks, settings_or_exit
 
 
@@ -28,9 +29,11 @@ def live_flow(
     source: Source | None = None,
     indicators: IndicatorsConfig | None = None,
     stored: StoredEnds | None = None,
+    history: History | None = None,
 ) -> Dataflow:
     """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments.
-    ``stored``: where each instrument's stored data ends; its candles continue from there."""
+    ``stored``: where each instrument's stored data ends; its candles continue from there, and its
+    indicators from ``history`` (the stored candles before)."""
     stored = stored or StoredEnds()
     if source is None:
         source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
@@ -40,7 +43,7 @@ def live_flow(
         contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
         resume=stored.points,
     )
-    return build_flow("okx", source, config, sinks, indicators)
+    return build_flow("okx", source, config, sinks, indicators, history)
 
 
 def __getattr__(name: str) -> Dataflow:
@@ -54,4 +57,4 @@ def __getattr__(name: str) -> Dataflow:
     source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
                              start_after={s: tid for s, (tid, _) in stored.last_trades.items()},
                              stop=graceful_stop())
-    return live_flow(settings, sinks, source, indicators, stored)
+    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url))
