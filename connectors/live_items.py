@@ -122,6 +122,9 @@ class HealthRules:
     max_reconnects: int = 5
     reconnect_window: timedelta = timedelta(minutes=5)
     max_backlog: int = 10_000
+    max_ingestion_stall: timedelta = timedelta(seconds=10)
+    """Longest span over which trade pushes may keep arriving while none is accepted (``details``
+    ``ingestion_stalled_seconds``): beyond it ingestion has stopped although the socket is up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,11 @@ def health_issues(
     if reconnects and per_window >= rules.max_reconnects:
         issues.append(f"reconnect storm: {reconnects} reconnect attempts in {span:.0f} s "
                       f"(limit {rules.max_reconnects} per {window:.0f} s)")
+    stalled = h.details.get("ingestion_stalled_seconds", 0.0)
+    limit = rules.max_ingestion_stall.total_seconds()
+    if h.should_be_running and stalled > limit:
+        issues.append(f"ingestion stopped: trade pushes kept arriving for {stalled:.0f} s and none was "
+                      f"accepted (limit {limit:.0f} s); last error: {h.last_error or 'none'}")
     backlog = h.messages_received - h.messages_processed
     if backlog > rules.max_backlog:
         issues.append(f"backlog of {backlog} received but unprocessed messages (limit {rules.max_backlog})")

@@ -49,6 +49,8 @@ def health_step(state: HealthState | None, h: ConnectionHealth) -> tuple[HealthS
             "gaps_filled": float(h.gaps_filled),
             "gaps_unfilled": float(h.gaps_unfilled),
             "rejects": float(h.rejects),
+            "ingestion_stalled_seconds": h.stalled_seconds,
+            "queued": float(h.queued),
         },
     )
     assessed = assess_health(snapshot, previous=previous)

@@ -167,8 +167,9 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
     by trade id, TIME.md rule 10) dropped downstream. Without resume state or ``start_after`` an instrument
     starts after the newest trade REST reports when it subscribes.
 
-    ``start_after``: instrument -> trade id to start after when there is no resume state (the trades after
-    it are backfilled). ``end_trade_ids``: instrument -> last trade id to emit; a partition ends once all
+    ``start_after``: instrument -> trade id, or (trade id, its time in epoch ms), to start after when there
+    is no resume state (the trades after it are backfilled; with the time, the backfill is also checked
+    against it). ``end_trade_ids``: instrument -> last trade id to emit; a partition ends once all
     of its instruments reached theirs (finite replays and tests; default: run forever). The feed limits
     (``future_tolerance`` .. ``queue_max_items``) are those of ``configs.settings.FeedSettings``.
     """
@@ -192,7 +193,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         rest_min_interval: float = 0.1,
         backfill_max_pages: int = 50,
         reorder_window: float = 0.5,
-        start_after: Mapping[str, int] | None = None,
+        start_after: Mapping[str, int | Position] | None = None,
         end_trade_ids: Mapping[str, int] | None = None,
         batch_size: int = 1000,
         poll_interval: float = 0.005,
@@ -240,7 +241,10 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
             ",".join(chunk): chunk
             for chunk in (self.instruments[i : i + n] for i in range(0, len(self.instruments), n))
         }
-        self.start_after = dict(start_after or {})
+        self.start_after: dict[str, Position] = {
+            inst: (after, None) if isinstance(after, int) else after
+            for inst, after in (start_after or {}).items()
+        }
         self.end_trade_ids = dict(end_trade_ids or {})
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -255,9 +259,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         if resume_state is not None:
             positions: dict[str, Position] = dict(resume_state)
         else:
-            positions = {
-                inst: (self.start_after[inst], None) for inst in instruments if inst in self.start_after
-            }
+            positions = {inst: self.start_after[inst] for inst in instruments if inst in self.start_after}
         end_ids = {inst: self.end_trade_ids[inst] for inst in instruments if inst in self.end_trade_ids}
         partition = OkxTradesPartition(
             for_part,
