@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from bytewax.testing import TestingSink, cluster_main, run_main
 from connectors.okx.connection import ConnectLimiter
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.okx.source import OkxItem, OkxTradesPartition, OkxTradesSource, Positions
-from market.types import Rejected, Trade, ms_from_utc
+from market.types import FeedState, Rejected, Trade, ms_from_utc
 
 REPO = Path(__file__).parents[2]
 TAPES = REPO / "tests" / "data" / "tapes"
@@ -368,3 +368,102 @@ def test_connection_limiter_allows_three_per_second() -> None:
     assert delays[:3] == [0.0, 0.0, 0.0]
     assert all(0.95 <= d <= 1.0 for d in delays[3:6])
     assert 1.95 <= delays[6] <= 2.0
+
+
+def connect_times(sim: Sim) -> list[datetime]:
+    """When the simulator accepted each websocket connection (its log's local clock, read as UTC)."""
+    return [
+        datetime.strptime(line[:23] + "+0000", "%Y-%m-%d %H:%M:%S,%f%z")
+        for line in sim.log_lines("okx-simulator connect conn")
+    ]
+
+
+def test_the_queue_to_the_dataflow_is_bounded_and_nothing_is_lost(tmp_path: Path) -> None:
+    expected = BTC_ROWS[:4000]
+    with simulator(tmp_path, "--rebase-now", "--speed", "100") as sim:
+        part = build(btc_source(sim, expected[0].trade_id, expected[-1].trade_id, queue_max_items=300))
+        time.sleep(2)  # the dataflow pulls nothing while the replay pushes about 3,000 trades
+        waiting = part.queued
+        items = drain(part, 60)
+    # One input's items can land after the bound was reached: a push with its feed state (the only
+    # backfill, at the start, found the queue empty).
+    assert 300 <= waiting <= 305
+    assert_exact(items, expected)
+
+
+@pytest.mark.slow
+def test_64008_notices_back_off_like_any_drop(tmp_path: Path) -> None:
+    with simulator(tmp_path, "--rebase-now", "--speed", "1", "--notice-then-close", "3") as sim:
+        collect_for(build(OkxTradesSource(sim.ws, sim.rest, ["BTC-USDT"])), 8)  # default timings
+        times = connect_times(sim)
+        notices = sim.log_lines("notice 64008")
+    # Without backoff the limit of 3 connections/s alone would allow 24 in 8 s.
+    assert 3 <= len(times) <= 7 and len(notices) >= len(times) - 1
+    pauses = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert pauses[0] >= 0.25 and all(b >= a - 0.05 for a, b in zip(pauses, pauses[1:], strict=False)), pauses
+
+
+@pytest.mark.slow
+def test_the_process_wide_connection_limit_holds_across_partitions(tmp_path: Path) -> None:
+    rows = BTC.read_text().splitlines()
+    symbols = ["ETH-USDT", "SOL-USDT", "XRP-USDT"]
+    extra = []
+    for symbol in symbols:
+        copy = tmp_path / f"{symbol}.csv"
+        copy.write_text("\n".join([rows[0], *(symbol + row[row.index(",") :] for row in rows[1:])]) + "\n")
+        extra += ["--tape", str(copy)]
+    args = ("--rebase-now", "--speed", "1", "--drop-every-seconds", "0.3", *extra)
+    with simulator(tmp_path, *args) as sim:
+        timings = {**FAST, "reconnect_initial": 0.01, "reconnect_max": 0.05}
+        source = OkxTradesSource(
+            sim.ws, sim.rest, ["BTC-USDT", *symbols], max_instruments_per_connection=1, **timings
+        )
+        parts = [source.build_part("okx", key, None) for key in source.list_parts()]
+        deadline = time.monotonic() + 4
+        try:
+            while time.monotonic() < deadline:
+                for part in parts:
+                    part.next_batch()
+                time.sleep(0.005)
+        finally:
+            for part in parts:
+                part.close()
+        times = connect_times(sim)
+    assert len(parts) == 4 and len(times) >= 10  # the connections wanted far more than 3/s
+    spans = [(times[i + 3] - times[i]).total_seconds() for i in range(len(times) - 3)]
+    assert min(spans) >= 0.95, spans  # never a 4th connection within a second
+
+
+def test_feed_states_go_down_on_drops_and_up_only_after_the_backfill(tmp_path: Path) -> None:
+    expected = BTC_ROWS[:2000]
+    with simulator(tmp_path, "--rebase-now", "--speed", "20", "--drop-every-seconds", "1") as sim:
+        items = drain(build(btc_source(sim, expected[0].trade_id, expected[-1].trade_id)), 40)
+    assert_exact(items, expected)
+    states: list[FeedState] = of(items, FeedState)
+    assert (items[0], states[-1].live, states[-1].reason) == (states[0], False, "stopped")
+    assert (states[0].live, states[0].reason) == (False, "connecting")
+    live = [s for s in states if s.live]
+    assert all(b.heard_at >= a.heard_at for a, b in zip(live, live[1:], strict=False))
+    # heard_at never runs ahead of the trades emitted before it.
+    for index, item in enumerate(items):
+        if isinstance(item, FeedState) and item.live:
+            later = [t for t in items[index:] if isinstance(t, Trade) and t.origin == "ws"]
+            assert all(t.ts_recv is not None and t.ts_recv > item.heard_at for t in later)
+    reconnects = [i for i, g in enumerate(items) if isinstance(g, Gap) and g.reason == "reconnect"]
+    assert len(reconnects) >= 3
+    for at in reconnects:
+        before = [s for s in items[:at] if isinstance(s, FeedState)]
+        since_live = before[max(i for i, s in enumerate(before) if s.live) + 1 :]
+        assert since_live and since_live[0].reason.startswith("connection lost")  # down on the drop
+        gap = items[at]
+        assert isinstance(gap, Gap)
+        after = items[at + 1 :]
+        landed = max(
+            i
+            for i, t in enumerate(after)
+            if isinstance(t, Trade)
+            and t.origin == "rest"
+            and gap.from_trade_id < t.trade_id < gap.to_trade_id
+        )
+        up = min(i for i, s in enumerate(after) if isinstance(s, FeedState) and s.live)
+        assert up > landed  # live again only after the backfilled trades
