@@ -37,7 +37,7 @@ def live_flow(
     stored = stored or StoredEnds()
     if source is None:
         source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
-                                 start_after={s: tid for s, (tid, _) in stored.last_trades.items()})
+                                 start_after=stored.last_trades, **settings.feed.model_dump())
     config = CandleConfig(
         grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
         contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
@@ -55,6 +55,6 @@ def __getattr__(name: str) -> Dataflow:
     sinks = production_sinks(settings, url)
     stored = load_stored_ends(url, "okx", settings.instruments)
     source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
-                             start_after={s: tid for s, (tid, _) in stored.last_trades.items()},
-                             stop=graceful_stop())
+                             start_after=stored.last_trades, stop=graceful_stop(),
+                             **settings.feed.model_dump())
     return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url))
