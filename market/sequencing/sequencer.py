@@ -73,7 +73,6 @@ class Sequencer:
         }
         self._heard: datetime | None = None
         self.duplicates = 0
-        self.discarded = 0
 
     # ---------------------------------------------------------------------------------- queries
     @property
@@ -186,8 +185,7 @@ class Sequencer:
             if lane.unaccepted_since is None:
                 lane.unaccepted_since = now
             if len(lane.held) > 2 * self.limits.reorder_max:  # waiting too long for an answer or a start
-                self.discarded += len(lane.held)
-                lane.held.clear()
+                lane.held.clear()  # the REST check that follows finds them again
                 lane.checked, lane.recheck = False, lane.request is not None
                 lane.urgent = lane.urgent or "sequence"
             self._advance(lane, now, out)
@@ -381,9 +379,8 @@ class Sequencer:
         for index, (before, after) in enumerate(zip(ids, ids[1:], strict=False)):
             first, second = lane.held[before][0], lane.held[after][0]
             if second.trade_id - second.count == first.trade_id:
-                for trade_id in ids[:index]:
+                for trade_id in ids[:index]:  # before the start
                     del lane.held[trade_id]
-                    self.discarded += 1
                 lane.position, lane.urgent = (_first_id(first) - 1, _ms(first)), None
                 return True
         return False

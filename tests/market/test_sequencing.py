@@ -26,6 +26,7 @@ from market.sequencing import (
     Gap,
     Heard,
     Latest,
+    Limits,
     Push,
     Sequencer,
     Start,
@@ -428,3 +429,20 @@ def test_stall_measures_pushes_that_are_never_accepted() -> None:
         sequencer.feed(push_of([trade], at))
     assert sequencer.stall() == ((trades[-1].ts_event - trades[0].ts_event).total_seconds(), SYM)
     assert sequencer.duplicates == 10
+
+
+def test_held_pushes_stay_bounded_while_nothing_can_be_verified() -> None:
+    trades = market(200)
+    sequencer = Sequencer("okx", [SYM], Limits(reorder_max=5))
+    driver = Driver(sequencer, Exchange(trades, rest_up=False))
+    driver.feed(Start(T0), T0)
+    driver.feed(Subscribed(SYM, T0), T0)
+    for trade in trades[::2]:  # every other trade: no push continues another, so no start is verified
+        at = trade.ts_event + DELAY
+        driver.feed(push_of([trade], at), at)
+        assert len(sequencer._lanes[SYM].held) <= 10
+    assert driver.of(Trade) == [] and driver.exchange.latest_requests > 10
+    driver.exchange.rest_up = True
+    at = trades[-1].ts_event + timedelta(seconds=2)
+    driver.feed(Tick(at), at)  # the next retry anchors the start at REST's newest trade
+    assert sequencer.positions[SYM][0] == trades[-1].trade_id
