@@ -162,8 +162,9 @@ def _show(value: object) -> str:
     return text if len(text) <= _MAX_REASON_VALUE else text[: _MAX_REASON_VALUE - 3] + "..."
 
 
-def _string(item: dict[str, Any], key: str, shape: re.Pattern[str] | None = None,
-            what: str = "a non-empty string") -> str:
+def _string(
+    item: dict[str, Any], key: str, shape: re.Pattern[str] | None = None, what: str = "a non-empty string"
+) -> str:
     value = item.get(key)
     if value is None:
         raise _Bad(f"missing {key}")
@@ -205,13 +206,22 @@ def _trade(item: object, ts_recv: datetime | None) -> Trade:
         seq_id = item.get("seqId")
         source = item.get("source")
         if (
-            type(inst_id) is str and inst_id
-            and type(trade_id) is str and trade_id.isascii() and trade_id.isdigit()
-            and type(px) is str and _DECIMAL.fullmatch(px) is not None
-            and type(sz) is str and _DECIMAL.fullmatch(sz) is not None
+            type(inst_id) is str
+            and inst_id
+            and type(trade_id) is str
+            and trade_id.isascii()
+            and trade_id.isdigit()
+            and type(px) is str
+            and _DECIMAL.fullmatch(px) is not None
+            and type(sz) is str
+            and _DECIMAL.fullmatch(sz) is not None
             and (side == "buy" or side == "sell")
-            and type(ts) is str and ts.isascii() and ts.isdigit()
-            and type(count) is str and count.isascii() and count.isdigit()
+            and type(ts) is str
+            and ts.isascii()
+            and ts.isdigit()
+            and type(count) is str
+            and count.isascii()
+            and count.isdigit()
             and (seq_id is None or type(seq_id) is int)
             and (source is None or type(source) is str)
         ):
@@ -220,9 +230,19 @@ def _trade(item: object, ts_recv: datetime | None) -> Trade:
             n = int(count)
             if price and size and n >= 1:
                 ms = int(ts)
-                return Trade(EXCHANGE, inst_id, int(trade_id), price, size, side,
-                             _EPOCH + timedelta(0, ms // 1000, (ms % 1000) * 1000),
-                             ts_recv, n, seq_id, source)
+                return Trade(
+                    EXCHANGE,
+                    inst_id,
+                    int(trade_id),
+                    price,
+                    size,
+                    side,
+                    _EPOCH + timedelta(0, ms // 1000, (ms % 1000) * 1000),
+                    ts_recv,
+                    n,
+                    seq_id,
+                    source,
+                )
     return _checked_trade(item, ts_recv)
 
 
@@ -338,8 +358,9 @@ def _event(msg: dict[str, Any], raw: bytes | str, ts_recv: datetime) -> Event | 
             _optional_string(msg, "id"),
         )
     if event == "notice":
-        return Notice(_string(msg, "code"), _optional_string(msg, "msg") or "",
-                      _optional_string(msg, "connId"))
+        return Notice(
+            _string(msg, "code"), _optional_string(msg, "msg") or "", _optional_string(msg, "connId")
+        )
     return OtherEvent(event, msg)
 
 
@@ -354,15 +375,31 @@ def _candle_row(row: object, inst_id: str | None, channel: str | None) -> Exchan
     ts, o, h, low, c, vol, vol_ccy, vol_ccy_quote, confirm = row[:9]
     if _INTEGER.fullmatch(ts) is None:
         raise OkxParseError(f"candle open time {ts!r} is not an integer string")
-    for name, value in (("o", o), ("h", h), ("l", low), ("c", c), ("vol", vol), ("volCcy", vol_ccy),
-                        ("volCcyQuote", vol_ccy_quote)):
+    for name, value in (
+        ("o", o),
+        ("h", h),
+        ("l", low),
+        ("c", c),
+        ("vol", vol),
+        ("volCcy", vol_ccy),
+        ("volCcyQuote", vol_ccy_quote),
+    ):
         if _DECIMAL.fullmatch(value) is None:
             raise OkxParseError(f"candle {name} {value!r} is not a decimal string")
     if confirm not in ("0", "1"):
         raise OkxParseError(f"candle confirm {confirm!r} is neither '0' nor '1'")
     return ExchangeCandle(
-        inst_id, channel, utc_from_ms(int(ts)), Decimal(o), Decimal(h), Decimal(low), Decimal(c),
-        Decimal(vol), Decimal(vol_ccy), Decimal(vol_ccy_quote), confirm == "1",
+        inst_id,
+        channel,
+        utc_from_ms(int(ts)),
+        Decimal(o),
+        Decimal(h),
+        Decimal(low),
+        Decimal(c),
+        Decimal(vol),
+        Decimal(vol_ccy),
+        Decimal(vol_ccy_quote),
+        confirm == "1",
     )
 
 
@@ -410,8 +447,9 @@ def parse_rest_trades(body: bytes | str, ts_recv: datetime | None = None) -> lis
     return trades
 
 
-def parse_rest_candles(body: bytes | str, inst_id: str | None = None, bar: str | None = None
-                       ) -> list[ExchangeCandle]:
+def parse_rest_candles(
+    body: bytes | str, inst_id: str | None = None, bar: str | None = None
+) -> list[ExchangeCandle]:
     """Candles of a ``GET /api/v5/market/candles`` or ``history-candles`` body (newest first)."""
     channel = f"candle{bar}" if bar else None
     return [_candle_row(row, inst_id, channel) for row in _rest_data(body)]
