@@ -110,21 +110,28 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
             self.state = self._new_state(values[0].symbol, out)
         windows = self.state.windows
         clock = self.state.clock
+        wall = self.config.clock == "wall"
+        now = datetime.now(UTC)
         accepted: list[Trade] = []
-        trades: list[Trade] = []
         if self.state.fresh and (first := next((t for t in values if type(t) is Trade), None)):
             windows.mark_incomplete(first.ts_event, first.ts_event)
             self.state.fresh = False
         for trade in values:
             if type(trade) is not Trade:
                 if isinstance(trade, FeedState):
+                    # Every trade received up to heard_at came before: the feed's clock moves here, in
+                    # order, so the outputs are a function of the items alone (a recording replays them).
                     clock.on_feed(trade)
+                    if wall and (watermark := clock.at(now)) is not None:
+                        out.extend(windows.advance(watermark).candles)
                 elif isinstance(trade, Gap):
                     if not trade.filled:
                         windows.mark_incomplete(trade.from_time, trade.to_time)
                     out.append(trade)  # passed on to the database
                 continue
-            trades.append(trade)
+            if wall:  # with a feed's clock a trade counts from its receive time, else from local time
+                seen = trade.ts_recv if clock.live is not None and trade.ts_recv is not None else now
+                clock.observe(trade.ts_event, seen)
             emitted = windows.on_trade(trade)
             if emitted.duplicates:
                 continue
@@ -135,12 +142,8 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
                 out.extend(emitted.candles)
         if accepted:
             out.insert(0, TradeBatch(tuple(accepted)))
-        if self.config.clock == "wall":
-            now = datetime.now(UTC)
-            fed = clock.live is not None  # the feed's clock: trades count from their receive time
-            for trade in trades:
-                clock.observe(trade.ts_event, trade.ts_recv if fed and trade.ts_recv is not None else now)
-            if (watermark := clock.at(now)) is not None:
+        if wall:
+            if clock.live is None and (watermark := clock.at(now)) is not None:  # local time counts
                 out.extend(windows.advance(watermark).candles)
             every = self.config.provisional_every
             if every is not None and (self._provisional_at is None or now - self._provisional_at >= every):
