@@ -188,6 +188,19 @@ class RecoverySettings(BaseModel):
         return value
 
 
+class RecordingSettings(BaseModel):
+    """Recording of what the live source receives (docs/reliability.md, "Recorded sessions"): session
+    files under ``data_dir/sessions`` that ``flows.session`` replays through the same dataflow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    rotate_mb: int = Field(default=64, ge=1)
+    """Start a new (compressed) session file once the current one holds this much."""
+    keep_files: int = Field(default=200, ge=1)
+    """Oldest session files beyond this many are deleted."""
+
+
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -233,6 +246,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     feed: FeedSettings = FeedSettings()
     recovery: RecoverySettings = RecoverySettings()
+    recording: RecordingSettings = RecordingSettings()
     dashboard: DashboardSettings = DashboardSettings()
     storage: StorageSettings = StorageSettings()
 
