@@ -4,6 +4,8 @@
 
 Reads ``OKX_WS_URL``/``OKX_REST_URL``/``INSTRUMENTS`` from the settings. Candles close on a wall-clock
 advanced watermark: about ``CANDLE_GRACE`` after each minute ends, even when an instrument is quiet.
+With ``RECORDING__ENABLED=true`` the source records the session under ``DATA_DIR/sessions`` for
+``flows.session`` to replay.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from flows.indicators import History
 from flows.runtime import database_url, graceful_stop, production_sinks, settings_or_exit
+from flows.session import session_recording
 
 
 def live_flow(
@@ -37,7 +40,8 @@ def live_flow(
     stored = stored or StoredEnds()
     if source is None:
         source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
-                                 start_after=stored.last_trades, **settings.feed.model_dump())
+                                 start_after=stored.last_trades, recording=session_recording(settings),
+                                 **settings.feed.model_dump())
     config = CandleConfig(
         grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
         contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
@@ -56,5 +60,5 @@ def __getattr__(name: str) -> Dataflow:
     stored = load_stored_ends(url, "okx", settings.instruments)
     source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
                              start_after=stored.last_trades, stop=graceful_stop(),
-                             **settings.feed.model_dump())
+                             recording=session_recording(settings), **settings.feed.model_dump())
     return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url))

@@ -12,11 +12,13 @@ import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
 from connectors.okx.events import ConnectionHealth, Gap
+from connectors.okx.recording import SessionRecorder, SessionRecording
 from connectors.okx.stream import TradeStream
 from market.sequencing import Limits, Position
 from market.types import FeedState, Rejected, Trade, ms_from_utc
@@ -40,7 +42,8 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
     while ``next_batch`` is being called) keeps heartbeats, reconnects and backfills on time however
     slowly the dataflow pulls, and lets :meth:`close` cancel the task and close the socket. The thread
     hands items over through a bounded :class:`Outbox`: once ``queue_max_items`` wait, it stops reading
-    the socket; ``next_batch`` only drains it and never waits.
+    the socket; ``next_batch`` only drains it and never waits. With a ``recorder``, the session is
+    recorded, ending with how many items the dataflow took.
     """
 
     def __init__(
@@ -56,8 +59,11 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
         poll_interval: float,
         limiter: ConnectLimiter,
         queue_max_items: int,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self.key = key
+        self._recorder = recorder
+        self._taken = 0
         self._queue = Outbox(queue_max_items)
         self._emitted: Positions = {inst: positions[inst] for inst in instruments if inst in positions}
         self._batch_size = batch_size
@@ -74,6 +80,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
             positions=self._emitted,
             end_ids=end_ids,
             limiter=limiter,
+            recorder=recorder,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,7 +120,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
 
     def next_batch(self) -> list[OkxItem]:
         if self._ended or (self.stop is not None and self.stop.is_set()):
-            raise StopIteration
+            self._end()
         batch: list[OkxItem] = []
         for item in self._queue.take(self._batch_size):
             if item is _END:
@@ -123,11 +130,18 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
                 raise item.error
             if isinstance(item, Trade):
                 self._emitted[item.symbol] = (item.trade_id, ms_from_utc(item.ts_event))
+            self._taken += not isinstance(item, ConnectionHealth)
             batch.append(item)  # type: ignore[arg-type]
         if self._ended and not batch:
-            raise StopIteration
+            self._end()
         self._idle = not batch
         return batch
+
+    def _end(self) -> NoReturn:
+        """No more items: the recording notes how many the dataflow took (a replay stops there)."""
+        if self._recorder is not None:
+            self._recorder.end(self._taken)
+        raise StopIteration
 
     def next_awake(self) -> datetime | None:
         return datetime.now(UTC) + self._poll if self._idle else None
@@ -146,6 +160,8 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
             except RuntimeError:  # the loop finished in the meantime
                 pass
         self._thread.join(timeout=10)
+        if self._recorder is not None:
+            self._recorder.close()
 
 
 class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
@@ -172,6 +188,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
     against it). ``end_trade_ids``: instrument -> last trade id to emit; a partition ends once all
     of its instruments reached theirs (finite replays and tests; default: run forever). The feed limits
     (``future_tolerance`` .. ``queue_max_items``) are those of ``configs.settings.FeedSettings``.
+    ``recording``: record each partition's session (``connectors.okx.recording``) for a replay.
     """
 
     def __init__(
@@ -203,6 +220,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         max_frame_bytes: int = 1024 * 1024,
         max_trades_per_push: int = 1000,
         queue_max_items: int = 100_000,
+        recording: SessionRecording | None = None,
     ) -> None:
         """``stop``: when set, every partition ends its input (a graceful shutdown: Bytewax then
         closes the sinks and the run returns)."""
@@ -250,6 +268,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         self.poll_interval = poll_interval
         self.limiter: ConnectLimiter = PROCESS_LIMITER
         self.stop = stop
+        self.recording = recording
 
     def list_parts(self) -> list[str]:
         return list(self.shards)
@@ -273,6 +292,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
             self.poll_interval,
             self.limiter,
             self.queue_max_items,
+            None if self.recording is None else SessionRecorder(self.recording, for_part),
         )
         partition.stop = self.stop
         return partition

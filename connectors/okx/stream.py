@@ -6,7 +6,7 @@ a silent socket with OKX's text ``ping``, reconnect with exponential backoff and
 (64008 notices, server closes and 1009 included), and perform REST requests. Every decision about trades
 belongs to the pure :class:`market.sequencing.Sequencer`: the stream feeds it frames, timer ticks,
 connection events and REST answers, and hands the items it returns to an :class:`Outbox`
-(see docs/okx-connectivity.md).
+(see docs/okx-connectivity.md). Given a :class:`SessionRecorder`, the sequencer records every input.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -34,6 +35,7 @@ from connectors.okx.parser import (
     SubscriptionAck,
     parse_frame,
 )
+from connectors.okx.recording import RecordedSequencer, SessionRecorder
 from connectors.okx.rest import OkxRestClient
 from market.sequencing import (
     Action,
@@ -87,6 +89,7 @@ class TradeStream:
         positions: Mapping[str, Position] | None = None,
         end_ids: Mapping[str, int] | None = None,
         limiter: ConnectLimiter = PROCESS_LIMITER,
+        recorder: SessionRecorder | None = None,
     ) -> None:
         self.name = name
         self.ws_url = ws_url
@@ -94,7 +97,8 @@ class TradeStream:
         self.options = options
         self.outbox = outbox
         self._limiter = limiter
-        self.sequencer = Sequencer(
+        make: Callable[..., Sequencer] = partial(RecordedSequencer, recorder) if recorder else Sequencer
+        self.sequencer = make(
             EXCHANGE,
             self.instruments,
             options.limits,
