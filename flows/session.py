@@ -36,6 +36,7 @@ from flows.runtime import database_url, production_sinks, settings_or_exit
 log = logging.getLogger("tcp.flows.session")
 
 SESSION_FILES = "SESSION_FILES"
+_US = timedelta(microseconds=1)
 
 
 def session_recording(settings: Settings) -> SessionRecording | None:
@@ -45,7 +46,7 @@ def session_recording(settings: Settings) -> SessionRecording | None:
     if not recording.enabled:
         return None
     flow = {
-        "candle_grace_us": settings.candle_grace // timedelta(microseconds=1),
+        "candle_grace_us": settings.candle_grace // _US,
         "emit_flat_candles": settings.emit_flat_candles,
         "contract_values": {symbol: str(value) for symbol, value in settings.contract_values.items()},
     }
@@ -55,10 +56,12 @@ def session_recording(settings: Settings) -> SessionRecording | None:
 
 
 def candle_config(recorded: dict[str, Any], settings: Settings, stored: StoredEnds) -> CandleConfig:
-    """The live flow's candle configuration, with the settings the session was recorded with."""
-    grace = timedelta(microseconds=recorded["candle_grace_us"])
-    emit_flat = bool(recorded["emit_flat_candles"])
-    values = {symbol: Decimal(value) for symbol, value in recorded["contract_values"].items()}
+    """The live flow's candle configuration, with the settings the session was recorded with (those of
+    ``settings`` where the recording holds none)."""
+    grace = timedelta(microseconds=recorded.get("candle_grace_us", settings.candle_grace // _US))
+    emit_flat = bool(recorded.get("emit_flat_candles", settings.emit_flat_candles))
+    kept = recorded.get("contract_values")
+    values = dict(settings.contract_values) if kept is None else {s: Decimal(v) for s, v in kept.items()}
     if (grace, emit_flat, values) != (
         settings.candle_grace,
         settings.emit_flat_candles,
