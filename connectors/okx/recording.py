@@ -108,6 +108,7 @@ class SessionRecorder:
                 self._guarded(lambda: self._write(orjson.dumps({"e": "end", "taken": taken}), True))
 
     def close(self) -> None:
+        """Write what is buffered and close the file; later inputs are not recorded."""
         with self._lock:
             self._guarded(self._close)
             self._stopped = True

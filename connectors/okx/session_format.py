@@ -97,6 +97,7 @@ class SessionHeader:
         )
 
     def line(self, file: int) -> dict[str, Any]:
+        """The header line of the partition's file number ``file``."""
         limits = {f.name: getattr(self.limits, f.name) for f in fields(Limits)}
         return {
             "format": FORMAT,
