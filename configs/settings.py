@@ -238,6 +238,9 @@ class Settings(BaseSettings):
     """Which indicators and strategies run on which series (docs/indicators.md)."""
     data_dir: Path = PROJECT_ROOT / ".data"
     """Where the embedded database and Redis keep their files."""
+    session_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """A recorded live session for ``flows.session``: its directory under ``data_dir/sessions``, or some
+    of its files; comma-separated in the environment."""
     replay_tapes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """OKX archive CSV tapes for ``flows.replay``; comma-separated in the environment."""
     replay_end: datetime | None = None
@@ -255,7 +258,7 @@ class Settings(BaseSettings):
     def _instruments_csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("replay_tapes", mode="before")
+    @field_validator("replay_tapes", "session_files", mode="before")
     @classmethod
     def _tapes_csv(cls, value: Any) -> Any:
         return _split_csv(value)

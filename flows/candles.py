@@ -100,8 +100,9 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
                 windows.mark_incomplete(point.open_trades[0].ts_event, point.open_trades[0].ts_event)
                 fresh = False
             out.extend(windows.resume(point).candles)
-            if point.open_trades:
-                clock.observe(max(t.ts_event for t in point.open_trades), datetime.now(UTC))
+            if point.open_trades:  # the newest stored trade counts from when it was received
+                newest = max(point.open_trades, key=lambda t: t.ts_event)
+                clock.observe(newest.ts_event, newest.ts_recv or datetime.now(UTC))
         return CandleState(windows, clock, fresh=fresh)
 
     def on_batch(self, values: list[CandleIn]) -> tuple[Iterable[CandleOut], bool]:

@@ -13,7 +13,6 @@ began, the rows come out as the live run wrote them (docs/reliability.md, "Recor
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -97,8 +96,8 @@ def session_flow(
     return build_flow("session", source, config, sinks, indicators, history)
 
 
-def session_paths(value: str) -> list[Path]:
-    paths = [Path(part.strip()) for part in value.split(",") if part.strip()]
+def session_paths(paths: list[Path]) -> list[Path]:
+    """The session's paths, or a clear error when none is named."""
     if not paths:
         raise SessionError(
             f"{SESSION_FILES} is empty: name a recorded session's directory "
@@ -114,7 +113,7 @@ def __getattr__(name: str) -> Dataflow:
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
     try:
-        source = SessionSource(session_paths(os.environ.get(SESSION_FILES, "")))
+        source = SessionSource(session_paths(settings.session_files))
     except SessionError as error:
         print(f"cannot replay: {error}", file=sys.stderr)
         raise SystemExit(2) from None
