@@ -5,6 +5,8 @@ and every candle equals a clean replay of the same tape."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -62,6 +64,12 @@ def test_a_45_second_stall_at_real_speed_files_no_trade_as_late(
             market = Market.of(BTC_TAPE, conn)
             stored = stored_candles(conn, "BTC-USDT")
             late = conn.execute("SELECT count(*) FROM late_trades").fetchone()
+            recoveries = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT recovery_seconds FROM gaps WHERE reason = 'reconnect' ORDER BY detected_at"
+                )
+            ]
             gaps = conn.execute(
                 "SELECT count(*), bool_and(filled) FROM gaps WHERE reason = 'reconnect'"
             ).fetchone()
@@ -69,6 +77,9 @@ def test_a_45_second_stall_at_real_speed_files_no_trade_as_late(
     finally:
         stop(flow)
         stop(simulator)
+    if report := os.environ.get("KILL_REPORT"):  # lost connection -> backfilled, per stall (seconds)
+        with open(report, "a") as handle:
+            handle.write(json.dumps({"stall_recovery_s": recoveries}) + "\n")
     text = log.read_text()
     assert late == (0,), text[-3000:]
     assert gaps is not None and gaps[0] >= 1 and gaps[1], (gaps, text[-3000:])  # the stall was noticed
