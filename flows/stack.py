@@ -179,7 +179,8 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             return 0
         extra_env: dict[str, str] = {"REDIS_URL": redis_url}
         if offline_tapes:
-            simulator, extra_env = start_simulator(offline_tapes)
+            simulator, simulator_env = start_simulator(offline_tapes)
+            extra_env |= simulator_env
             services.append(simulator)
         services += services_for(settings, url, extra_env)
         for service in services:
