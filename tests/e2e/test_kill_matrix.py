@@ -41,7 +41,7 @@ from tests.flows.flowkit import BTC_TAPE, XRP_TAPE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 START_OFFSET = 240  # tape seconds before the live replay starts (the rest is REST history)
-SPEED = 4
+SPEED = 6
 TAPE_SECONDS = 665
 
 
@@ -132,13 +132,13 @@ def test_a_quiet_instrument_killed_between_trades_keeps_every_stored_candle(
     trades. A kill between trades and a restart change no stored candle (values and insertion time),
     leave no minute missing or doubled, and the continued series equals the clean replay."""
     migrate(pg_url)
-    simulator, okx = start_simulator(XRP_TAPE, "--start-offset", "3300", "--speed", "2")
+    simulator, okx = start_simulator(XRP_TAPE, "--start-offset", "3300", "--speed", "3")
     env = {
         "DATABASE_URL": pg_url,
         "REDIS_URL": redis_url,
         "INSTRUMENTS": "XRP-ETH",
         "CANDLE_GRACE": "2",
-        "FEED__FUTURE_TOLERANCE": "3600",  # at 2x the tape's times run ahead of the receive clock
+        "FEED__FUTURE_TOLERANCE": "3600",  # at 3x the tape's times run ahead of the receive clock
         "DATA_DIR": str(tmp_path / "data"),
         **okx,
     }
@@ -147,7 +147,7 @@ def test_a_quiet_instrument_killed_between_trades_keeps_every_stored_candle(
     try:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             market = Market.of_when_stored(XRP_TAPE, conn, 60)
-            wait_for_close(conn, market.first_close(conn, 60) + timedelta(minutes=3), flow, log, 150)
+            wait_for_close(conn, market.first_close(conn, 60) + timedelta(minutes=2), flow, log, 150)
             before = conn.execute(
                 "SELECT time, close, trade_count, inserted_at FROM candles_1m ORDER BY time"
             ).fetchall()
@@ -155,7 +155,7 @@ def test_a_quiet_instrument_killed_between_trades_keeps_every_stored_candle(
             flow.wait()
             time.sleep(3)
             flow = start(FLOW, env, log)
-            end = before[-1][0] + timedelta(minutes=4)
+            end = before[-1][0] + timedelta(minutes=3)
             wait_for_close(conn, end, flow, log, 240)
             after = conn.execute(
                 "SELECT time, close, trade_count, inserted_at FROM candles_1m ORDER BY time"
@@ -170,4 +170,4 @@ def test_a_quiet_instrument_killed_between_trades_keeps_every_stored_candle(
     assert closes == [closes[0] + timedelta(minutes=i) for i in range(len(closes))]  # no hole, no double
     assert any(row[2] == 0 for row in after), "a flat minute closed on time"
     assert conflicts == (0,)
-    assert compare_with_replay(stored, market.replay(tmp_path), "quiet") >= 5
+    assert compare_with_replay(stored, market.replay(tmp_path), "quiet") >= 4

@@ -28,7 +28,7 @@ from tests.flows.flowkit import BTC_TAPE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-START_OFFSET = 480  # tape seconds before the live replay starts: about three minutes remain
+START_OFFSET = 520  # tape seconds before the live replay starts: about two and a half minutes remain
 STALL_SECONDS = 45
 
 
