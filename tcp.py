@@ -1,11 +1,22 @@
 #!/usr/bin/env python3
 """TCP Dashboard launcher. Needs only Python 3.11 or 3.12; creates ./.venv on first use.
 
-    python3 tcp.py up      run the whole system on embedded defaults (Ctrl-C stops everything)
-    python3 tcp.py test    run the whole test suite (extra arguments go to pytest)
-    python3 tcp.py migrate apply database migrations to DATABASE_URL
-    python3 tcp.py sim     run the local OKX simulator (arguments go to the simulator)
-    python3 tcp.py lint    ruff and mypy
+    python3 tcp.py up [--offline [TAPE ...]] [--once]
+        run the whole system on embedded defaults (Ctrl-C stops everything); --offline runs it against
+        the bundled OKX simulator replaying TAPE (default: a real BTC-USDT tape) from now; --once only
+        starts the database and applies the migrations (a health check)
+    python3 tcp.py test [PYTEST ARGS ...]
+        run the whole test suite (e.g. python3 tcp.py test tests/flows -x)
+    python3 tcp.py migrate [--database-url URL]
+        apply the database migrations (default: DATABASE_URL)
+    python3 tcp.py sim --tape TAPE [OPTIONS ...]
+        run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
+    python3 tcp.py lint
+        ruff and mypy
+
+Each command takes --help. Replays run the same dataflow directly (README, "Replays"):
+    REPLAY_TAPES=TAPE.csv .venv/bin/python -m bytewax.run flows.replay
+    SESSION_FILES=.data/sessions/SESSION .venv/bin/python -m bytewax.run flows.session
 """
 
 from __future__ import annotations
@@ -103,6 +114,9 @@ def main(argv: list[str]) -> None:
     elif command == "sim":
         _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
+        if rest:
+            print("usage: python3 tcp.py lint\n\nruff check and mypy over the project (no arguments)")
+            sys.exit(0 if rest[0] in ("-h", "--help") else 2)
         python = ensure_environment(dev=True)
         code = subprocess.run([str(python), "-m", "ruff", "check", "."], cwd=ROOT).returncode
         code |= subprocess.run([str(python), "-m", "mypy"], cwd=ROOT).returncode

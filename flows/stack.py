@@ -221,7 +221,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.stack")
+    parser = argparse.ArgumentParser(prog="python3 tcp.py")
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
     up_parser.add_argument("--once", action="store_true",
