@@ -44,7 +44,8 @@ class ConfigError(Exception):
     """Configuration that cannot start the system; the message names each bad field and why."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+_DURATION_FORMS = "a duration: seconds (2, 2.5, 2s), milliseconds (500ms) or ISO 8601 (PT2S)"
 _SECRET_FIELDS = frozenset({"database_url", "redis_url"})
 
 
@@ -354,9 +355,11 @@ def describe_validation_error(error: ValidationError, what: str = "configuration
     lines = []
     for err in error.errors():
         field = ".".join(str(part) for part in err["loc"]) or "(settings)"
-        reason = err["msg"]
+        reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown setting (check the spelling)"
+        elif err["type"].startswith("time_delta"):
+            reason = f"not {_DURATION_FORMS}"
         shown = "***" if err["loc"] and err["loc"][0] in _SECRET_FIELDS else repr(err.get("input"))
         lines.append(f"  {field}: {reason} (got {shown})")
     return f"invalid {what}:\n" + "\n".join(lines)

@@ -75,7 +75,11 @@ def test_env_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "field", "reason"),
     [
-        ("CANDLE_GRACE", "-1", "candle_grace", "timedelta"),
+        ("CANDLE_GRACE", "-1", "candle_grace", "must not be negative"),
+        ("CANDLE_GRACE", "-5s", "candle_grace", "must not be negative"),
+        ("CANDLE_GRACE", "two seconds", "candle_grace", "seconds (2, 2.5, 2s), milliseconds (500ms) or ISO"),
+        ("FEED__FUTURE_TOLERANCE", "-3", "feed.future_tolerance", "must be positive"),
+        ("RECOVERY__SNAPSHOT_INTERVAL", "0.5", "recovery.snapshot_interval", "whole number of seconds"),
         ("CANDLE_GRACE", "3600", "candle_grace", "more than 10 minutes"),
         ("INSTRUMENTS", "btc-usdt", "instruments", "not an OKX instrument id"),
         ("INSTRUMENTS", "BTC-USDT,BTC-USDT", "instruments", "more than once"),
