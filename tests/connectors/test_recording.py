@@ -25,7 +25,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -57,6 +56,7 @@ from market.sequencing import (
     Unreadable,
 )
 from market.types import EPOCH, Rejected, Trade
+from tests.connectors.test_okx_source import FAST
 
 REPO = Path(__file__).parents[2]
 SAMPLES = REPO / "tests" / "data" / "okx-samples"
@@ -443,14 +443,6 @@ def simulator(tmp_path: Path, *args: str) -> Iterator[tuple[str, str]]:
             proc.stdout.close()
 
 
-FAST: dict[str, Any] = {
-    "ping_interval": 1.0,
-    "health_interval": 0.5,
-    "reconnect_initial": 0.05,
-    "rest_min_interval": 0.002,
-    "backfill_max_pages": 400,
-    "future_tolerance": timedelta(days=1),
-}
 
 
 def tape_ids() -> list[int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from connectors.okx.simulator.faults import POISON_KINDS
 from sql.migrate import migrate
 from tests.e2e.livekit import (
     FLOW,
@@ -29,17 +30,6 @@ from tests.flows.flowkit import BTC_TAPE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-KINDS = (
-    "future",
-    "behind",
-    "id-ahead",
-    "foreign",
-    "huge-price",
-    "big-count",
-    "many-trades",
-    "big-frame",
-    "giant-frame",
-)
 
 
 def rss_mb(pid: int) -> float:
@@ -53,7 +43,7 @@ def test_hostile_frames_become_rejects_and_change_no_candle(
     pg_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     migrate(pg_url)
-    poison = [arg for kind in KINDS for arg in ("--poison", kind)]
+    poison = [arg for kind in POISON_KINDS for arg in ("--poison", kind)]
     simulator, okx = start_simulator(
         BTC_TAPE,
         "--start-offset",
@@ -96,7 +86,7 @@ def test_hostile_frames_become_rejects_and_change_no_candle(
     assert late == (0,)
     # one reject at least per kind that reached the flow (the 10 MiB frame closes the socket: its reject
     # has no bytes); the 400-digit price and the foreign instrument are kept as received
-    assert len(rejects) >= len(KINDS), rejects
+    assert len(rejects) >= len(POISON_KINDS), rejects
     assert {source for source, _, _ in rejects} <= {"okx-ws", "okx-rest"}
     assert any(b"POISON-USDT" in bytes(raw) for _, _, raw in rejects)
     assert any(b"9" * 400 in bytes(raw) for _, _, raw in rejects)

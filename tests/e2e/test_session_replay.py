@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.embedded_postgres import EmbeddedPostgres
 from sql.migrate import migrate
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, fresh_database
 from tests.e2e.livekit import FLOW, TIMEFRAMES, Market, start, stop, wait_for_close
 from tests.flows.flowkit import BTC_TAPE
 
@@ -87,14 +85,8 @@ profiles:
 @pytest.fixture
 def replica_url(pg_server: str) -> Iterator[str]:
     """A second fresh database on the same server (database B)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield EmbeddedPostgres.database_url(pg_server, name)
-    finally:
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_server) as url:
+        yield url
 
 
 @contextmanager
