@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -55,6 +56,10 @@ def _parse_duration(value: Any) -> Any:
         number = float(match.group(1))
         return timedelta(milliseconds=number) if match.group(2) == "ms" else timedelta(seconds=number)
     return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""A duration setting: seconds (``2``, ``2.5``, ``2s``), milliseconds (``500ms``) or ISO 8601 (``PT2S``)."""
 
 
 def _split_csv(value: Any) -> Any:
@@ -133,20 +138,15 @@ class FeedSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    future_tolerance: timedelta = timedelta(seconds=5)
+    future_tolerance: Duration = timedelta(seconds=5)
     """A trade stamped later than this ahead of its receive time is refused."""
-    max_behind: timedelta = timedelta(minutes=10)
+    max_behind: Duration = timedelta(minutes=10)
     """A pushed (not backfilled) trade stamped longer than this before its receive time is refused."""
     max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Websocket frames above this size are refused (and recorded)."""
     max_trades_per_push: int = Field(default=1000, ge=1)
     queue_max_items: int = Field(default=100_000, ge=100)
     """Items the source's network thread may hold for the dataflow before it stops reading."""
-
-    @field_validator("future_tolerance", "max_behind", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return _parse_duration(value)
 
     @field_validator("future_tolerance", "max_behind")
     @classmethod
@@ -164,15 +164,10 @@ class RecoverySettings(BaseModel):
 
     enabled: bool = False
     partitions: int = Field(default=1, ge=1)
-    snapshot_interval: timedelta = timedelta(seconds=10)
+    snapshot_interval: Duration = timedelta(seconds=10)
     """``-s``: how often every step's state is snapshotted (an epoch)."""
-    backup_interval: timedelta = timedelta(0)
+    backup_interval: Duration = timedelta(0)
     """``-b``: how long superseded snapshots are kept (0: none; longer for an archived store)."""
-
-    @field_validator("snapshot_interval", "backup_interval", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return _parse_duration(value)
 
     @field_validator("snapshot_interval", "backup_interval")
     @classmethod
@@ -228,7 +223,7 @@ class Settings(BaseSettings):
     okx_rest_url: str = "https://www.okx.com"
     instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
     """OKX instrument ids; comma-separated in the environment (``INSTRUMENTS=BTC-USDT,ETH-USDT``)."""
-    candle_grace: timedelta = timedelta(seconds=2)
+    candle_grace: Duration = timedelta(seconds=2)
     """Event-time grace before a candle closes (TIME.md rule 4); seconds or ISO 8601 (``PT2S``)."""
     emit_flat_candles: bool = True
     """Flat candles for intervals without trades (TIME.md rule 5)."""
@@ -275,11 +270,6 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("instruments are listed more than once")
         return value
-
-    @field_validator("candle_grace", mode="before")
-    @classmethod
-    def _grace_text(cls, value: Any) -> Any:
-        return _parse_duration(value)
 
     @field_validator("candle_grace")
     @classmethod
