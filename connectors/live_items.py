@@ -111,6 +111,11 @@ class ProvisionalThrottle:
 
 Status = Literal["starting", "running", "reconnecting", "stopped", "error"]
 
+HEALTH_EXPIRES_AFTER = timedelta(seconds=30)
+"""A snapshot older than this is not current: its collector is not reporting (stopped, killed or from an
+earlier run). The Redis key of the latest snapshot expires after it; readers of the ``collector_health``
+table compare its ``time`` with it."""
+
 
 @dataclass(frozen=True, slots=True)
 class HealthRules:
@@ -147,6 +152,8 @@ class CollectorHealth:
     issues: tuple[str, ...] = ()
     details: Mapping[str, float] = field(default_factory=dict)
     """Free-form extra numbers (e.g. per-kind publish counters)."""
+    status_since: datetime | None = None
+    """When the collector entered ``status`` (None: unknown)."""
 
 
 def health_issues(
@@ -217,7 +224,7 @@ KINDS = ("candle", "provisional", "indicator", "signal", "late", "health")
 HEALTH_CHANNEL = "tcp:health"
 ALL_PATTERNS = ("tcp:*",)
 _TIME_FIELDS = frozenset({"time", "open_time", "as_of", "received_at", "candle_close", "watermark",
-                          "last_message_time"})
+                          "last_message_time", "status_since"})
 _DECIMAL_FIELDS = frozenset({"open", "high", "low", "close", "volume", "quote_volume", "vwap", "price",
                              "size"})
 
@@ -301,7 +308,8 @@ def payload_of(item: LiveItem) -> tuple[str, str, dict[str, Any]]:
             "messages_processed": item.messages_processed, "errors": item.errors, "restarts": item.restarts,
             "uptime_seconds": item.uptime_seconds, "reconnect_attempts": item.reconnect_attempts,
             "last_message_time": _opt_utc(item.last_message_time), "last_error": item.last_error,
-            "is_healthy": item.is_healthy, "issues": list(item.issues), "details": dict(item.details)}
+            "is_healthy": item.is_healthy, "issues": list(item.issues), "details": dict(item.details),
+            "status_since": _opt_utc(item.status_since)}
     raise TypeError(f"the Redis fan-out does not publish {type(item).__name__}")
 
 

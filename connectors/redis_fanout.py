@@ -11,7 +11,8 @@ stream, then follows pub/sub. Channels (docs/redis.md has the payloads):
     tcp:signals:{exchange}:{symbol}:{timeframe}      strategy signals
     tcp:late:{exchange}:{symbol}                     late trades (TIME.md rule 4)
     tcp:health                                       collector health snapshots
-    tcp:health:latest:{collector}                    (a plain key) the latest snapshot per collector
+    tcp:health:latest:{collector}                    (a plain key) the latest snapshot per collector,
+                                                     expiring 30 s after it was set
 
 Payloads are JSON objects (orjson) with a ``kind``; times are ISO 8601 UTC with ``Z``; a candle is
 labelled ``time`` = its close (TIME.md rule 2) and also carries ``open_time``; prices and sizes are
@@ -44,6 +45,7 @@ from redis.retry import Retry
 from connectors.live_items import (  # the channels and payloads are defined with the items
     ALL_PATTERNS,
     HEALTH_CHANNEL,
+    HEALTH_EXPIRES_AFTER,
     CollectorHealth,
     HealthRules,
     LiveItem,
@@ -153,7 +155,7 @@ class RedisFanout:
             pipe.xadd(channel, {"data": data}, maxlen=self.bounds.for_item(kind, timeframe),
                       approximate=self.bounds.approximate)
             if isinstance(item, CollectorHealth):
-                pipe.set(health_latest_key(item.collector), data)
+                pipe.set(health_latest_key(item.collector), data, ex=HEALTH_EXPIRES_AFTER)
             prepared.append((kind, 3 if kind == "health" else 2))
         if not prepared:
             return 0

@@ -4,7 +4,7 @@
                   ├─► trades, feed states, gaps ─► key by instrument ─► candles ──────┤
                   │                       candles ─► key by series ─► indicators ─────┼─► database
                   │                                                    + signals      ├─► fan-out (Redis)
-                  └─► connection health ─► key by connection ─► collector health ─────┘
+                  └─► connection health ─► key by connection ─► collector health ─────┴─► collector_health
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ class FlowSinks:
     """Indicator values and signals."""
     fanout: list[Sink] = field(default_factory=list)
     """Live fan-out (Redis): final candles of every timeframe, provisional candles, late trades,
-    indicator values and signals."""
+    indicator values, signals and collector health."""
+    health: list[Sink] = field(default_factory=list)
+    """Collector health snapshots (the ``collector_health`` table)."""
 
 
 def _candle_or_none(item: object) -> Candle | None:
@@ -129,17 +131,20 @@ def build_flow(
         op.output("database", op.merge("to_database", *to_database), sinks.database)
     for i, sink in enumerate(sinks.candles):
         op.output(f"candles_out_{i}", candles, sink)
+    if sinks.fanout or sinks.health:
+        health = op.filter_map("health_only", records, _health_or_none)
+        # ConnectionHealth
+        by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
+        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, health_step))
+        # CollectorHealth
+        for i, sink in enumerate(sinks.health):
+            op.output(f"health_out_{i}", snapshots, sink)
     if sinks.fanout:
         live = op.filter("published", events, _is_published)
         # Candle | ProvisionalCandle | LateTrade
         if computed is not None:
             live = op.merge("with_indicators", live, computed)
         # ... | IndicatorValue | Signal
-        health = op.filter_map("health_only", records, _health_or_none)
-        # ConnectionHealth
-        by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
-        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, health_step))
-        # CollectorHealth
         live = op.merge("with_health", live, snapshots)
         for i, sink in enumerate(sinks.fanout):
             op.output(f"fanout_{i}", live, sink)

@@ -29,10 +29,15 @@ def health_step(state: HealthState | None, h: ConnectionHealth) -> tuple[HealthS
     connection was first seen; rates are judged against the previous snapshot."""
     started, previous = state if state is not None else (h.time, None)
     collector = f"{h.exchange}:{h.connection}"
+    status: Status = (
+        "error" if h.subscribe_errors and h.state != "subscribed" else _STATUS.get(h.state, "error")
+    )
+    same = previous is not None and previous.status == status
     snapshot = CollectorHealth(
         collector=collector,
         time=h.time,
-        status="error" if h.subscribe_errors and h.state != "subscribed" else _STATUS.get(h.state, "error"),
+        status=status,
+        status_since=previous.status_since if same and previous is not None else h.time,
         should_be_running=h.state != "stopped",
         messages_received=h.messages_received,
         messages_processed=h.trades_emitted,

@@ -18,6 +18,7 @@ from configs.settings import ConfigError, Settings, describe_validation_error, l
 from connectors.database import DatabaseSink, drain_spool
 from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.embedded_redis import EmbeddedRedis
+from connectors.health_table import HealthTableSink
 from connectors.redis_fanout import RedisSink
 from flows.graph import FlowSinks
 from sql.migrate import migrate
@@ -114,10 +115,12 @@ def recovery_env(settings: Settings) -> dict[str, str]:
 
 
 def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:
-    """The sinks of a real run: the database (``url``, default :func:`database_url`) and the Redis
-    fan-out."""
-    return FlowSinks(database=database_sink(settings, url or database_url(settings)),
-                     fanout=[RedisSink(redis_url(settings))])
+    """The sinks of a real run: the database (``url``, default :func:`database_url`), the collector
+    health table and the Redis fan-out."""
+    url = url or database_url(settings)
+    timeout = settings.database.connect_timeout_seconds
+    return FlowSinks(database=database_sink(settings, url), fanout=[RedisSink(redis_url(settings))],
+                     health=[HealthTableSink(url, timeout)])
 
 
 def database_sink(settings: Settings, url: str) -> DatabaseSink:

@@ -278,6 +278,9 @@ def test_health_is_published_and_kept_as_latest(
     assert sorted(latest) == ["okx", "replay"]
     assert latest["okx"]["messages_received"] == 20 and latest["okx"]["time"] == T0 + timedelta(seconds=20)
     assert len(reader.catch_up("tcp:health")) == 4
+    # The latest snapshot expires: a collector that stops reporting is not shown as current later.
+    ttl = redis.Redis.from_url(url).ttl("tcp:health:latest:okx")
+    assert 25 <= ttl <= 30
 
 
 def test_health_reporter_publishes_periodically_with_issues(url: str, reader: RedisLiveReader) -> None:
