@@ -84,18 +84,20 @@ class DatabaseSettings(BaseModel):
 class StorageSettings(BaseModel):
     """Retention, compression and rollup refresh (docs/sql.md, "Policies"); durations are ISO 8601
     (``P90D``, ``PT1M``), ``HH:MM:SS``, ``90d``/``90 days`` or seconds.
-    Applied by ``python -m sql.policies``."""
+    Retention is opt-in: every ``*_retention`` defaults to ``never`` (keep forever; also ``null``,
+    ``none``, ``off``), and a duration enables it for its tables. Applied by ``python -m sql.policies``
+    and at every ``python3 tcp.py up``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    trades_retention: timedelta = timedelta(days=90)
-    """Raw trades older than this are dropped."""
-    candles_retention: timedelta = timedelta(days=1095)
-    """1m candles, every higher timeframe and the gaps log (3 years)."""
-    indicators_retention: timedelta = timedelta(days=1095)
-    """Indicator values and signals."""
-    rejects_retention: timedelta = timedelta(days=90)
-    """Rejected input and the late-trade log."""
+    trades_retention: timedelta | None = None
+    """Raw trades older than this are deleted (None: kept forever)."""
+    candles_retention: timedelta | None = None
+    """1m candles, every higher timeframe and the gaps log (None: kept forever)."""
+    indicators_retention: timedelta | None = None
+    """Indicator values and signals (None: kept forever)."""
+    rejects_retention: timedelta | None = None
+    """Rejected input and the late-trade log (None: kept forever)."""
     trades_compress_after: timedelta = timedelta(days=7)
     """TimescaleDB: trade chunks older than this go to the columnstore."""
     candles_compress_after: timedelta = timedelta(days=14)
@@ -104,16 +106,25 @@ class StorageSettings(BaseModel):
     """TimescaleDB: higher-timeframe chunks older than this are compressed (beyond the refresh window)."""
     rollup_refresh_window: timedelta = timedelta(days=3)
     """TimescaleDB: how far back each rollup refresh looks for changed 1m candles."""
-    rollup_refresh_lag: timedelta = timedelta(minutes=1)
-    """TimescaleDB: a rollup refresh stops this long before now (at least the candle grace)."""
-    rollup_refresh_every: timedelta = timedelta(minutes=1)
+    rollup_refresh_lag: timedelta | None = None
+    """TimescaleDB: a rollup refresh stops this long before now (None: the candle grace, the least
+    allowed)."""
+    rollup_refresh_every: timedelta = timedelta(seconds=15)
     """TimescaleDB: how often the rollup refresh jobs run."""
+
+    @field_validator("trades_retention", "candles_retention", "indicators_retention", "rejects_retention",
+                     mode="before")
+    @classmethod
+    def _never(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in {"never", "none", "null", "off", ""}:
+            return None
+        return value
 
     @field_validator("*")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be positive")
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be positive (or never, for no retention)")
         return value
 
     @model_validator(mode="after")
@@ -124,9 +135,11 @@ class StorageSettings(BaseModel):
             ("rollups_compress_after", "candles_retention"),
         ]
         for shorter, longer in pairs:
-            if getattr(self, shorter) >= getattr(self, longer):
+            limit = getattr(self, longer)
+            if limit is not None and getattr(self, shorter) >= limit:
                 raise ValueError(f"{shorter} must be shorter than {longer}")
-        if self.rollup_refresh_window < timedelta(days=2) + self.rollup_refresh_lag:
+        lag = self.rollup_refresh_lag or timedelta(0)
+        if self.rollup_refresh_window < timedelta(days=2) + lag:
             raise ValueError("rollup_refresh_window must cover two days (two 1d candles) plus the lag")
         if self.rollups_compress_after <= self.rollup_refresh_window:
             raise ValueError("rollups_compress_after must be longer than rollup_refresh_window")

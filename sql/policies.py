@@ -2,7 +2,9 @@
 
 - :func:`apply_policies` registers the compression, retention and rollup-refresh jobs of the ``storage``
   settings on TimescaleDB, idempotently (a job already configured as asked is left alone). Migrations
-  register the defaults; this re-applies the configured values. Plain PostgreSQL has no jobs.
+  register the defaults; this re-applies the configured values. Retention is opt-in: a table whose
+  ``*_retention`` is ``never`` (the default) has no retention job and is never deleted from. Plain
+  PostgreSQL has no jobs.
 - :func:`run_maintenance` does the work once, now: on TimescaleDB ``CALL run_job`` for each job of the
   project; on plain PostgreSQL the same retention as ``DELETE``\\ s (schedule ``--run`` with cron).
 - :func:`refresh_rollups` brings the higher timeframes up to date over a range, on either engine.
@@ -83,8 +85,9 @@ def _job(conn: psycopg.Connection, proc: str, relation: str) -> tuple[int, dict[
     return (row[0], row[1]) if row else None
 
 
-def _same_intervals(conn: psycopg.Connection, config: dict[str, object],
-                    wanted: dict[str, timedelta]) -> bool:
+def _same_intervals(
+    conn: psycopg.Connection, config: dict[str, object], wanted: dict[str, timedelta]
+) -> bool:
     for key, value in wanted.items():
         current = config.get(key)
         if current is None:
@@ -95,16 +98,18 @@ def _same_intervals(conn: psycopg.Connection, config: dict[str, object],
     return True
 
 
-def apply_policies(conn: psycopg.Connection, storage: StorageSettings,
-                   candle_grace: timedelta = timedelta(seconds=2)) -> list[str]:
+def apply_policies(
+    conn: psycopg.Connection, storage: StorageSettings, candle_grace: timedelta = timedelta(seconds=2)
+) -> list[str]:
     """Register the configured jobs on TimescaleDB; returns what changed (empty when already so).
 
     ``conn`` must be in autocommit mode. On plain PostgreSQL nothing is registered (see
     :func:`run_maintenance`) and the result is empty.
     """
-    if storage.rollup_refresh_lag < candle_grace:
+    lag = refresh_lag(storage, candle_grace)
+    if lag < candle_grace:
         raise PolicyError(
-            f"storage.rollup_refresh_lag ({storage.rollup_refresh_lag}) must be at least the candle grace "
+            f"storage.rollup_refresh_lag ({lag}) must be at least the candle grace "
             f"({candle_grace}): a refresh must not reach intervals that may still change"
         )
     if engine_of(conn) != "timescale":
@@ -121,14 +126,20 @@ def apply_policies(conn: psycopg.Connection, storage: StorageSettings,
     for retention in RETENTION:
         drop_after = getattr(storage, retention.setting)
         job = _job(conn, "policy_retention", retention.relation)
+        if drop_after is None:  # kept forever
+            if job:
+                conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (retention.relation,))
+                changed.append(f"retention {retention.relation} removed (kept forever)")
+            continue
         if job and _same_intervals(conn, job[1], {"drop_after": drop_after}):
             continue
         conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (retention.relation,))
-        conn.execute("SELECT add_retention_policy(%s, drop_after => %s::interval)",
-                     (retention.relation, drop_after))
+        conn.execute(
+            "SELECT add_retention_policy(%s, drop_after => %s::interval)", (retention.relation, drop_after)
+        )
         changed.append(f"retention {retention.relation} after {drop_after}")
     for relation in ROLLUPS:
-        wanted = {"start_offset": storage.rollup_refresh_window, "end_offset": storage.rollup_refresh_lag}
+        wanted = {"start_offset": storage.rollup_refresh_window, "end_offset": lag}
         job = _job(conn, "policy_refresh_continuous_aggregate", relation)
         if job and _same_intervals(conn, job[1], wanted):
             schedule = conn.execute(
@@ -141,12 +152,18 @@ def apply_policies(conn: psycopg.Connection, storage: StorageSettings,
         conn.execute(
             "SELECT add_continuous_aggregate_policy(%s, start_offset => %s::interval,"
             " end_offset => %s::interval, schedule_interval => %s::interval)",
-            (relation, storage.rollup_refresh_window, storage.rollup_refresh_lag,
-             storage.rollup_refresh_every),
+            (relation, storage.rollup_refresh_window, lag, storage.rollup_refresh_every),
         )
-        changed.append(f"refresh {relation} over [now - {storage.rollup_refresh_window}, "
-                       f"now - {storage.rollup_refresh_lag}] every {storage.rollup_refresh_every}")
+        changed.append(
+            f"refresh {relation} over [now - {storage.rollup_refresh_window}, "
+            f"now - {lag}] every {storage.rollup_refresh_every}"
+        )
     return changed
+
+
+def refresh_lag(storage: StorageSettings, candle_grace: timedelta) -> timedelta:
+    """The end offset of the refresh jobs: the configured lag, by default the candle grace."""
+    return storage.rollup_refresh_lag if storage.rollup_refresh_lag is not None else candle_grace
 
 
 def project_jobs(conn: psycopg.Connection) -> list[tuple[int, str, str]]:
@@ -175,15 +192,62 @@ def run_maintenance(conn: psycopg.Connection, storage: StorageSettings) -> list[
     if conn.execute("SELECT to_regclass('gaps')").fetchone() != (None,):
         targets = (*targets, GAPS_RETENTION)
     for retention in targets:
+        age = getattr(storage, retention.setting)
+        if age is None:  # kept forever
+            continue
         statement = sql.SQL("DELETE FROM {} WHERE {} < now() - %s::interval").format(
-            sql.Identifier(retention.relation), sql.Identifier(retention.time_column))
-        cursor = conn.execute(statement, (getattr(storage, retention.setting),))
-        done.append(f"deleted {cursor.rowcount} rows of {retention.relation}")
+            sql.Identifier(retention.relation), sql.Identifier(retention.time_column)
+        )
+        cursor = conn.execute(statement, (age,))
+        done.append(f"deleted {cursor.rowcount} rows of {retention.relation} (older than {_age(age)})")
     return done
 
 
-def refresh_rollups(conn: psycopg.Connection, start: datetime | None = None,
-                    end: datetime | None = None) -> None:
+def kept_forever(storage: StorageSettings) -> list[str]:
+    """The tables no retention applies to (their setting is ``never``)."""
+    return [r.relation for r in (*RETENTION, GAPS_RETENTION) if getattr(storage, r.setting) is None]
+
+
+def retention_jobs(conn: psycopg.Connection, storage: StorageSettings) -> list[str]:
+    """TimescaleDB: one line per registered retention job, with how many rows are older than its limit
+    now (what its next runs drop, chunk by chunk). What ``python3 tcp.py up`` announces at start."""
+    lines = []
+    for retention in RETENTION:
+        job = _job(conn, "policy_retention", retention.relation)
+        if job is None:
+            continue
+        age = getattr(storage, retention.setting) or job[1].get("drop_after")
+        statement = sql.SQL("SELECT count(*) FROM {} WHERE {} < now() - %s::interval").format(
+            sql.Identifier(retention.relation), sql.Identifier(retention.time_column)
+        )
+        row = conn.execute(statement, (age,)).fetchone()
+        older = row[0] if row else 0
+        lines.append(
+            f"job {job[0]} drops {retention.relation} older than {_age(age)}: {older} rows older now"
+        )
+    return lines
+
+
+def retention_summary(conn: psycopg.Connection, storage: StorageSettings) -> list[str]:
+    """What retention does to this database, for the start of ``python3 tcp.py up``: the tables kept
+    forever, and on TimescaleDB each registered retention job (plain PostgreSQL reports its deletions
+    from :func:`run_maintenance`)."""
+    kept = kept_forever(storage)
+    lines = [f"none for {', '.join(kept)} (kept forever)"] if kept else []
+    if engine_of(conn) == "timescale":
+        lines += retention_jobs(conn, storage)
+    return lines
+
+
+def _age(age: object) -> str:
+    if isinstance(age, timedelta) and not age.seconds and not age.microseconds:
+        return f"{age.days} days"
+    return str(age)
+
+
+def refresh_rollups(
+    conn: psycopg.Connection, start: datetime | None = None, end: datetime | None = None
+) -> None:
     """Bring every higher timeframe up to date for 1m candles closing in ``[start, end]`` (None: unbounded).
 
     TimescaleDB: ``refresh_continuous_aggregate`` level by level (``conn`` must be in autocommit mode);
@@ -194,8 +258,10 @@ def refresh_rollups(conn: psycopg.Connection, start: datetime | None = None,
         # A bucket starts 1 minute after its interval opens and ends 1 minute after it closes.
         window_end = end + timedelta(minutes=1) if end is not None else None
         for relation in ROLLUPS:
-            conn.execute("CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
-                         (relation, start, window_end))
+            conn.execute(
+                "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
+                (relation, start, window_end),
+            )
     else:
         conn.execute("SELECT refresh_rollups(%s::timestamptz, %s::timestamptz)", (start, end))
 
@@ -206,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sql.policies", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
     parser.add_argument("--run", action="store_true", help="also run retention (and compression) once, now")
-    parser.add_argument("--refresh-all", action="store_true",
-                        help="recompute every higher timeframe over the whole history (after a backfill)")
+    parser.add_argument(
+        "--refresh-all",
+        action="store_true",
+        help="recompute every higher timeframe over the whole history (after a backfill)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -223,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             for change in apply_policies(conn, settings.storage, settings.candle_grace):
                 print(f"policy: {change}")
+            for line in retention_summary(conn, settings.storage):
+                print(f"retention: {line}")
             if engine_of(conn) == "postgres" and not args.run:
                 print("plain PostgreSQL: no jobs to register; retention runs with --run (schedule it)")
             if args.refresh_all:
