@@ -1,9 +1,12 @@
 """The dashboard app: ``panel serve dashboards/app.py --address 127.0.0.1 --port 5006``.
 
 Settings are loaded once per server process (``DATABASE_URL``, ``REDIS_URL``, instruments, indicator
-config); the database pool and the live hub are shared by every session. Each session gets its own
-chart and health views and two periodic callbacks (live updates every 0.5 s, health every 5 s while
-its tab is shown), stopped when the session ends. Any failure shows a message, never a traceback.
+config); the database pool and the live hub are shared by every session. ``REDIS_URL`` is optional:
+without it (or while Redis is unreachable) the dashboard runs on the database alone and says "live
+updates off". Each session gets its own chart and health views and two periodic callbacks (live updates
+every 0.5 s, health every 5 s while its tab is shown), stopped when the session ends. The instrument
+list is read when a page loads: the configured instruments, then the others the database holds. Any
+failure shows a message, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from bokeh.server.contexts import BokehSessionContext
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, load_settings
-from dashboards.data import DashboardData
+from dashboards.data import DashboardData, DataUnavailable
+from dashboards.shaping import instrument_list
 from dashboards.views import CandleChart, HealthView
 
 log = logging.getLogger("tcp.dashboard")
@@ -37,15 +41,26 @@ def shared_indicators(settings: Settings) -> IndicatorsConfig:
 
 
 def shared_data(settings: Settings) -> DashboardData:
-    if settings.database_url is None or settings.redis_url is None:
-        raise ConfigError("DATABASE_URL and REDIS_URL must be set (`python3 tcp.py up` sets both).")
+    if settings.database_url is None:
+        raise ConfigError(
+            "no database: DATABASE_URL is not set (`python3 tcp.py up` sets it; REDIS_URL is optional)."
+        )
     return pn.state.as_cached(
         "tcp-dashboard-data",
         DashboardData.connect,
         database_url=settings.database_url.get_secret_value(),
-        redis_url=settings.redis_url.get_secret_value(),
+        redis_url=None if settings.redis_url is None else settings.redis_url.get_secret_value(),
         pool_max_size=settings.database.pool_max_size,
     )
+
+
+def instruments(settings: Settings, data: DashboardData) -> list[str]:
+    """The configured instruments first, then the others with stored candles (none if unreachable)."""
+    try:
+        stored = data.db.symbols()
+    except DataUnavailable:
+        stored = []
+    return instrument_list(settings.instruments, stored)
 
 
 def message_page(text: str) -> pn.viewable.Viewable:
@@ -63,7 +78,7 @@ def build_app() -> tuple[pn.viewable.Viewable, list[Any]]:
         data = shared_data(settings)
     except ConfigError as error:
         return message_page(f"The dashboard cannot start: {error}"), []
-    chart = CandleChart(data, settings.instruments, config)
+    chart = CandleChart(data, instruments(settings, data), config)
     health = HealthView(data)
     tabs = pn.Tabs(
         ("Chart", chart),

@@ -5,7 +5,8 @@
   has no named query yet and is the one bound-parameter statement below (``INDICATOR_HISTORY``).
 - ``LiveHub``: one background thread per server process follows the Redis fan-out (pub/sub) and hands
   each message to the bounded queues of the sessions that asked for its channel; sessions drain their
-  queue from a periodic callback, so no Redis I/O ever runs in a Panel callback.
+  queue from a periodic callback, so no Redis I/O ever runs in a Panel callback. Redis is optional: a
+  hub without a URL never connects and says why live updates are off (``off_reason``).
 - ``candle_frame`` and friends turn rows and live payloads into pandas frames with UTC times.
 
 Every failure to reach a server is raised as ``DatabaseUnavailable``/``RedisUnavailable`` carrying a
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 EXCHANGE = "okx"
 LIVE_PATTERNS = ("tcp:candles:*", "tcp:provisional:*", "tcp:indicators:*", "tcp:signals:*")
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
+NOT_CONFIGURED = "REDIS_URL is not set"
 T = TypeVar("T")
 
 # No named query returns an indicator's history (``latest_indicators`` gives only the newest value),
@@ -137,8 +139,25 @@ class ReadOnlyDatabase:
         rows = self.run(lambda c: queries.recent_signals(c, EXCHANGE, symbol, timeframe, since, limit))
         return signal_frame(reversed(rows))
 
-    def latest_closes(self, symbols: Sequence[str]) -> list[dict[str, Any]]:
-        return self.run(lambda c: queries.latest_closes(c, EXCHANGE, symbols))
+    def latest_closes(self, symbols: Sequence[str], timeframe: str = "1m") -> list[dict[str, Any]]:
+        return self.run(lambda c: queries.latest_closes(c, EXCHANGE, symbols, timeframe))
+
+    def newest_time(self, symbol: str, timeframe: str) -> datetime | None:
+        """Close time of the newest stored candle of a series, None if it has none."""
+        rows = self.latest_closes([symbol], timeframe)
+        return rows[0]["time"] if rows else None
+
+    def minutes_between(self, symbol: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Stored 1m candles closing in ``(start, end]``, oldest first."""
+        return self.run(lambda c: queries.candles_between(c, EXCHANGE, symbol, "1m", start, end, 1440))
+
+    def symbols(self) -> list[str]:
+        """The symbols that have stored 1m candles, sorted."""
+        return [row["symbol"] for row in self.run(lambda c: queries.symbols(c, EXCHANGE))]
+
+    def collector_health(self) -> list[dict[str, Any]]:
+        """The latest snapshot row of each collector (``collector_health``), by name."""
+        return self.run(queries.collector_health)
 
     def late_trades(self, start: datetime, end: datetime, period: timedelta) -> list[dict[str, Any]]:
         return self.run(lambda c: queries.late_trade_counts(c, start, end, period))
@@ -241,10 +260,10 @@ class LiveStatus:
 class LiveHub:
     """Follows the Redis fan-out from one daemon thread and dispatches messages to session queues."""
 
-    def __init__(self, url: str, *, retry_initial: float = 0.5, retry_max: float = 10.0) -> None:
+    def __init__(self, url: str | None, *, retry_initial: float = 0.5, retry_max: float = 10.0) -> None:
         self.url = url
-        self.reader = RedisLiveReader(url, socket_timeout=2.0)
-        self.status = LiveStatus()
+        self.reader = None if url is None else RedisLiveReader(url, socket_timeout=2.0)
+        self.status = LiveStatus(last_error=None if url is not None else NOT_CONFIGURED)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self._queues: set[LiveQueue] = set()
@@ -253,14 +272,30 @@ class LiveHub:
         self._thread = threading.Thread(target=self._run, name="tcp-dashboard-live", daemon=True)
 
     def start(self) -> LiveHub:
-        self._thread.start()
+        if self.reader is not None:
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        self.reader.close()
+        if self.reader is not None:
+            self.reader.close()
+
+    @property
+    def configured(self) -> bool:
+        """Whether a Redis URL was given (without one, live updates are off for good)."""
+        return self.reader is not None
+
+    def off_reason(self) -> str | None:
+        """Why live updates are off (a sentence for the page), or None while following Redis."""
+        if self.reader is None:
+            return NOT_CONFIGURED
+        if self.status.connected:
+            return None
+        cause = f" ({self.status.last_error})" if self.status.last_error else ""
+        return f"Redis is unreachable{cause}; retrying, live updates resume when it answers"
 
     def register(self, channels: Iterable[str], maxlen: int = 5_000) -> LiveQueue:
         queue = LiveQueue(frozenset(channels), maxlen)
@@ -278,17 +313,20 @@ class LiveHub:
 
     def catch_up(self, channel: str, count: int) -> list[LiveMessage]:
         """The newest ``count`` messages of a channel's stream, oldest first."""
-        return self._redis(lambda: self.reader.catch_up(channel, count))
-
-    def latest_health(self) -> dict[str, dict[str, Any]]:
-        return self._redis(self.reader.latest_health)
+        return self._redis(lambda: self._reader().catch_up(channel, count))
 
     def ping(self) -> float:
         start = time.perf_counter()
-        self._redis(self.reader._client.ping)
+        self._redis(lambda: self._reader()._client.ping())
         return time.perf_counter() - start
 
+    def _reader(self) -> RedisLiveReader:
+        if self.reader is None:
+            raise RedisUnavailable(f"Live updates are off: {NOT_CONFIGURED}.")
+        return self.reader
+
     def _redis(self, call: Callable[[], T]) -> T:
+        self._reader()
         try:
             return call()
         except (redis.RedisError, OSError) as error:
@@ -304,10 +342,10 @@ class LiveHub:
             queue.put(message)
 
     def _run(self) -> None:
-        delay = self.retry_initial
+        delay, reader = self.retry_initial, self._reader()
         while not self._stop.is_set():
             try:
-                with self.reader.subscribe(LIVE_PATTERNS, timeout=5.0) as subscription:
+                with reader.subscribe(LIVE_PATTERNS, timeout=5.0) as subscription:
                     self.status.connected, self.status.last_error = True, None
                     self.status.generation += 1
                     delay = self.retry_initial
@@ -327,13 +365,14 @@ class LiveHub:
 
 @dataclass
 class DashboardData:
-    """What every session of one server process shares: the database pool and the live hub."""
+    """What every session of one server process shares: the database pool and the live hub (which
+    never connects when no Redis URL is given: the dashboard then runs on the database alone)."""
 
     db: ReadOnlyDatabase
     live: LiveHub
 
     @classmethod
-    def connect(cls, database_url: str, redis_url: str, pool_max_size: int = 4) -> DashboardData:
+    def connect(cls, database_url: str, redis_url: str | None, pool_max_size: int = 4) -> DashboardData:
         return cls(ReadOnlyDatabase(database_url, max_size=pool_max_size), LiveHub(redis_url).start())
 
     def close(self) -> None:

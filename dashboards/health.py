@@ -1,9 +1,13 @@
-"""The health page: collector health (Redis), gaps, late trades and rejects (database), server status."""
+"""The health page: collector status, gaps, late trades and rejects (all from the database), server status.
+
+Collector status is read from the ``collector_health`` table (the latest snapshot of each collector, as
+published on Redis), so the page works without Redis and says what the chart says: status, since when,
+last error; a snapshot older than ``HEALTH_EXPIRES_AFTER`` shows as "not reporting (last seen ...)"."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +15,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from dashboards.collectors import CollectorState, collector_states, collectors_sentence
 from dashboards.data import DashboardData, DataUnavailable
 
 
@@ -24,25 +29,28 @@ def message_rate(current: Mapping[str, Any], previous: Mapping[str, Any] | None)
 
 
 def collector_rows(
-    latest: Mapping[str, Mapping[str, Any]], previous: Mapping[str, Mapping[str, Any]], now: datetime
+    states: Sequence[CollectorState], previous: Mapping[str, Mapping[str, Any]], now: datetime
 ) -> pd.DataFrame:
-    """One row per collector: status, health, rate, last message age, reconnects, errors, issues."""
+    """One row per collector: status (since when, or not reporting), last error, health, rate, last
+    message age, reconnects, errors, issues."""
     rows = []
-    for name in sorted(latest):
-        h = latest[name]
+    for state in sorted(states, key=lambda s: s.collector):
+        h = {**state.payload, "time": state.time}
         last = h.get("last_message_time")
+        current = state.current(now)
         rows.append(
             {
-                "collector": name,
-                "status": h["status"],
-                "healthy": "yes" if h["is_healthy"] else "NO",
-                "messages": h["messages_received"],
-                "rate (msg/s)": round(message_rate(h, previous.get(name)), 2),
+                "collector": state.collector,
+                "status": state.describe(now, with_error=False),
+                "last error": state.last_error or "none",
+                "healthy": ("yes" if state.is_healthy else "NO") if current else "unknown",
+                "messages": h.get("messages_received", 0),
+                "rate (msg/s)": round(message_rate(h, previous.get(state.collector)), 2),
                 "last message age (s)": "never" if last is None else f"{(now - last).total_seconds():.0f}",
-                "reconnects": h["reconnect_attempts"],
-                "restarts": h["restarts"],
-                "errors": h["errors"],
-                "snapshot (UTC)": h["time"].strftime("%Y-%m-%d %H:%M:%S"),
+                "reconnects": h.get("reconnect_attempts", 0),
+                "restarts": h.get("restarts", 0),
+                "errors": h.get("errors", 0),
+                "snapshot (UTC)": state.time.strftime("%Y-%m-%d %H:%M:%S"),
                 "issues": "; ".join(h.get("issues") or []) or "none",
             }
         )
@@ -51,6 +59,7 @@ def collector_rows(
         columns=[
             "collector",
             "status",
+            "last error",
             "healthy",
             "messages",
             "rate (msg/s)",
@@ -119,7 +128,9 @@ class HealthView(pn.viewable.Viewer):
         super().__init__(**params)
         self.data = data
         self.previous: dict[str, Mapping[str, Any]] = {}
+        self.states: list[CollectorState] = []
         self.status = pn.pane.HTML(css_classes=["tcp-health-status"], sizing_mode="stretch_width")
+        self.collector_line = pn.pane.HTML(css_classes=["tcp-collector-line"], sizing_mode="stretch_width")
         self.collectors, self.gaps, self.late, self.rejects = (
             pn.pane.HTML(css_classes=[f"tcp-{name}"], sizing_mode="stretch_width", stylesheets=[TABLE_CSS])
             for name in ("collectors", "gaps", "late", "rejects")
@@ -131,6 +142,7 @@ class HealthView(pn.viewable.Viewer):
         return pn.Column(
             self.status,
             pn.pane.Markdown("### Collectors"),
+            self.collector_line,
             self.collectors,
             pn.widgets.Select.from_param(self.param.window, width=180),
             pn.pane.Markdown("### Gaps in the trade stream"),
@@ -167,20 +179,32 @@ class HealthView(pn.viewable.Viewer):
                 f'<span data-testid="db-status">Database: unavailable: {html.escape(str(error))}</span>'
             )
         try:
-            latency = self.data.live.ping()
-            latest = self.data.live.latest_health()
-            lines.append(f'<span data-testid="redis-status">Redis: ok ({latency * 1000:.0f} ms)</span>')
+            self.states = collector_states(self.data.db.collector_health())
             self.collectors.object = table_html(
-                collector_rows(latest, self.previous, now), "No collector has reported its health yet."
+                collector_rows(self.states, self.previous, now), "No collector has reported its status yet."
             )
-            self.previous = dict(latest)
-        except DataUnavailable as error:
+            self.previous = {s.collector: {**s.payload, "time": s.time} for s in self.states}
+        except DataUnavailable:
+            pass  # the database line above says why
+        sentence = html.escape(collectors_sentence(self.states, now))
+        self.collector_line.object = f'<p data-testid="collector-summary">{sentence}</p>'
+        if not self.data.live.configured:
             lines.append(
-                f'<span data-testid="redis-status">Redis: unavailable: {html.escape(str(error))}</span>'
+                '<span data-testid="redis-status">Redis: not configured (REDIS_URL is not set); '
+                "live updates off</span>"
             )
+        else:
+            try:
+                latency = self.data.live.ping()
+                lines.append(f'<span data-testid="redis-status">Redis: ok ({latency * 1000:.0f} ms)</span>')
+            except DataUnavailable as error:
+                lines.append(
+                    f'<span data-testid="redis-status">Redis: unavailable: {html.escape(str(error))}</span>'
+                )
         live = self.data.live.status
+        feed = "connected" if live.connected else f"live updates off ({self.data.live.off_reason()})"
         lines.append(
-            f'<span data-testid="live-feed">Live feed: {"connected" if live.connected else "reconnecting"}'
+            f'<span data-testid="live-feed">Live feed: {feed}'
             f", {live.messages} messages since start, {self.data.live.sessions} chart(s) following"
             "</span>"
         )

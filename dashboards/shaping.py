@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +38,7 @@ SIGNAL_STYLE = {
 TIME_AXIS = "Candle close time (UTC); each candle is labelled by its close"
 EPOCH = pd.Timestamp(0, tz="UTC")
 MS = pd.Timedelta(milliseconds=1)
+MINUTE = timedelta(minutes=1)
 
 
 # -- pure shaping -----------------------------------------------------------------------------------
@@ -133,6 +134,72 @@ def signal_columns(
         "marker": [SIGNAL_STYLE.get(a, SIGNAL_STYLE["flat"])[0] for a in actions],
         "color": [SIGNAL_STYLE.get(a, SIGNAL_STYLE["flat"])[1] for a in actions],
     }
+
+
+def instrument_list(configured: Sequence[str], stored: Iterable[str]) -> list[str]:
+    """The instrument selector's choices: the configured instruments first, then the others the database
+    holds, sorted."""
+    first = list(dict.fromkeys(configured))
+    return first + sorted(set(stored) - set(first))
+
+
+def in_progress(
+    timeframe: str, minutes: Iterable[Mapping[str, Any]], provisional: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The in-progress candle of a higher timeframe, derived from its 1m parts: the final 1m candles of
+    the newest interval plus the current provisional 1m candle (the fan-out publishes provisional
+    candles of 1m only). Labelled by its close like every candle; ``as_of`` is the provisional's, else
+    the close of the newest part. None without parts."""
+    tf = TIMEFRAMES[timeframe]
+    parts = {m["time"]: m for m in minutes}
+    if provisional is not None and provisional["time"] > max(parts, default=provisional["time"] - MINUTE):
+        parts[provisional["time"]] = provisional
+    if not parts:
+        return None
+    close = tf.close_of(max(parts) - MINUTE)
+    rows = [parts[t] for t in sorted(parts) if close - tf.length < t <= close]
+    return {
+        "time": close,
+        "open_time": close - tf.length,
+        "open": rows[0]["open"],
+        "high": max(r["high"] for r in rows),
+        "low": min(r["low"] for r in rows),
+        "close": rows[-1]["close"],
+        "volume": sum((r["volume"] for r in rows), start=type(rows[0]["volume"])(0)),
+        "trade_count": sum(int(r["trade_count"]) for r in rows),
+        "as_of": rows[-1].get("as_of") or rows[-1]["time"],
+    }
+
+
+@dataclass
+class MinuteParts:
+    """The 1m parts of a higher timeframe's newest interval: final 1m candles (stored or live) and the
+    current provisional 1m candle, from which ``in_progress`` derives the candle still open."""
+
+    timeframe: str
+    minutes: dict[datetime, Mapping[str, Any]] = field(default_factory=dict)
+    provisional: Mapping[str, Any] | None = None
+
+    def add(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """A final (``candle``) or ``provisional`` 1m candle; only the newest interval's parts are kept."""
+        if kind == "candle":
+            self.minutes[payload["time"]] = payload
+        elif self.provisional is None or (payload["time"], payload["as_of"]) >= (
+            self.provisional["time"],
+            self.provisional["as_of"],
+        ):
+            self.provisional = payload
+        newest = max(self.minutes, default=None)
+        if newest is not None:
+            keep_after = newest - TIMEFRAMES[self.timeframe].length
+            self.minutes = {t: m for t, m in self.minutes.items() if t > keep_after}
+            if self.provisional is not None and self.provisional["time"] <= newest:
+                self.provisional = None
+
+    def candle(self, last_time: datetime | None) -> dict[str, Any] | None:
+        """The in-progress candle if its interval is newer than the newest final candle shown."""
+        candle = in_progress(self.timeframe, self.minutes.values(), self.provisional)
+        return None if candle is None or (last_time is not None and candle["time"] <= last_time) else candle
 
 
 @dataclass

@@ -1,32 +1,36 @@
 """The candle chart: history from the database, live updates from Redis, indicators and signals.
 
 ``CandleChart`` holds the series and the choices as ``param`` parameters and draws them with Bokeh
-(candles, volume beneath, indicator overlays and sub-panels sharing the time axis, signal markers).
-A candle's ``time`` is its close everywhere (TIME.md rule 2); the provisional candle is drawn hollow,
-dashed and grey and feeds nothing (rule 7). Live messages are streamed into the sources with
-``rollover``, so a session's memory stays bounded however long it runs. The data shaping is in
-``dashboards.shaping``; the health page in ``dashboards.health`` (both re-exported here).
+(``dashboards.figures``: candles, volume beneath, indicator overlays and sub-panels sharing the time
+axis, signal markers). A candle's ``time`` is its close everywhere (TIME.md rule 2); the provisional
+candle is drawn hollow, dashed and grey and feeds nothing (rule 7). On 1m it is the one the flow
+publishes; on higher timeframes it is derived from that timeframe's 1m parts (``MinuteParts``).
+Live messages are streamed into the sources with ``rollover``, so a session's memory stays bounded
+however long it runs. Without Redis the chart runs on the database alone: every 5 s it checks for newly
+stored candles (and the collectors' status) and says why live updates are off. The data shaping is in
+``dashboards.shaping``; the health page in ``dashboards.health`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import html
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import panel as pn
 import param
-from bokeh.layouts import gridplot
-from bokeh.models import ColumnDataSource, HoverTool, Span
-from bokeh.plotting import figure
+from bokeh.models import ColumnDataSource
 
 from configs.indicators import IndicatorsConfig
+from connectors.live_items import candle_channel, provisional_channel
 from connectors.redis_fanout import LiveMessage
+from dashboards.collectors import CollectorState, collector_states
 from dashboards.data import (
+    EXCHANGE,
     DashboardData,
     DataUnavailable,
     LiveQueue,
@@ -34,11 +38,11 @@ from dashboards.data import (
     series_channels,
     signal_frame,
 )
+from dashboards.figures import chart_layout
 from dashboards.health import HealthView
 from dashboards.shaping import (
-    LINE_COLORS,
-    MS,
-    TIME_AXIS,
+    MINUTE,
+    MinuteParts,
     chart_columns,
     configured_indicators,
     default_selection,
@@ -48,8 +52,8 @@ from dashboards.shaping import (
     signal_columns,
     sort_live,
     to_ms,
-    utc_text,
 )
+from dashboards.summary import ChartState, empty_html, summary_html
 from market.indicators.registry import indicator_spec
 from market.timeframes import TIMEFRAMES
 
@@ -57,6 +61,8 @@ __all__ = ["BASE_SOURCES", "CandleChart", "HealthView"]
 
 log = logging.getLogger(__name__)
 BASE_SOURCES = ("candles", "provisional", "signals")
+CHECK_SECONDS = 5.0
+"""How often a session re-reads the collectors' status, and (live updates off) looks for new candles."""
 
 
 class CandleChart(pn.viewable.Viewer):
@@ -86,13 +92,20 @@ class CandleChart(pn.viewable.Viewer):
         self.last_time: datetime | None = None
         self.provisional: dict[str, Any] | None = None
         self.live_error: str | None = None
+        self.db_error: str | None = None
+        self.states: list[CollectorState] = []
+        self.minute_channels: dict[str, str] = {}
+        self.parts = MinuteParts(self.timeframe)
         self.waiting: list[str] = []
         self.redraw = False
         self._generation = -1
+        self._checked_at = 0.0
+        self._newest_minute: datetime | None = None
         self.summary = pn.pane.HTML(
             "Loading ...", css_classes=["tcp-chart-summary"], sizing_mode="stretch_width"
         )
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["tcp-chart-alert"])
+        self.notice = pn.pane.HTML("", visible=False, css_classes=["tcp-empty"], sizing_mode="stretch_width")
         self.plot = pn.pane.Bokeh(sizing_mode="stretch_width", css_classes=["tcp-chart"])
         self._choose_indicators()
         self.param.watch(self._series_changed, ["symbol", "timeframe"])
@@ -113,6 +126,7 @@ class CandleChart(pn.viewable.Viewer):
             pn.Row(pn.pane.HTML("<b>Indicators</b>", margin=(12, 5)), picker),
             self.summary,
             self.alert,
+            self.notice,
             self.plot,
             sizing_mode="stretch_width",
         )
@@ -131,15 +145,25 @@ class CandleChart(pn.viewable.Viewer):
     # -- loading --------------------------------------------------------------------------------
     def reload(self) -> None:
         """Follow the series live (first, so nothing is missed), then load its history and draw it."""
-        self.channels, self.redraw = series_channels(self.symbol, self.timeframe), False
+        tf = self.timeframe
+        self.channels, self.redraw = series_channels(self.symbol, tf), False
+        self.minute_channels = (
+            {}
+            if tf == "1m"
+            else {
+                "candle": candle_channel(EXCHANGE, self.symbol, "1m"),
+                "provisional": provisional_channel(EXCHANGE, self.symbol, "1m"),
+            }
+        )
         if self.queue is not None:
             self.data.live.unregister(self.queue)
-        self.queue = self.data.live.register(self.channels.values())
+        self.queue = self.data.live.register([*self.channels.values(), *self.minute_channels.values()])
         self._generation = self.data.live.status.generation
-        self.alert.visible, self.provisional = False, None
+        self.alert.visible, self.provisional, self.parts = False, None, MinuteParts(tf)
         try:
-            frame = self.data.db.candles(self.symbol, self.timeframe, self.history)
+            frame = self.data.db.candles(self.symbol, tf, self.history)
             values, signals = self._history_of(frame)
+            self.db_error = None
         except DataUnavailable as error:
             self._show_error(str(error))
             frame, values, signals = (
@@ -149,7 +173,9 @@ class CandleChart(pn.viewable.Viewer):
             )
         self.last_time = frame["time"].iloc[-1].to_pydatetime() if len(frame) else None
         self._draw(frame, values, signals)
+        self._load_minutes()
         self._catch_up()
+        self._check_database(force=True)
         self._update_summary()
 
     def _history_of(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,12 +186,33 @@ class CandleChart(pn.viewable.Viewer):
         signals = self.data.db.signals(self.symbol, self.timeframe, start - TIMEFRAMES[self.timeframe].length)
         return values, signals
 
+    def _load_minutes(self) -> None:
+        """Higher timeframes: the stored 1m candles of the newest interval (its in-progress candle)."""
+        if self.timeframe == "1m":
+            return
+        try:
+            newest = self._newest_minute = self.data.db.newest_time(self.symbol, "1m")
+            if newest is not None:
+                start = TIMEFRAMES[self.timeframe].open_of(newest - MINUTE)
+                for row in self.data.db.minutes_between(self.symbol, start, newest):
+                    self.parts.add("candle", row)
+        except DataUnavailable as error:
+            self.db_error = str(error)
+        self._show_provisional(self.parts.candle(self.last_time))
+
     def _catch_up(self) -> None:
         """Candles published but not yet in the database, and the current provisional candle."""
+        if not self.data.live.status.connected:
+            self.live_error = self.data.live.off_reason()
+            return
+        channels = [self.channels["candle"], *self.minute_channels.values()]
+        if self.timeframe == "1m":
+            channels.append(self.channels["provisional"])
         try:
             messages = [
-                *self.data.live.catch_up(self.channels["candle"], 500),
-                *self.data.live.catch_up(self.channels["provisional"], 1),
+                m
+                for channel in channels
+                for m in self.data.live.catch_up(channel, 1 if "provisional" in channel else 500)
             ]
             self.live_error = None
         except DataUnavailable as error:
@@ -173,8 +220,37 @@ class CandleChart(pn.viewable.Viewer):
             return
         self.apply(messages)
 
+    def _check_database(self, force: bool = False) -> None:
+        """Every ``CHECK_SECONDS``: the collectors' status; with live updates off, newly stored candles
+        (a new candle of the series reloads it; a new 1m part updates the in-progress candle)."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < CHECK_SECONDS:
+            return
+        self._checked_at = now
+        try:
+            self.states = collector_states(self.data.db.collector_health())
+            if force or self.data.live.status.connected:
+                return
+            newest = self.data.db.newest_time(self.symbol, self.timeframe)
+            if newest is not None and (self.last_time is None or newest > self.last_time):
+                self.reload()
+            elif (
+                self.timeframe != "1m" and self.data.db.newest_time(self.symbol, "1m") != self._newest_minute
+            ):
+                self._load_minutes()
+        except DataUnavailable as error:
+            self.db_error = str(error)
+
     def _show_error(self, message: str) -> None:
+        self.db_error = message
         self.alert.object, self.alert.visible = message, True
+
+    def _show_provisional(self, candle: dict[str, Any] | None) -> None:
+        if candle is self.provisional:
+            return
+        self.provisional = candle
+        shown = candle_frame([] if candle is None else [candle])
+        self.sources["provisional"].data = chart_columns(shown, self.timeframe, provisional=True)
 
     # -- drawing --------------------------------------------------------------------------------
     def _source(self, key: str) -> ColumnDataSource:
@@ -189,65 +265,23 @@ class CandleChart(pn.viewable.Viewer):
 
     def _draw(self, frame: pd.DataFrame, values: pd.DataFrame, signals: pd.DataFrame) -> None:
         tf = self.timeframe
-        width = TIMEFRAMES[tf].length / MS * 0.7
         # The sources live as long as the session (figures are rebuilt when the series or the indicators
         # change): one model per name in the document, whatever happened to the previous figures.
-        candles, live, marks = (self._source(n) for n in ("candles", "provisional", "signals"))
+        candles, live, marks = (self._source(n) for n in BASE_SOURCES)
         candles.data = chart_columns(frame, tf)
         live.data = chart_columns(candle_frame([]), tf, provisional=True)
         marks.data = signal_columns(signals, candles.data["time"], candles.data["close"])
-        tools = "xpan,xwheel_zoom,box_zoom,reset,save"
-        price = figure(
-            x_axis_type="datetime",
-            height=420,
-            sizing_mode="stretch_width",
-            tools=tools,
-            active_scroll="xwheel_zoom",
-            title=f"{self.symbol} {tf} (okx)",
-            name="tcp-price",
-        )
-        price.segment("time", "low", "time", "high", source=candles, line_color="color")
-        bodies = price.vbar(
-            "time", width, "body_top", "body_bottom", source=candles, fill_color="color", line_color="color"
-        )
-        price.segment("time", "low", "time", "high", source=live, line_color="#757575", line_dash="dashed")
-        hollow = price.vbar(
-            "time",
-            width,
-            "body_top",
-            "body_bottom",
-            source=live,
-            fill_alpha=0.0,
-            line_color="#757575",
-            line_dash="dashed",
-            line_width=2,
-        )
-        fields = [
-            ("Close time (UTC)", "@time{%F %H:%M}"),
-            ("Interval", "@interval"),
-            ("State", "@state"),
-            ("Open", "@open_text"),
-            ("High", "@high_text"),
-            ("Low", "@low_text"),
-            ("Close", "@close_text"),
-            ("Volume", "@volume_text"),
-            ("Trades", "@trade_count"),
-        ]
-        price.add_tools(
-            HoverTool(renderers=[bodies, hollow], tooltips=fields, formatters={"@time": "datetime"})
-        )
+        shown = [label for label in self.indicators if label in self.configured]
         overlays = [
             (label, o)
-            for label in self.indicators
-            if label in self.configured
+            for label in shown
             for o in self._outputs(label)
             if placement(self.configured[label], o) == "overlay"
         ]
         panels = [
             label
-            for label in self.indicators
-            if label in self.configured
-            and any(placement(self.configured[label], o) == "panel" for o in self._outputs(label))
+            for label in shown
+            if any(placement(self.configured[label], o) == "panel" for o in self._outputs(label))
         ]
         for label in dict.fromkeys([*(lbl for lbl, _ in overlays), *panels]):
             self._source(label).data = indicator_columns(values, label, self._outputs(label))
@@ -255,105 +289,8 @@ class CandleChart(pn.viewable.Viewer):
         # its first value arrives.
         self.waiting = [label for label in panels if len(frame) and not has_values(self.sources[label].data)]
         panels = [label for label in panels if label not in self.waiting]
-        for i, (label, output) in enumerate(overlays):
-            price.line(
-                "time",
-                output,
-                source=self.sources[label],
-                color=LINE_COLORS[i % len(LINE_COLORS)],
-                legend_label=f"{label}.{output}" if output != "value" else label,
-                line_width=1.3,
-            )
-        signal_glyph = price.scatter(
-            "time",
-            "price",
-            source=marks,
-            marker="marker",
-            size=13,
-            fill_color="color",
-            line_color="white",
-            name="tcp-signal-markers",
-        )
-        price.add_tools(
-            HoverTool(
-                renderers=[signal_glyph],
-                formatters={"@time": "datetime"},
-                tooltips=[
-                    ("Signal", "@action (@strategy)"),
-                    ("Reason", "@reason"),
-                    ("Candle close (UTC)", "@time{%F %H:%M}"),
-                ],
-            )
-        )
-        if overlays:
-            price.legend.location, price.legend.click_policy = "top_left", "hide"
-        price.yaxis.axis_label = "Price"
-        volume = figure(
-            x_axis_type="datetime",
-            x_range=price.x_range,
-            height=130,
-            sizing_mode="stretch_width",
-            tools=tools,
-            active_scroll="xwheel_zoom",
-            name="tcp-volume",
-        )
-        volume.vbar(
-            "time", width, "volume", 0, source=candles, fill_color="color", line_color="color", fill_alpha=0.6
-        )
-        volume.vbar(
-            "time", width, "volume", 0, source=live, fill_alpha=0.0, line_color="#757575", line_dash="dashed"
-        )
-        volume.yaxis.axis_label = "Volume"
-        figures = [price, volume]
-        for label in panels:
-            sub = figure(
-                x_axis_type="datetime",
-                x_range=price.x_range,
-                height=150,
-                sizing_mode="stretch_width",
-                tools=tools,
-                active_scroll="xwheel_zoom",
-                name=f"tcp-panel-{label}",
-            )
-            for i, output in enumerate(
-                o for o in self._outputs(label) if placement(self.configured[label], o) == "panel"
-            ):
-                color = LINE_COLORS[i % len(LINE_COLORS)]
-                if output.endswith("hist"):
-                    sub.vbar(
-                        "time",
-                        width,
-                        output,
-                        0,
-                        source=self.sources[label],
-                        fill_color="#b0bec5",
-                        line_color="#b0bec5",
-                        legend_label=output,
-                    )
-                else:
-                    sub.line(
-                        "time",
-                        output,
-                        source=self.sources[label],
-                        color=color,
-                        legend_label=label if output == "value" else output,
-                    )
-            if self.configured[label].upper() in {"RSI", "STOCH", "STOCHF", "STOCHRSI", "MFI"}:
-                for level in (30, 70):
-                    sub.add_layout(
-                        Span(location=level, dimension="width", line_dash="dotted", line_color="#9e9e9e")
-                    )
-            sub.yaxis.axis_label = label
-            sub.legend.location = "top_left"
-            figures.append(sub)
-        for fig in figures[:-1]:
-            fig.xaxis.major_label_text_font_size = "0pt"
-        figures[-1].xaxis.axis_label = TIME_AXIS
-        self.plot.object = gridplot(
-            [[fig] for fig in figures],
-            merge_tools=True,
-            toolbar_location="right",
-            sizing_mode="stretch_width",
+        self.plot.object = chart_layout(
+            f"{self.symbol} {tf} (okx)", tf, self.sources, overlays, panels, self.configured, self._outputs
         )
 
     # -- live -----------------------------------------------------------------------------------
@@ -369,24 +306,34 @@ class CandleChart(pn.viewable.Viewer):
         ):
             self.reload()  # missed messages: history again from the database, then live
             return
-        self.live_error = (
-            None if status.connected else "Redis is unreachable; live updates resume when it answers."
-        )
+        self.live_error = self.data.live.off_reason()
         messages = self.queue.drain()
         if messages:
             self.apply(messages)
+        self._check_database()
         self._update_summary()
 
     def apply(self, messages: Iterable[LiveMessage]) -> None:
-        batch = sort_live(messages, self.channels, self.last_time, self.provisional)
+        messages = list(messages)
+        minute_kind = {channel: kind for kind, channel in self.minute_channels.items()}
+        higher = bool(minute_kind)
+        batch = sort_live(
+            [m for m in messages if m.channel not in minute_kind],
+            self.channels,
+            self.last_time,
+            None if higher else self.provisional,
+        )
         candles, rollover = self.sources["candles"], self.max_rows
         if len(batch.candles):
             candles.stream(chart_columns(batch.candles, self.timeframe), rollover=rollover)
             self.last_time = batch.candles["time"].iloc[-1].to_pydatetime()
-        if batch.provisional is not self.provisional:
-            self.provisional = batch.provisional
-            shown = candle_frame([] if batch.provisional is None else [batch.provisional])
-            self.sources["provisional"].data = chart_columns(shown, self.timeframe, provisional=True)
+        if higher:
+            for message in messages:
+                if message.channel in minute_kind:
+                    self.parts.add(minute_kind[message.channel], message.payload)
+            self._show_provisional(self.parts.candle(self.last_time))
+        else:
+            self._show_provisional(batch.provisional)
         for payload in batch.indicators:
             source = (
                 self.sources.get(payload["indicator"]) if payload["indicator"] in self.indicators else None
@@ -413,35 +360,22 @@ class CandleChart(pn.viewable.Viewer):
             )
 
     def _update_summary(self) -> None:
-        data = self.sources["candles"].data
-        n = len(data["time"])
-        last = (
-            f'<span data-testid="last-close">{html.escape(data["close_text"][-1])}</span> '
-            f'(candle closing <span data-testid="last-close-time">{utc_text(data["time"][-1])}</span> UTC)'
-            if n
-            else '<span data-testid="last-close">none</span>'
+        now, data = datetime.now(UTC), self.sources["candles"].data
+        state = ChartState(
+            self.symbol,
+            self.timeframe,
+            data,
+            len(self.sources["signals"].data["time"]),
+            self.provisional,
+            self.live_error,
+            self.waiting,
+            self.states,
         )
-        p = self.provisional
-        prov = (
-            "none"
-            if p is None
-            else f'<span data-testid="provisional-close">{html.escape(format(p["close"], "f"))}</span> '
-            f"(in progress, closes {p['time']:%H:%M} UTC, as of {p['as_of']:%H:%M:%S} UTC)"
-        )
-        live = self.live_error or "following Redis"
-        self.summary.object = (
-            f'<div class="tcp-summary"><b>{html.escape(self.symbol)} {self.timeframe}</b> &middot; '
-            f'<span data-testid="candle-count">Candles: {n}</span> &middot; Last close: {last} &middot; '
-            f'<span data-testid="signal-count">Signals: {len(self.sources["signals"].data["time"])}</span>'
-            f'<br>Provisional: <span data-testid="provisional">{prov}</span> &middot; '
-            f'<span data-testid="live-status">Live: {html.escape(live)}</span>'
-            + (
-                f'<br><span data-testid="waiting">No values yet (warm-up): {", ".join(self.waiting)}</span>'
-                if self.waiting
-                else ""
-            )
-            + "</div>"
-        )
+        self.summary.object = summary_html(state, now)
+        empty = not data["time"] and self.db_error is None
+        if empty:
+            self.notice.object = empty_html(state, now)
+        self.notice.visible = empty
 
     def close(self) -> None:
         if self.queue is not None:

@@ -121,6 +121,28 @@ ORDER BY time DESC, timeframe, strategy
 LIMIT %(limit)s
 """
 
+# The symbols of an exchange that have 1m candles: a skip scan over the primary key (exchange, symbol,
+# time), one index probe per symbol rather than a scan of every candle.
+SYMBOLS = """
+WITH RECURSIVE found AS (
+    (SELECT symbol FROM candles_1m WHERE exchange = %(exchange)s ORDER BY symbol LIMIT 1)
+    UNION ALL
+    SELECT following.symbol
+    FROM found previous
+    CROSS JOIN LATERAL (
+        SELECT symbol FROM candles_1m
+        WHERE exchange = %(exchange)s AND symbol > previous.symbol
+        ORDER BY symbol LIMIT 1) following
+)
+SELECT symbol FROM found ORDER BY symbol
+"""
+COLLECTOR_HEALTH_EXISTS = "SELECT to_regclass('collector_health') IS NOT NULL AS present"
+COLLECTOR_HEALTH = """
+SELECT collector, time, status, is_healthy, status_since, last_error, payload
+FROM collector_health
+ORDER BY collector
+"""
+
 
 def check_timeframe(timeframe: str) -> str:
     """``timeframe`` if it is one of the six names, else ValueError."""
@@ -215,3 +237,17 @@ def recent_signals(conn: psycopg.Connection[Any], exchange: str, symbol: str, ti
         "exchange": exchange, "symbol": symbol,
         "timeframe": None if timeframe is None else check_timeframe(timeframe),
         "since": _aware("since", since), "limit": _limit(limit)})
+
+
+def symbols(conn: psycopg.Connection[Any], exchange: str) -> list[Row]:
+    """The symbols of ``exchange`` that have 1m candles, sorted."""
+    return _fetch(conn, SYMBOLS, {"exchange": exchange})
+
+
+def collector_health(conn: psycopg.Connection[Any]) -> list[Row]:
+    """The latest health snapshot of each collector (table ``collector_health``), by collector name;
+    empty when the table does not exist yet. A row older than ``HEALTH_EXPIRES_AFTER`` (30 s,
+    connectors/live_items.py) is not current: its collector is not reporting."""
+    if not _fetch(conn, COLLECTOR_HEALTH_EXISTS, {})[0]["present"]:
+        return []
+    return _fetch(conn, COLLECTOR_HEALTH, {})

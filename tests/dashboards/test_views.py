@@ -16,8 +16,9 @@ import pytest
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.live_items import CollectorHealth, ProvisionalCandle, candle_channel, provisional_channel
+from connectors.live_items import ProvisionalCandle, candle_channel, provisional_channel
 from connectors.redis_fanout import LiveMessage, RedisFanout
+from dashboards.collectors import CollectorState
 from dashboards.data import (
     DashboardData,
     DatabaseUnavailable,
@@ -39,9 +40,11 @@ from dashboards.shaping import (
     sort_live,
 )
 from dashboards.views import CandleChart, HealthView
+from market.timeframes import TIMEFRAMES
 from market.types import Candle
 from sql import queries
 from sql.migrate import migrate
+from tests.dashboards.collector_table import put_collector
 from tests.flows.flowkit import BTC_TAPE, run_replay
 from tests.support.browser import free_port
 
@@ -214,7 +217,6 @@ def test_signal_marker_price_is_the_close_of_its_candle() -> None:
 
 
 def test_health_tables() -> None:
-    now = T0 + timedelta(seconds=90)
     h = {
         "collector": "okx",
         "time": T0,
@@ -230,9 +232,13 @@ def test_health_tables() -> None:
     }
     before = {**h, "time": T0 - timedelta(seconds=10), "messages_received": 500}
     assert message_rate(h, None) == 2.0 and message_rate(h, before) == 10.0
-    row = collector_rows({"okx": h}, {"okx": before}, now).iloc[0]
-    assert (row["healthy"], row["rate (msg/s)"], row["last message age (s)"]) == ("NO", 10.0, "165")
+    state = CollectorState("okx", T0, "running", False, T0 - MINUTE, None, h)
+    row = collector_rows([state], {"okx": before}, T0 + timedelta(seconds=30)).iloc[0]
+    assert (row["healthy"], row["rate (msg/s)"], row["last message age (s)"]) == ("NO", 10.0, "105")
     assert row["issues"] == "no message for 75 s (limit 60 s)"
+    assert row["status"] == "running since 00:04:00 UTC" and row["last error"] == "none"
+    stale = collector_rows([state], {}, T0 + timedelta(seconds=31)).iloc[0]  # HEALTH_EXPIRES_AFTER: 30 s
+    assert stale["status"] == "not reporting (last seen 00:05:00 UTC)" and stale["healthy"] == "unknown"
     gaps = gap_summary(
         [
             {"exchange": "okx", "symbol": "BTC-USDT", "filled": f, "trades_backfilled": n, "detected_at": T0}
@@ -325,10 +331,18 @@ def test_chart_shows_the_stored_series_then_streams_live_candles_with_a_bound(
 
     chart.timeframe = "5m"  # a new series: history from the database again, live channels switched
     assert chart.sources["candles"].data["close_text"] == [format(r["close"], "f") for r in stored_5m]
+    minute = {candle_channel("okx", "BTC-USDT", "1m"), provisional_channel("okx", "BTC-USDT", "1m")}
     assert chart.queue is not None and chart.queue.channels == frozenset(
-        series_channels("BTC-USDT", "5m").values()
+        {*series_channels("BTC-USDT", "5m").values(), *minute}  # and its 1m parts, for the live candle
     )
-    assert chart.sources["provisional"].data["time"] == []
+    # The in-progress 5m candle, from its 1m parts: stored and live final 1m candles and the provisional.
+    close = TIMEFRAMES["5m"].close_of(last + 5 * MINUTE)
+    parts = {r["time"]: r["trade_count"] for r in stored if r["time"] > close - 5 * MINUTE}
+    parts |= {last + i * MINUTE: 3 for i in range(1, 6) if last + i * MINUTE > close - 5 * MINUTE}
+    shown = chart.sources["provisional"].data
+    assert shown["close_text"] == ["7"] and shown["time"] == [close.timestamp() * 1000]
+    assert shown["trade_count"] == [sum(parts.values()) + 1] and stored_5m[-1]["time"] < close
+    assert "from its 1m candles" in chart.summary.object
     chart.close()
     assert data.live.sessions == 0
 
@@ -347,13 +361,13 @@ def test_chart_reloads_when_its_queue_overflowed(data: DashboardData, redis_url:
     )
 
 
-def test_health_view_reports_collectors_and_servers(data: DashboardData, redis_url: str) -> None:
-    RedisFanout(redis_url).publish(
-        [CollectorHealth("okx", datetime.now(UTC), "running", True, messages_received=10, uptime_seconds=5.0)]
-    )
+def test_health_view_reports_collectors_and_servers(data: DashboardData, filled: str) -> None:
+    now = datetime.now(UTC)
+    put_collector(filled, "okx", "running", now, now - MINUTE, messages_received=10, uptime_seconds=5.0)
     view = HealthView(data, window="all time")
     assert "Database: ok" in view.status.object and "Redis: ok" in view.status.object
     assert "<td>okx</td>" in view.collectors.object and "<td>2.0</td>" in view.collectors.object
+    assert f"Collector okx: running since {now - MINUTE:%H:%M:%S} UTC." in view.collector_line.object
     assert "No gap recorded." in view.gaps.object
 
 
