@@ -28,6 +28,8 @@ from connectors.health_table import latest_health
 
 STATUS_EVERY = 30.0
 """Seconds between status lines."""
+FIRST_STATUS_AFTER = 10.0
+"""Seconds after the start before the first status line (the collectors report every 5 s)."""
 WATCH_EVERY = 2.0
 """Seconds between looks at the collectors' state (health snapshots come every 5 s)."""
 OFFLINE_HINT = "No route to OKX? `python3 tcp.py up --offline` runs everything against the bundled simulator."
@@ -121,7 +123,10 @@ class StatusWatch:
             return
         self._failing = False
         self._report_changes(reading)
-        due = self._last_status is None or (now - self._last_status.at).total_seconds() >= STATUS_EVERY
+        if self._last_status is None:
+            due = (now - self.started).total_seconds() >= FIRST_STATUS_AFTER
+        else:
+            due = (now - self._last_status.at).total_seconds() >= STATUS_EVERY
         if due:
             self.say(status_line(reading, self._last_status))
             self._last_status = reading

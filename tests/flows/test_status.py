@@ -81,18 +81,20 @@ def test_status_line_counts_candles_written_since_start_trade_rate_and_lag(url: 
     watch = StatusWatch(url, ["BTC-USDT"], tmp_path, START, offline=True, say=said.append)
     writer = HealthTableWriter(url)
     writer.write([health(START + timedelta(seconds=1), "running", processed=100)])
-    watch.poll(START + timedelta(seconds=5))
+    watch.poll(START + timedelta(seconds=5))  # too early for the first line
+    watch.poll(START + timedelta(seconds=10))
     for minute in (0, 1):
         add_candle(url, START + timedelta(minutes=minute))
     spool = tmp_path / "db-0123" / "1-2-3.batch"
     spool.parent.mkdir()
     spool.write_text("{}")
     writer.write([health(START + timedelta(seconds=121), "running", processed=700)])
-    watch.poll(START + timedelta(seconds=125))
+    watch.poll(START + timedelta(seconds=25))  # within 30 s of the first line: none
+    watch.poll(START + timedelta(seconds=130))
     writer.close()
     assert said == [
-        "12:00:05 status: okx:BTC-USDT running · 0 candles written · lag 66.0 s · reconnects 3 · spool 0",
+        "12:00:10 status: okx:BTC-USDT running · 0 candles written · lag 71.0 s · reconnects 3 · spool 0",
         # 600 trades over the 120 s between the two lines; the newest stored trade is at 12:00:59.
-        "12:02:05 status: okx:BTC-USDT running · 2 candles written · 5.0 trades/s · lag 66.0 s"
+        "12:02:10 status: okx:BTC-USDT running · 2 candles written · 5.0 trades/s · lag 71.0 s"
         " · reconnects 3 · spool 1",
     ]
