@@ -369,11 +369,42 @@ def describe_validation_error(error: ValidationError, what: str = "configuration
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Load settings once at an entry point; raises :class:`ConfigError` naming each bad field."""
+    """Load settings once at an entry point; raises :class:`ConfigError` naming each bad field (or the
+    file, line and column of a YAML syntax error)."""
     yaml_file = os.environ.get(CONFIG_FILE_ENV)
     if yaml_file and not Path(yaml_file).is_file():
         raise ConfigError(f"invalid configuration:\n  {CONFIG_FILE_ENV}: no such file {yaml_file!r}")
+    _check_yaml_file(Path(yaml_file) if yaml_file else DEFAULT_CONFIG_FILE)
     try:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
+
+
+def _check_yaml_file(path: Path) -> None:
+    """The configuration file is readable YAML holding a mapping (or nothing)."""
+    import yaml
+
+    from configs.errors import yaml_problem
+
+    if not path.exists():
+        return
+    try:
+        shown = str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        shown = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"invalid configuration:\n  {yaml_problem(error, shown)}\n"
+            "  Fix the YAML there (quote values holding ': ' or ' #'; indent nested settings evenly)."
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"invalid configuration:\n  {shown}: cannot read it ({reason})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"invalid configuration:\n  {shown}: must hold settings as `name: value` lines, "
+            f"not a {type(data).__name__}"
+        )

@@ -64,7 +64,8 @@ class EmbeddedPostgres:
             self._lock_file.close()
             self._lock_file = None
             raise EmbeddedPostgresError(
-                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path})"
+                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path}).\n"
+                "  Stop the other python3 tcp.py up (or flow), or set DATA_DIR to another directory."
             ) from None
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
@@ -77,8 +78,13 @@ class EmbeddedPostgres:
         except Exception as error:  # the wheel raises a mix of subprocess/assertion errors
             self._release_lock()
             log_file = self.data_dir / "log"
-            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
-            raise EmbeddedPostgresError(f"embedded PostgreSQL failed to start: {error}\n{tail}") from error
+            lines = log_file.read_text(errors="replace").strip().splitlines() if log_file.exists() else []
+            last = (lines or str(error).strip().splitlines() or ["no log"])[-1].strip()
+            raise EmbeddedPostgresError(
+                f"embedded PostgreSQL did not start: {last}\n"
+                f"  See {log_file}; if {self.data_dir} is damaged, move it away (a new one is created), "
+                "or set DATABASE_URL to a PostgreSQL of your own."
+            ) from error
         self.started_in_seconds = time.monotonic() - began
         self.url = str(self._server.get_uri())
         log.info("embedded PostgreSQL ready in %.2f s at %s", self.started_in_seconds, self.url)

@@ -186,7 +186,8 @@ class EmbeddedRedis:
         except BlockingIOError:
             handle.close()
             raise EmbeddedRedisError(
-                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path})"
+                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path}).\n"
+                "  Stop the other python3 tcp.py up (or flow), or set DATA_DIR to another directory."
             ) from None
         handle.truncate(0)
         handle.write(str(os.getpid()))
@@ -261,10 +262,12 @@ class EmbeddedRedis:
         while not _ping(self.url, timeout=0.5):
             if self._process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"embedded Redis exited with code {self._process.returncode}\n{self._log_tail()}")
+                    f"embedded Redis exited with code {self._process.returncode}: {self._last_log_line()}\n"
+                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own).")
             if time.monotonic() > deadline:
-                raise EmbeddedRedisError(f"embedded Redis not ready after {self.start_timeout} s\n"
-                                         f"{self._log_tail()}")
+                raise EmbeddedRedisError(
+                    f"embedded Redis not ready after {self.start_timeout} s: {self._last_log_line()}\n"
+                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own).")
             time.sleep(0.01)
 
     def _terminate(self) -> None:
@@ -280,9 +283,10 @@ class EmbeddedRedis:
                 process.kill()
                 process.wait()
 
-    def _log_tail(self) -> str:
+    def _last_log_line(self) -> str:
         path = self.data_dir / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        return lines[-1].strip() if lines else "(no log)"
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

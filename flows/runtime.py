@@ -5,14 +5,15 @@ from __future__ import annotations
 import atexit
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
+import yaml
 from bytewax.recovery import init_db_dir
 from pydantic import ValidationError
 
+from configs.errors import UserError, check_database, check_redis, exit_on_user_error, yaml_problem
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
 from connectors.database import DatabaseSink, drain_spool
@@ -28,13 +29,10 @@ log = logging.getLogger("tcp.flows")
 
 def settings_or_exit() -> tuple[Settings, IndicatorsConfig]:
     """Load settings (and the indicator configuration) once at a flow's entry point; a bad value
-    stops it, naming the field."""
-    try:
+    stops it, naming the field (exit code 2; ``TCP_DEBUG=1`` also shows the traceback)."""
+    with exit_on_user_error():
         settings = load_settings()
         indicators = load_indicators(settings)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings, indicators
 
@@ -62,15 +60,25 @@ def load_indicators(settings: Settings) -> IndicatorsConfig:
         return load_indicator_config(path)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, f"indicator configuration {path}")) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"invalid indicator configuration:\n  {yaml_problem(error, path)}") from None
     except (OSError, ValueError) as error:
         raise ConfigError(f"invalid indicator configuration {path}: {error}") from None
 
 
 def database_url(settings: Settings) -> str:
     """``DATABASE_URL``; else the embedded server the run command started; else start one for this
-    process (and stop it at exit). The schema is brought up to date in the last two cases."""
+    process (and stop it at exit). The schema is brought up to date in the last two cases. A database
+    that cannot be used stops the flow with one line naming the problem and the fix (exit code 2)."""
+    with exit_on_user_error():
+        return _database_url(settings)
+
+
+def _database_url(settings: Settings) -> str:
     if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
+        given = settings.database_url.get_secret_value()
+        check_database(given, "DATABASE_URL", settings.database.connect_timeout_seconds)
+        return given
     data_dir = settings.data_dir / "pg"
     url = EmbeddedPostgres.running_url(data_dir) if data_dir.exists() else None
     if url is None:
@@ -84,9 +92,17 @@ def database_url(settings: Settings) -> str:
 
 def redis_url(settings: Settings) -> str:
     """``REDIS_URL``; else the embedded Redis the run command started; else start one for this
-    process (and stop it at exit)."""
+    process (and stop it at exit). A Redis that cannot be used stops the flow with one line naming the
+    problem and the fix (exit code 2)."""
+    with exit_on_user_error():
+        return _redis_url(settings)
+
+
+def _redis_url(settings: Settings) -> str:
     if settings.redis_url is not None:
-        return settings.redis_url.get_secret_value()
+        given = settings.redis_url.get_secret_value()
+        check_redis(given, "REDIS_URL")
+        return given
     data_dir = settings.data_dir / "redis"
     url = EmbeddedRedis.running_url(data_dir) if data_dir.exists() else None
     if url is None:
@@ -119,7 +135,9 @@ def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:
     health table and the Redis fan-out."""
     url = url or database_url(settings)
     timeout = settings.database.connect_timeout_seconds
-    return FlowSinks(database=database_sink(settings, url), fanout=[RedisSink(redis_url(settings))],
+    with exit_on_user_error():
+        database = database_sink(settings, url)
+    return FlowSinks(database=database, fanout=[RedisSink(redis_url(settings))],
                      health=[HealthTableSink(url, timeout)])
 
 
@@ -131,3 +149,22 @@ def database_sink(settings: Settings, url: str) -> DatabaseSink:
     drain_spool(url, spool, connect_timeout=timeout)
     return DatabaseSink(url, spool_dir=spool, connect_timeout=timeout,
                         spool_max_mb=settings.database.spool_max_mb)
+
+
+def check_tapes(tapes: list[Path], source: str) -> None:
+    """Each tape is a readable OKX trades CSV; raises :class:`UserError` naming ``source`` and the file."""
+    from connectors.tape import TapeError, tape_instruments
+
+    fix = "Name an OKX trades CSV tape (bundled ones: tests/data/tapes)."
+    for tape in tapes:
+        if not tape.exists():
+            raise UserError(f"{source}: tape {tape} does not exist.", fix)
+        if not tape.is_file():
+            raise UserError(f"{source}: tape {tape} is not a file.", fix)
+        try:
+            tape_instruments(tape)
+        except TapeError as error:
+            raise UserError(f"{source}: {error}", fix) from None
+        except OSError as error:
+            reason = error.strerror or error
+            raise UserError(f"{source}: tape {tape} cannot be read ({reason}).", fix) from None

@@ -14,7 +14,9 @@ import hashlib
 import logging
 import re
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +31,10 @@ log = logging.getLogger("sql.migrate")
 
 
 class MigrationError(Exception):
-    """The database cannot be brought to the current schema; the message says why."""
+    """The database cannot be brought to the current schema; the message says why and how to fix it."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}\n  {fix}" if fix else problem)
 
 
 @dataclass(frozen=True)
@@ -63,23 +68,122 @@ def timescaledb_available(conn: psycopg.Connection) -> bool:
     return row is not None
 
 
+_ON = "DATABASE__TIMESCALEDB=on"
+_OFF_FIX = "or set DATABASE__TIMESCALEDB=off for plain tables"
+_PRELOAD_FIX = "Add shared_preload_libraries = 'timescaledb' to postgresql.conf and restart PostgreSQL"
+
+
+class _TimescaleUnusable(Exception):
+    """CREATE EXTENSION timescaledb failed on a database not yet set up (auto mode may fall back)."""
+
+    def __init__(self, reason: str, preload: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.preload = preload
+
+
 def _choose_engine(conn: psycopg.Connection, mode: str, recorded: str | None) -> Engine:
     available = timescaledb_available(conn)
     if recorded is not None:
         if recorded == "timescale" and not available:
-            raise MigrationError("this database was set up with TimescaleDB but the extension is missing now")
+            raise MigrationError(
+                "this database was set up with TimescaleDB, but the server no longer offers the extension.",
+                "Install TimescaleDB on the server again, or point DATABASE_URL at a new database.",
+            )
         if mode == "on" and recorded != "timescale":
-            raise MigrationError("timescaledb=on, but this database was set up on plain PostgreSQL")
+            raise MigrationError(
+                f"{_ON}, but this database was set up on plain PostgreSQL.",
+                "Set DATABASE__TIMESCALEDB=auto to keep using it, or point DATABASE_URL at a new database.",
+            )
         return recorded  # type: ignore[return-value]
     if mode == "on" and not available:
-        raise MigrationError("timescaledb=on, but the server does not offer the timescaledb extension")
+        raise MigrationError(
+            f"{_ON}, but the server does not offer the timescaledb extension (it is not installed).",
+            "Install TimescaleDB on the server, or set DATABASE__TIMESCALEDB=auto for plain tables.",
+        )
     return "timescale" if available and mode != "off" else "postgres"
 
 
-def migrate(url: str, timescaledb: str = "auto", directory: Path = MIGRATIONS_DIR) -> list[str]:
+def _create_timescaledb(conn: psycopg.Connection, mode: str, recorded: str | None) -> None:
+    """CREATE EXTENSION timescaledb, or say plainly why it cannot be (e.g. not preloaded)."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as error:
+        preload = "must be preloaded" in str(error)
+        reason = (
+            "TimescaleDB is installed on the server but not preloaded (shared_preload_libraries)"
+            if preload
+            else f"the timescaledb extension cannot be created ({str(error).splitlines()[0]})"
+        )
+        if mode == "auto" and recorded is None:
+            raise _TimescaleUnusable(reason, preload) from error
+        fix = f"{_PRELOAD_FIX}, {_OFF_FIX}." if preload else f"Fix that on the server, {_OFF_FIX}."
+        if recorded == "timescale":
+            fix = (_PRELOAD_FIX + "." if preload else "Fix that on the server.") + (
+                " (This database holds TimescaleDB tables, so plain tables are not an option for it.)"
+            )
+        raise MigrationError(f"{reason}.", fix) from error
+
+
+@dataclass
+class MigrationReport:
+    """What one run did: each file applied with its duration, the total time and the engine."""
+
+    applied: list[tuple[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    engine: str = ""
+    fallback: str | None = None  # why TimescaleDB was not used although auto mode would have
+
+    def summary(self) -> str:
+        done = f"{len(self.applied)} migration(s) applied" if self.applied else "up to date"
+        return f"Schema: {done} in {self.seconds:.2f} s (engine: {self.engine})"
+
+
+def _engine_label(conn: psycopg.Connection, engine: Engine) -> str:
+    version = str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+    if engine == "timescale":
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        return f"TimescaleDB {row[0] if row else '?'} on PostgreSQL {version}"
+    return f"PostgreSQL {version}"
+
+
+def migrate(
+    url: str,
+    timescaledb: str = "auto",
+    directory: Path = MIGRATIONS_DIR,
+    progress: Callable[[str, float], None] | None = None,
+) -> list[str]:
     """Apply pending migrations; returns the file names applied (empty when up to date)."""
+    return [name for name, _ in migrate_with_report(url, timescaledb, directory, progress).applied]
+
+
+def migrate_with_report(
+    url: str,
+    timescaledb: str = "auto",
+    directory: Path = MIGRATIONS_DIR,
+    progress: Callable[[str, float], None] | None = None,
+) -> MigrationReport:
+    """Apply pending migrations, calling ``progress(file, seconds)`` after each, and log a summary.
+    With ``timescaledb="auto"`` a new database gets plain tables when the extension cannot be loaded
+    (the report's ``fallback`` says why; it is logged as a warning)."""
+    began = time.monotonic()
+    try:
+        report = _migrate(url, timescaledb, directory, progress)
+    except _TimescaleUnusable as unusable:
+        fix = f"{_PRELOAD_FIX}, then migrate a new database." if unusable.preload else ""
+        log.warning("%s: using plain PostgreSQL tables. %s", unusable.reason, fix)
+        report = _migrate(url, "off", directory, progress)
+        report.fallback = unusable.reason
+    report.seconds = time.monotonic() - began
+    log.info("%s", report.summary())
+    return report
+
+
+def _migrate(
+    url: str, timescaledb: str, directory: Path, progress: Callable[[str, float], None] | None
+) -> MigrationReport:
     migrations = discover(directory)
-    applied_now: list[str] = []
+    report = MigrationReport()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
@@ -94,17 +198,23 @@ def migrate(url: str, timescaledb: str = "auto", directory: Path = MIGRATIONS_DI
             )
             rows = conn.execute("SELECT version, engine, file, checksum FROM schema_migrations").fetchall()
             done = {version: (file, checksum) for version, _, file, checksum in rows}
-            engine = _choose_engine(conn, timescaledb, rows[0][1] if rows else None)
+            recorded = rows[0][1] if rows else None
+            engine = _choose_engine(conn, timescaledb, recorded)
             if engine == "timescale":
-                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                _create_timescaledb(conn, timescaledb, recorded)
+            report.engine = _engine_label(conn, engine)
             for migration in migrations:
                 if migration.engine not in (None, engine):
                     continue
                 if migration.version in done:
                     file, checksum = done[migration.version]
                     if checksum != migration.checksum:
-                        raise MigrationError(f"{file} was changed after it was applied; add a new migration")
+                        raise MigrationError(
+                            f"{file} was changed after it was applied.",
+                            "Restore it and add a new migration (released migrations are never edited).",
+                        )
                     continue
+                started = time.monotonic()
                 with conn.transaction():
                     conn.execute(migration.path.read_text())
                     conn.execute(
@@ -112,36 +222,47 @@ def migrate(url: str, timescaledb: str = "auto", directory: Path = MIGRATIONS_DI
                         " VALUES (%s, %s, %s, %s, %s)",
                         (migration.version, migration.name, engine, migration.path.name, migration.checksum),
                     )
-                log.info("applied %s", migration.path.name)
-                applied_now.append(migration.path.name)
+                took = time.monotonic() - started
+                log.info("applied %s in %.2f s", migration.path.name, took)
+                report.applied.append((migration.path.name, took))
+                if progress is not None:
+                    progress(migration.path.name, took)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
-    return applied_now
+            if not conn.closed:  # a FATAL error (e.g. TimescaleDB not preloaded) has closed it already
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    from configs.settings import ConfigError, load_settings
-
     parser = argparse.ArgumentParser(prog="python -m sql.migrate", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+    from configs.errors import run_cli
+
+    return run_cli(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from configs.errors import UserError, check_database
+    from configs.settings import load_settings
+
+    settings = load_settings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    source = "--database-url" if args.database_url else "DATABASE_URL"
     url = args.database_url or (settings.database_url.get_secret_value() if settings.database_url else None)
     if url is None:
-        print("DATABASE_URL is not set (the run command `python3 tcp.py up` starts an embedded database)",
-              file=sys.stderr)
-        return 2
-    try:
-        applied = migrate(url, settings.database.timescaledb)
-    except (MigrationError, psycopg.Error) as error:
-        print(f"migration failed: {error}", file=sys.stderr)
-        return 1
-    print(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
+        raise UserError(
+            "DATABASE_URL is not set: there is no database to migrate.",
+            "Set DATABASE_URL (or --database-url); python3 tcp.py up migrates its embedded database itself.",
+        )
+    check_database(url, source, settings.database.connect_timeout_seconds, embedded=False)
+    report = migrate_with_report(
+        url,
+        settings.database.timescaledb,
+        progress=lambda name, took: print(f"  applied {name} ({took:.2f} s)"),
+    )
+    print(report.summary())
     return 0
 
 
