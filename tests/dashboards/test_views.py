@@ -16,9 +16,10 @@ import pytest
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
+from connectors.embedded_redis import EmbeddedRedis
 from connectors.live_items import ProvisionalCandle, candle_channel, provisional_channel
 from connectors.redis_fanout import LiveMessage, RedisFanout
-from dashboards.collectors import CollectorState
+from dashboards.collectors import CollectorState, empty_message
 from dashboards.data import (
     DashboardData,
     DatabaseUnavailable,
@@ -31,10 +32,13 @@ from dashboards.data import (
 from dashboards.health import collector_rows, count_table, gap_summary, message_rate
 from dashboards.shaping import (
     COLORS,
+    MinuteParts,
     chart_columns,
     configured_indicators,
     default_selection,
+    in_progress,
     indicator_columns,
+    instrument_list,
     placement,
     price_at,
     sort_live,
@@ -397,3 +401,133 @@ def test_provisional_channel_names_match_the_fan_out() -> None:
         "indicator": "tcp:indicators:okx:BTC-USDT:1m",
         "signal": "tcp:signals:okx:BTC-USDT:1m",
     }
+
+
+# -- the database alone, collector status, empty states ------------------------------------------------
+def state(status: str, age: float, error: str | None = None) -> CollectorState:
+    return CollectorState(
+        "okx:public-0", T0 - timedelta(seconds=age), status, status == "running", T0 - MINUTE, error
+    )
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        (
+            [state("reconnecting", 5, "gaierror: Name or service not known")],
+            "No candles yet for BTC-USDT 1m. The OKX collector (okx:public-0) is reconnecting since "
+            "00:04:00 UTC: gaierror: Name or service not known. It keeps retrying; "
+            "`python3 tcp.py up --offline` runs against the bundled simulator.",
+        ),
+        (
+            [state("running", 5)],
+            "No candles yet for BTC-USDT 1m. The OKX collector is running; the first 1m "
+            "candle closes at 00:06 UTC.",
+        ),
+        (
+            [state("running", 31)],
+            "No candles yet for BTC-USDT 1m. No collector is running: the collector "
+            "okx:public-0 is not reporting (last seen 00:04:29 UTC). `python3 tcp.py up` starts",
+        ),
+        ([], "No candles yet for BTC-USDT 1m. No collector is reporting: `python3 tcp.py up` starts"),
+    ],
+)
+def test_an_empty_chart_says_why(states: list[CollectorState], expected: str) -> None:
+    assert empty_message("BTC-USDT", "1m", states, T0).startswith(expected)
+
+
+def test_instrument_list_is_configured_first_then_stored() -> None:
+    assert instrument_list(["BTC-USDT", "ETH-USDT"], ["XRP-ETH", "BTC-USDT", "ADA-USDT"]) == [
+        "BTC-USDT",
+        "ETH-USDT",
+        "ADA-USDT",
+        "XRP-ETH",
+    ]
+
+
+def test_in_progress_candle_of_a_higher_timeframe_from_its_1m_parts() -> None:
+    minutes = [payload(T0 + i * MINUTE, c) for i, c in ((1, "10"), (2, "12"), (3, "9"))]  # 00:06 .. 00:08
+    live = payload(T0 + 4 * MINUTE, "11", "provisional", as_of=T0 + 3.5 * MINUTE)
+    candle = in_progress("5m", minutes, live)
+    assert candle is not None and (candle["time"], candle["open_time"]) == (T0 + 5 * MINUTE, T0)
+    assert (candle["open"], candle["high"], candle["low"], candle["close"]) == tuple(
+        map(Decimal, "10 12 9 11".split())
+    )
+    assert candle["trade_count"] == 12 and candle["volume"] == Decimal(2) and candle["as_of"] == live["as_of"]
+    assert in_progress("5m", minutes)["close"] == Decimal(9)  # type: ignore[index]  (database alone)
+    assert in_progress("5m", [], None) is None
+    parts = MinuteParts("5m")
+    for m in minutes:
+        parts.add("candle", m)
+    parts.add("provisional", live)
+    assert parts.candle(last_time=T0) == candle and parts.candle(last_time=T0 + 5 * MINUTE) is None
+    parts.add("candle", payload(T0 + 6 * MINUTE, "13"))  # the next interval: older parts dropped
+    assert parts.provisional is None and parts.candle(None)["open"] == Decimal(13)  # type: ignore[index]
+
+
+def test_the_chart_runs_on_the_database_alone(filled: str) -> None:
+    data = DashboardData.connect(filled, None)
+    now = datetime.now(UTC)
+    put_collector(
+        filled, "okx:public-0", "reconnecting", now, now - MINUTE, "gaierror: Name or service not known"
+    )
+    try:
+        assert data.db.symbols() == ["BTC-USDT"] and data.live.off_reason() == "REDIS_URL is not set"
+        chart = CandleChart(data, instrument_list(["ETH-USDT"], data.db.symbols()), CONFIG, symbol="BTC-USDT")
+        assert chart.param.symbol.objects == ["ETH-USDT", "BTC-USDT"]
+        assert len(chart.sources["candles"].data["time"]) == 11 and not chart.notice.visible
+        chart.poll_live()
+        assert "Live: live updates off (REDIS_URL is not set)" in chart.summary.object
+        since = f"reconnecting since {now - MINUTE:%H:%M:%S} UTC: gaierror: Name or service not known"
+        assert f"Collector okx:public-0: {since}." in chart.summary.object
+
+        chart.symbol = "ETH-USDT"  # configured, never stored
+        assert (
+            chart.notice.visible
+            and (
+                f"No candles yet for ETH-USDT 1m. The OKX collector (okx:public-0) is {since}. "
+                "It keeps retrying; <code>python3 tcp.py up --offline</code> runs against the bundled "
+                "simulator."
+            )
+            in chart.notice.object
+        )
+
+        view = HealthView(data)
+        assert "Redis: not configured (REDIS_URL is not set); live updates off" in view.status.object
+        assert f"Collector okx:public-0: {since}." in view.collector_line.object
+        put_collector(filled, "okx:public-0", "running", now - timedelta(seconds=31), now - MINUTE)
+        view.refresh()
+        assert "not reporting (last seen" in view.collectors.object
+        assert (
+            f"not reporting (last seen {now - timedelta(seconds=31):%H:%M:%S} UTC)"
+            in view.collector_line.object
+        )
+        chart.close()
+    finally:
+        data.close()
+
+
+def test_a_session_started_while_redis_was_down_follows_it_once_it_answers(
+    filled: str, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    url = server.start()
+    server.stop()
+    data = DashboardData(ReadOnlyDatabase(filled), LiveHub(url, retry_max=0.5).start())
+    try:
+        chart = CandleChart(data, ["BTC-USDT"], CONFIG)
+        chart.poll_live()
+        assert "Live: live updates off (Redis is unreachable" in chart.summary.object
+        last = datetime.fromtimestamp(chart.sources["candles"].data["time"][-1] / 1000, UTC)
+        assert server.start() == url
+        eventually(lambda: data.live.status.connected)
+        chart.poll_live()  # reloads (the subscription is new), then follows
+        RedisFanout(url).publish([candle(last + MINUTE, "70000")])
+        eventually(lambda: len(chart.queue or []) == 1)
+        chart.poll_live()
+        assert chart.sources["candles"].data["close_text"][-1] == "70000"
+        assert "Live: following Redis" in chart.summary.object
+        chart.close()
+    finally:
+        data.close()
+        server.stop()
