@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
@@ -31,6 +32,7 @@ PAGE_LIMIT = 100  # OKX's maximum for history-trades
 LATEST_LIMIT = 500  # OKX's maximum for trades
 RETRYABLE_CODES = frozenset({"50001", "50004", "50011", "50013", "50026"})
 _MAX_BODY = 8 * 1024 * 1024
+PROGRESS_EVERY = 2.0  # seconds between backfill progress lines
 
 
 class HttpError(OSError):
@@ -219,9 +221,15 @@ class OkxRestClient:
         cursor = until_id
         requests_before = self.requests
         error: str | None = None
+        started = next_report = time.monotonic()
         for _ in range(max_pages):
             if cursor <= after_id + 1:
                 break
+            if time.monotonic() >= next_report + PROGRESS_EVERY:
+                next_report = time.monotonic()
+                done = (until_id - cursor) / max(1, until_id - after_id - 1)
+                log.info("okx %s backfill: %d trades, %d%% of ids %d..%d, %.0f s", inst_id, len(collected),
+                         100 * done, after_id + 1, until_id - 1, next_report - started)
             try:
                 page = await self.history_trades(inst_id, after=cursor, before=after_id)
             except (OkxRestError, OkxParseError, OSError, TimeoutError) as exc:
@@ -237,6 +245,10 @@ class OkxRestClient:
             error = f"stopped after {max_pages} pages"
         trades = [collected[i] for i in sorted(collected)]
         complete = chained(after_id, trades, until_id - 1)
+        if trades or error:
+            log.info("okx %s backfill done: %d trades in %.1f s, %d request(s), %s", inst_id, len(trades),
+                     time.monotonic() - started, self.requests - requests_before,
+                     "complete" if complete else f"incomplete ({error or 'REST history ends'})")
         return BackfillResult(
             trades, complete, self.requests - requests_before, error, [outside[i] for i in sorted(outside)]
         )

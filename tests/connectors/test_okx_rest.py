@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
 import math
 import os
 import socket
@@ -100,10 +101,17 @@ def test_backfill_returns_exactly_the_missing_ids(rest_url: str, missing: int) -
     assert result.requests == math.ceil(missing / 100)
 
 
-def test_backfill_that_cannot_reach_back_is_incomplete(rest_url: str) -> None:
+def test_backfill_that_cannot_reach_back_is_incomplete(
+    rest_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connectors.okx.rest")
     result = asyncio.run(client(rest_url).backfill("BTC-USDT", IDS[0] - 10, IDS[150]))
     assert [t.trade_id for t in result.trades] == IDS[:150]
     assert not result.complete
+    # The summary a user sees in the terminal of `up`.
+    (summary,) = [r.getMessage() for r in caplog.records if "backfill done" in r.getMessage()]
+    assert summary.startswith("okx BTC-USDT backfill done: 150 trades in ")
+    assert summary.endswith(", 2 request(s), incomplete (REST history ends)")
 
 
 def test_envelope_errors(rest_url: str) -> None:
