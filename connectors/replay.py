@@ -11,6 +11,9 @@ output is per instrument identical either way, because candles are built per ins
 A bad row is a ``Rejected`` item (to the ``rejects`` table) and the replay goes on; a file that is not a
 tape stops it at the start with a ``TapeError`` naming the file.
 
+Progress: ``TapeSource.total_rows`` is the tapes' row count (counted once, at the start) and
+``TapeSource.rows_read`` what this process's partitions have emitted so far (a plain counter per batch).
+
 Delivery guarantee: exactly once per execution; on resume from a Bytewax snapshot a partition skips
 the items it had already emitted (its resume state is that count), so re-emission is limited to what
 followed the last snapshot, which the idempotent sinks absorb.
@@ -56,6 +59,17 @@ def instrument_ends(tapes: Sequence[TapeSummary], declared_end: datetime | None)
     return ends
 
 
+def count_rows(path: Path, chunk: int = 1 << 20) -> int:
+    """The rows of a tape after its header (a count of line ends, without parsing)."""
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return max(0, lines + (last != b"\n") - 1)
+
+
 def _not_after(until: datetime) -> Callable[[TapeItem], bool]:
     def keep(item: TapeItem) -> bool:
         return isinstance(item, Rejected) or item.ts_event <= until
@@ -71,6 +85,8 @@ class _TapePartition(StatefulSourcePartition[TapeItem, int]):
             items = filter(_not_after(until), items)
         self._items = items
         self._emitted = skip
+        self.read = 0
+        """Items emitted by this partition in this execution (for progress)."""
         self._batch_size = batch_size
         if skip:
             next(itertools.islice(self._items, skip, skip), None)
@@ -80,6 +96,7 @@ class _TapePartition(StatefulSourcePartition[TapeItem, int]):
         if not batch:
             raise StopIteration()
         self._emitted += len(batch)
+        self.read += len(batch)
         return batch
 
     def snapshot(self) -> int:
@@ -104,10 +121,20 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
         self.ends = instrument_ends(tapes, until)
         self.batch_size = batch_size
         self.until = until
+        self.total_rows = sum(count_rows(Path(path)) for path in paths)
+        """Rows of every tape (trades and bad rows), an upper bound of what is read before ``until``."""
+        self._built: list[_TapePartition] = []
+
+    @property
+    def rows_read(self) -> int:
+        """Rows emitted so far by the partitions of this process (trades and rejects)."""
+        return sum(part.read for part in self._built)
 
     def list_parts(self) -> list[str]:
         return [f"tapes-{i}" for i in range(len(self.groups))]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TapePartition:
         index = int(for_part.rsplit("-", 1)[1])
-        return _TapePartition(self.groups[index], resume_state or 0, self.batch_size, self.until)
+        part = _TapePartition(self.groups[index], resume_state or 0, self.batch_size, self.until)
+        self._built.append(part)
+        return part

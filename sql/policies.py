@@ -32,6 +32,8 @@ log = logging.getLogger("sql.policies")
 Engine = Literal["timescale", "postgres"]
 ROLLUPS: tuple[str, ...] = ("rollup_5m", "rollup_15m", "rollup_1h", "rollup_4h", "rollup_1d")
 """Storage of the higher timeframes, in refresh order (each level is built from the one before)."""
+WIDTHS: tuple[timedelta, ...] = tuple(timedelta(minutes=m) for m in (5, 15, 60, 240, 1440))
+"""The interval width of each of ``ROLLUPS``."""
 
 
 class PolicyError(Exception):
@@ -255,19 +257,32 @@ def refresh_rollups(
     with triggers disabled). Either way only sealed intervals become visible.
     """
     if engine_of(conn) == "timescale":
-        # A bucket starts 1 minute after its interval opens and ends 1 minute after it closes.
+        # A bucket starts 1 minute after its interval opens and ends 1 minute after it closes; the window
+        # starts one width early so that the interval holding ``start`` is inside it whole.
         window_end = end + timedelta(minutes=1) if end is not None else None
-        for relation in ROLLUPS:
+        for relation, width in zip(ROLLUPS, WIDTHS, strict=True):
+            window_start = start - width if start is not None else None
             conn.execute(
                 "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",
-                (relation, start, window_end),
+                (relation, window_start, window_end),
             )
     else:
         conn.execute("SELECT refresh_rollups(%s::timestamptz, %s::timestamptz)", (start, end))
 
 
+def refresh_after_load(conn: psycopg.Connection, start: datetime, end: datetime) -> None:
+    """Make every higher timeframe cover 1m candles just loaded (a replay) closing in ``[start, end]``,
+    however old: TimescaleDB refreshes the continuous aggregates over the range (its refresh jobs only
+    look back ``rollup_refresh_window``); plain PostgreSQL already rolled them up in the writing
+    transactions, so only the ranges still pending are flushed. ``conn`` must be in autocommit mode."""
+    if engine_of(conn) == "timescale":
+        refresh_rollups(conn, start, end)
+    else:
+        refresh_rollups(conn, end, end)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from configs.settings import ConfigError, load_settings
+    from configs.errors import run_cli
 
     parser = argparse.ArgumentParser(prog="python -m sql.policies", description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="overrides DATABASE_URL")
@@ -277,34 +292,42 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="recompute every higher timeframe over the whole history (after a backfill)",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
+    return run_cli(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from configs.errors import UserError, check_database
+    from configs.settings import load_settings
+
+    settings = load_settings()
     url = args.database_url or (settings.database_url.get_secret_value() if settings.database_url else None)
     if url is None:
-        print("DATABASE_URL is not set", file=sys.stderr)
-        return 2
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            for change in apply_policies(conn, settings.storage, settings.candle_grace):
-                print(f"policy: {change}")
-            for line in retention_summary(conn, settings.storage):
-                print(f"retention: {line}")
-            if engine_of(conn) == "postgres" and not args.run:
-                print("plain PostgreSQL: no jobs to register; retention runs with --run (schedule it)")
-            if args.refresh_all:
-                refresh_rollups(conn)
-                print("rollups refreshed")
-            if args.run:
-                for line in run_maintenance(conn, settings.storage):
-                    print(line)
-    except (PolicyError, psycopg.Error) as error:
-        print(f"policies failed: {error}", file=sys.stderr)
-        return 1
+        raise UserError(
+            "DATABASE_URL is not set: there is no database to apply the policies to.",
+            "Set DATABASE_URL (or --database-url) to the database python3 tcp.py up uses.",
+        )
+    check_database(
+        url,
+        "--database-url" if args.database_url else "DATABASE_URL",
+        settings.database.connect_timeout_seconds,
+        embedded=False,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        for change in apply_policies(conn, settings.storage, settings.candle_grace):
+            print(f"policy: {change}")
+        for line in retention_summary(conn, settings.storage):
+            print(f"retention: {line}")
+        if engine_of(conn) == "postgres" and not args.run:
+            print("plain PostgreSQL: no jobs to register; retention runs with --run (schedule it)")
+        if args.refresh_all:
+            refresh_rollups(conn)
+            print("rollups refreshed")
+        if args.run:
+            for line in run_maintenance(conn, settings.storage):
+                print(line)
     return 0
 
 
