@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """TCP Dashboard launcher. Needs only Python 3.11 or 3.12; creates ./.venv on first use.
 
-    python3 tcp.py up [--offline [TAPE ...]] [--once]
+    python3 tcp.py up [--offline [TAPE ...]] [--once] [--debug]
         run the whole system on embedded defaults (Ctrl-C stops everything); --offline runs it against
         the bundled OKX simulator replaying TAPE (default: a real BTC-USDT tape) from now; --once only
         starts the database and applies the migrations (a health check)
     python3 tcp.py test [PYTEST ARGS ...]
         run the whole test suite (e.g. python3 tcp.py test tests/flows -x)
-    python3 tcp.py migrate [--database-url URL]
+    python3 tcp.py migrate [--database-url URL] [--debug]
         apply the database migrations (default: DATABASE_URL)
-    python3 tcp.py sim --tape TAPE [OPTIONS ...]
+    python3 tcp.py sim --tape TAPE [OPTIONS ...] [--debug]
         run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
     python3 tcp.py lint
         ruff and mypy
@@ -17,6 +17,10 @@
 Each command takes --help. Replays run the same dataflow directly (README, "Replays"):
     REPLAY_TAPES=TAPE.csv .venv/bin/python -m bytewax.run flows.replay
     SESSION_FILES=.data/sessions/SESSION .venv/bin/python -m bytewax.run flows.session
+
+A bad input (database or Redis URL, configuration file, tape, option, busy port) stops a command with one or
+two lines naming the problem and the fix, exit code 2; --debug (TCP_DEBUG=1 for the flows) also shows the
+traceback. docs/troubleshooting.md lists each message.
 """
 
 from __future__ import annotations

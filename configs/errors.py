@@ -82,7 +82,10 @@ def _is(error: BaseException, module: str, name: str) -> bool:
     module imports none of the systems whose errors it explains)."""
     loaded = sys.modules.get(module)
     cls = getattr(loaded, name, None) if loaded is not None else None
-    return isinstance(cls, type) and isinstance(error, cls)
+    if isinstance(cls, type) and isinstance(error, cls):
+        return True
+    # the module run as a script (``python -m sql.migrate``) defines its classes in ``__main__``
+    return any(c.__name__ == name and c.__module__ == "__main__" for c in type(error).__mro__)
 
 
 def explain(error: BaseException) -> UserError | None:

@@ -61,7 +61,9 @@ def load_indicators(settings: Settings) -> IndicatorsConfig:
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, f"indicator configuration {path}")) from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"invalid indicator configuration:\n  {yaml_problem(error, path)}") from None
+        raise ConfigError(
+            f"invalid indicator configuration:\n  {yaml_problem(error, path)}\n  Fix the YAML there."
+        ) from None
     except (OSError, ValueError) as error:
         raise ConfigError(f"invalid indicator configuration {path}: {error}") from None
 

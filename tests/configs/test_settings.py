@@ -125,3 +125,32 @@ def test_shipped_yaml_is_valid_and_matches_the_defaults() -> None:
     shipped = load_settings()
     assert shipped.instruments == ["BTC-USDT", "ETH-USDT"]
     assert shipped.candle_grace == timedelta(seconds=2)
+
+
+@pytest.mark.parametrize(("text", "where", "problem"), [
+    ("dashboard:\n  port: 5006\n host: x\n", "line 3, column 2", "expected <block end>"),
+    ("instruments: [BTC-USDT\n", "line 2, column 1", "expected ',' or ']'"),
+    ("okx_ws_url: wss://a: b\n", "line 1, column 20", "mapping values are not allowed here"),
+])
+def test_a_yaml_syntax_error_names_the_file_line_and_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, where: str, problem: str
+) -> None:
+    path = write_yaml(tmp_path, text)
+    monkeypatch.setenv("TCP_CONFIG", str(path))
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert f"{path}, {where}: {problem}" in message
+    assert "Fix the YAML there" in message
+    assert len(message.splitlines()) == 3
+
+
+def test_a_yaml_file_that_is_not_a_mapping_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCP_CONFIG", str(write_yaml(tmp_path, "- BTC-USDT\n- ETH-USDT\n")))
+    with pytest.raises(ConfigError, match=r"tcp.yaml: must hold settings as `name: value` lines, not a list"):
+        load_settings()
+
+
+def test_an_empty_yaml_file_means_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCP_CONFIG", str(write_yaml(tmp_path, "# nothing set\n")))
+    assert load_settings().dashboard.port == 5006

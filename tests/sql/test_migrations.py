@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from sql.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate
+import sql.migrate
+from configs.errors import database_problem
+from sql.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate, migrate_with_report
 
 CORE_TABLES = {"trades", "candles_1m", "late_trades", "rejects"}
 CANDLE_COLUMNS = [
-    "exchange", "symbol", "time", "open", "high", "low", "close", "volume", "quote_volume",
-    "trade_count", "vwap", "first_trade_id", "last_trade_id",
+    "exchange",
+    "symbol",
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "first_trade_id",
+    "last_trade_id",
 ]
 
 
@@ -39,8 +54,12 @@ def test_plain_postgres_applies_once_then_is_up_to_date(pg_url: str) -> None:
     assert first == [m.path.name for m in discover() if m.engine in (None, "postgres")]
     assert migrate(pg_url) == []
     with psycopg.connect(pg_url) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
         assert CORE_TABLES <= tables
         engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
         assert engines == {"postgres"}
@@ -71,8 +90,10 @@ def test_prices_keep_the_exchange_decimal_exactly(pg_url: str) -> None:
 
 def test_trade_identity_and_candle_invariants_are_enforced(pg_url: str) -> None:
     migrate(pg_url)
-    insert = ("INSERT INTO trades (exchange, symbol, trade_id, time, price, size, side, origin)"
-              " VALUES ('okx', 'BTC-USDT', 1, '2024-01-01T00:00:00Z', 1, 1, 'buy', 'ws')")
+    insert = (
+        "INSERT INTO trades (exchange, symbol, trade_id, time, price, size, side, origin)"
+        " VALUES ('okx', 'BTC-USDT', 1, '2024-01-01T00:00:00Z', 1, 1, 'buy', 'ws')"
+    )
     with psycopg.connect(pg_url) as conn:
         conn.execute(insert)
         with pytest.raises(psycopg.errors.UniqueViolation):
@@ -124,11 +145,16 @@ def test_timescaledb_gets_hypertables_and_is_idempotent(timescale_url: str) -> N
     assert first == [m.path.name for m in discover() if m.engine in (None, "timescale")]
     assert migrate(timescale_url) == []
     with psycopg.connect(timescale_url) as conn:
-        hypertables = {r[0] for r in conn.execute(
-            "SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        hypertables = {
+            r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
+        }
         assert CORE_TABLES | {"indicators", "signals"} <= hypertables
-        compressed = {r[0] for r in conn.execute(
-            "SELECT DISTINCT hypertable_name FROM timescaledb_information.compression_settings")}
+        compressed = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT hypertable_name FROM timescaledb_information.compression_settings"
+            )
+        }
         assert {"trades", "candles_1m"} <= compressed
         engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
         assert engines == {"timescale"}
@@ -153,3 +179,80 @@ def test_timescaledb_off_gives_plain_tables(timescale_url: str) -> None:
         assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None
         engines = {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")}
     assert engines == {"postgres"}
+
+
+def test_progress_and_summary_name_each_file_its_time_and_the_engine(pg_url: str) -> None:
+    seen: list[tuple[str, float]] = []
+    report = migrate_with_report(pg_url, progress=lambda name, took: seen.append((name, took)))
+    assert [name for name, _ in seen] == [m.path.name for m in discover() if m.engine in (None, "postgres")]
+    assert all(took >= 0 for _, took in seen) and report.applied == seen
+    assert re.fullmatch(
+        r"Schema: \d+ migration\(s\) applied in \d+\.\d\d s \(engine: PostgreSQL \d+\.\d+\)", report.summary()
+    )
+    assert migrate_with_report(pg_url).summary().startswith("Schema: up to date in ")
+
+
+def test_auto_falls_back_to_plain_tables_when_timescaledb_cannot_be_created(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server claims the extension (as one with TimescaleDB installed would); CREATE EXTENSION then
+    # really fails on this plain PostgreSQL, as it does on a server where TimescaleDB is not preloaded.
+    monkeypatch.setattr(sql.migrate, "timescaledb_available", lambda conn: True)
+    report = migrate_with_report(pg_url, "auto")
+    assert report.fallback and "cannot be created" in report.fallback
+    assert report.engine.startswith("PostgreSQL")
+    assert "using plain PostgreSQL tables" in caplog.text
+    with psycopg.connect(pg_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT engine FROM schema_migrations")} == {"postgres"}
+
+
+def test_timescaledb_on_that_cannot_be_created_names_the_fix(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql.migrate, "timescaledb_available", lambda conn: True)
+    with pytest.raises(MigrationError, match="cannot be created") as raised:
+        migrate(pg_url, "on")
+    assert "DATABASE__TIMESCALEDB=off" in str(raised.value)
+
+
+# Captured from a real PostgreSQL with TimescaleDB installed but not in shared_preload_libraries
+# (timescale/timescaledb issue #1849): the loader raises it as FATAL (no SQLSTATE given: XX000) and closes
+# the connection.
+NOT_PRELOADED = (
+    'extension "timescaledb" must be preloaded\nHINT:  Please preload the timescaledb library via '
+    "shared_preload_libraries.\n\nThis can be done by editing the config file at: "
+    "/var/lib/pgsql/12/data/postgresql.conf\nand adding 'timescaledb' to the list in the "
+    "shared_preload_libraries config.\n\t# Modify postgresql.conf:\n"
+    "\tshared_preload_libraries = 'timescaledb'"
+)
+
+
+class FakeNotPreloadedConnection:
+    """A FAKE connection: CREATE EXTENSION fails with the real error class and text of a server where
+    TimescaleDB is installed but not preloaded (no such server is available to the tests)."""
+
+    def execute(self, query: str) -> None:
+        raise psycopg.errors.InternalError_(NOT_PRELOADED)
+
+
+def test_not_preloaded_says_so_and_how_to_fix_it() -> None:
+    fake: Any = FakeNotPreloadedConnection()
+    with pytest.raises(MigrationError) as raised:
+        sql.migrate._create_timescaledb(fake, "on", None)
+    message = str(raised.value)
+    assert "installed on the server but not preloaded" in message
+    assert "shared_preload_libraries = 'timescaledb'" in message and "restart" in message
+    assert "DATABASE__TIMESCALEDB=off" in message
+    with pytest.raises(sql.migrate._TimescaleUnusable) as unusable:  # auto: falls back
+        sql.migrate._create_timescaledb(fake, "auto", None)
+    assert unusable.value.preload
+    problem = database_problem(psycopg.errors.InternalError_(NOT_PRELOADED), None, "DATABASE_URL")
+    assert "shared_preload_libraries = 'timescaledb'" in str(problem)
+
+
+def test_a_fatal_error_is_reported_as_itself_not_as_a_closed_connection(pg_url: str, tmp_path: Path) -> None:
+    copied = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copied)
+    (copied / "0999_fatal.sql").write_text("SELECT pg_terminate_backend(pg_backend_pid());\n")
+    with pytest.raises(psycopg.errors.AdminShutdown):
+        migrate(pg_url, directory=copied)
