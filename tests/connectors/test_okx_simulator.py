@@ -28,7 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from connectors.okx.parser import parse_frame
-from connectors.okx.simulator import FaultConfig, Simulator, SimulatorConfig
+from connectors.okx.simulator import FaultConfig, Simulator, SimulatorConfig, parse_args
+from connectors.okx.simulator.continuation import rebase
 from market.types import Rejected
 
 DATA = Path(__file__).parents[1] / "data"
@@ -636,5 +637,73 @@ def test_fault_poison_first_big_frames_and_rest_poison() -> None:
             _, body = await http_get(f"{sim.urls['rest']}/api/v5/market/history-trades?{query}")
             ids = [int(row["tradeId"]) for row in body["data"]]
             assert ids == [after + 10**9] + [int(r["trade_id"]) for r in reversed(rows[51:80])]
+
+    asyncio.run(scenario())
+
+
+# ----------------------------------------------------------------------------- continuing an earlier run
+
+
+@pytest.mark.parametrize(
+    ("now", "after", "align", "offset", "start"),
+    [
+        (100_000, None, 1_000, 89_000, 100_000),  # no earlier run: start now, on the grid
+        (100_500, None, 1_000, 89_000, 100_000),  # up to one grid step before now
+        (100_000, 50_000, 1_000, 89_000, 100_000),  # the earlier run ended before the history: unchanged
+        (100_000, 95_000, 1_000, 95_000, 100_000),  # first trade at 96 000: a shorter history
+        (100_000, 99_999, 1, 99_000, 100_000),  # first trade right after the stored one, no history
+        (100_000, 104_000, 1_000, 104_000, 100_000),  # stored trade ahead of now: start now, wait for it
+    ],
+)
+def test_rebase_puts_every_trade_after_the_stored_one(
+    now: int, after: int | None, align: int, offset: int, start: int
+) -> None:
+    first_ms, start_tape_ms = 1_000, 11_000  # history: the tape's first 10 s
+    plan = rebase(first_ms, start_tape_ms, now, align, after)
+    assert (plan.offset_ms, plan.start_ms) == (offset, start)
+    assert plan.offset_ms % align == 0 and plan.start_ms <= now
+    if after is not None:
+        assert first_ms + plan.offset_ms > after
+
+
+def test_continue_after_needs_rebase_now_and_a_well_formed_value() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--tape", str(BTC), "--continue-after", "BTC-USDT=5@100"])
+    with pytest.raises(SystemExit):
+        parse_args(["--tape", str(BTC), "--rebase-now", "--continue-after", "BTC-USDT=5"])
+    config = parse_args(["--tape", str(BTC), "--rebase-now", "--continue-after", "BTC-USDT=5@100"])
+    assert config.continue_after == {"BTC-USDT": (5, 100)}
+
+
+def test_continue_after_serves_ids_and_times_that_follow_the_stored_trade() -> None:
+    """REST history and pushes continue the stored trade: the first id is the stored one + 1, every
+    trade comes after the stored time, and the pushes follow the history without a hole."""
+    rows = tape_rows(BTC)
+    first_id = int(rows[0]["trade_id"])
+    stored_id, stored_ms = 41, int(time.time() * 1000) - 10_000
+
+    async def scenario() -> None:
+        options = {"rebase_now": True, "rebase_align": 0.001, "start_offset": 60}
+        async with simulator(BTC, continue_after={"BTC-USDT": (stored_id, stored_ms)}, **options) as sim:
+            rest = f"{sim.urls['rest']}/api/v5/market/history-trades?instId=BTC-USDT"
+            _, body = await http_get(f"{rest}&after={stored_id + 101}")
+            oldest = body["data"][::-1]
+            assert [int(r["tradeId"]) for r in oldest] == list(range(stored_id + 1, stored_id + 101))
+            assert int(oldest[0]["ts"]) == stored_ms + 1  # the tape's first trade, just after the stored
+            for row, tape in zip(oldest, rows, strict=False):  # the tape, shifted in id and time
+                assert (row["px"], row["sz"]) == (tape["price"], tape["size"])
+                assert int(row["tradeId"]) - int(tape["trade_id"]) == stored_id + 1 - first_id
+            _, latest = await http_get(f"{sim.urls['rest']}/api/v5/market/trades?instId=BTC-USDT&limit=1")
+            newest = int(latest["data"][0]["tradeId"])
+            async with connect(public(sim)) as ws:
+                await subscribe(ws, ("trades", "BTC-USDT"))
+                await recv_json(ws)
+                snapshot = (await recv_json(ws))["data"][0]
+                pushed = (await recv_json(ws))["data"][0]
+            assert (
+                int(snapshot["tradeId"]) >= newest and int(pushed["tradeId"]) == int(snapshot["tradeId"]) + 1
+            )
+            assert abs(int(pushed["ts"]) - time.time() * 1000) < 3_000
+            assert sim.status()["id_shifts"] == {"BTC-USDT": stored_id + 1 - first_id}
 
     asyncio.run(scenario())

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from connectors.okx.simulator.continuation import LastTrade
 from connectors.okx.simulator.faults import POISON_KINDS, REST_POISON_KINDS, FaultConfig
 
 
@@ -28,6 +29,8 @@ class SimulatorConfig:
     idle_timeout: float = 30.0  # OKX's 30 s rule, close 4004
     max_queue: int = 200_000  # pushes queued for one client before closing it with 4005
     ct_val: dict[str, Decimal] = field(default_factory=dict)  # contract values of derivatives
+    # per instrument, the last trade (id, epoch ms) of an earlier run: ids and times continue after it
+    continue_after: dict[str, LastTrade] = field(default_factory=dict)
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
@@ -46,6 +49,11 @@ class SimulatorConfig:
             raise ValueError(f"idle_timeout must be > 0, got {self.idle_timeout}")
         if self.rebase_now and self.wait_for_subscriber:
             raise ValueError("rebase_now anchors the clock at start; it cannot wait for a subscriber")
+        if self.continue_after and not self.rebase_now:
+            raise ValueError("continue_after needs rebase_now: the replay must come after the last trade")
+        for inst, (trade_id, _) in self.continue_after.items():
+            if trade_id < 0:
+                raise ValueError(f"continue_after {inst}: trade id must be >= 0, got {trade_id}")
 
 
 def _ct_val(text: str) -> tuple[str, Decimal]:
@@ -57,6 +65,14 @@ def _ct_val(text: str) -> tuple[str, Decimal]:
     if not inst or not number.is_finite() or number <= 0:
         raise argparse.ArgumentTypeError(f"expected INSTID=POSITIVE_DECIMAL, got {text!r}")
     return inst, number
+
+
+def _last_trade(text: str) -> tuple[str, LastTrade]:
+    inst, _, rest = text.partition("=")
+    trade_id, _, ms = rest.partition("@")
+    if not inst or not (trade_id.isascii() and trade_id.isdigit() and ms.isascii() and ms.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected INSTID=TRADE_ID@EPOCH_MS, got {text!r}")
+    return inst, (int(trade_id), int(ms))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="INSTID=VALUE",
         help="contract value of a derivative, for candle volumes (repeatable)",
+    )
+    parser.add_argument(
+        "--continue-after",
+        action="append",
+        type=_last_trade,
+        default=[],
+        metavar="INSTID=TRADE_ID@EPOCH_MS",
+        help="the last trade of an instrument from an earlier run (repeatable; needs --rebase-now): "
+        "the replay's ids continue from TRADE_ID + 1 and its trades come after EPOCH_MS",
     )
     faults = parser.add_argument_group("fault injection (per connection)")
     faults.add_argument("--drop-every-seconds", type=float, metavar="N")
@@ -178,6 +203,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
             idle_timeout=args.idle_timeout,
             max_queue=args.max_queue,
             ct_val=dict(args.ct_val),
+            continue_after=dict(args.continue_after),
             faults=faults,
         )
     except ValueError as exc:

@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 
 from connectors.okx.simulator import rest
 from connectors.okx.simulator.config import SimulatorConfig
+from connectors.okx.simulator.continuation import id_shifts, rebase, shifted
 from connectors.okx.simulator.replay import Hub, Market, Replay
 from connectors.okx.simulator.ws import BUSINESS_PATH, PUBLIC_PATH, Endpoint, Session
 from connectors.tape import merge_tapes, read_tape
@@ -48,6 +49,7 @@ class Simulator:
         self._replay_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.port = 0
+        self.id_shifts: dict[str, int] = {}
 
     @property
     def urls(self) -> dict[str, str]:
@@ -62,18 +64,28 @@ class Simulator:
         """Load the tapes, play the history before the start time, listen; return the port."""
         config = self.config
         instruments: set[str] = set()
+        first_ids: dict[str, int] = {}
         first_ms: int | None = None
         for tape in config.tapes:  # reads every row up front, so a broken tape fails here
             for trade in read_tape(tape):
                 instruments.add(trade.symbol)
+                first_ids[trade.symbol] = min(trade.trade_id, first_ids.get(trade.symbol, trade.trade_id))
                 ts_ms = ms_from_utc(trade.ts_event)
                 if first_ms is None or ts_ms < first_ms:
                     first_ms = ts_ms
         start_tape_ms = None if first_ms is None else first_ms + int(config.start_offset * 1000)
-        offset_ms = 0
-        if config.rebase_now and start_tape_ms is not None:
-            align_ms = max(1, int(config.rebase_align * 1000))
-            offset_ms = (int(time.time() * 1000) - start_tape_ms) // align_ms * align_ms
+        offset_ms, start_ms = 0, start_tape_ms
+        if config.rebase_now and first_ms is not None and start_tape_ms is not None:
+            after = [ms for inst, (_, ms) in config.continue_after.items() if inst in instruments]
+            plan = rebase(
+                first_ms,
+                start_tape_ms,
+                int(time.time() * 1000),
+                max(1, int(config.rebase_align * 1000)),
+                max(after, default=None),
+            )
+            offset_ms, start_ms = plan.offset_ms, plan.start_ms
+        self.id_shifts = id_shifts(first_ids, config.continue_after)
         self.market = Market(
             instruments,
             self.hub,
@@ -82,8 +94,8 @@ class Simulator:
             aggregate_fills=config.aggregate,
             ct_val=config.ct_val,
         )
-        start_ms = None if start_tape_ms is None else start_tape_ms + offset_ms
-        self.replay = Replay(self.market, merge_tapes(config.tapes), speed=config.speed, start_ms=start_ms)
+        trades = shifted(merge_tapes(config.tapes), self.id_shifts)
+        self.replay = Replay(self.market, trades, speed=config.speed, start_ms=start_ms)
         history = self.replay.play_history()
         self._server = await serve(
             self._handler,
@@ -97,12 +109,13 @@ class Simulator:
         sockname = next(iter(self._server.sockets)).getsockname()
         self.port = int(sockname[1])
         log.info(
-            "listening on %s:%d, %d instruments, %d trades of history, offset %d ms",
+            "listening on %s:%d, %d instruments, %d trades of history, offset %d ms, id shifts %s",
             config.host,
             self.port,
             len(instruments),
             history,
             offset_ms,
+            self.id_shifts or "none",
         )
         self._replay_task = asyncio.get_running_loop().create_task(self._run_replay())
         return self.port
@@ -173,4 +186,6 @@ class Simulator:
             "clock_ms": self.market.clock_ms,
             "connections": len(self.sessions),
             "instruments": sorted(self.market.instruments),
+            "offset_ms": self.market.offset_ms,
+            "id_shifts": self.id_shifts,
         }
