@@ -77,6 +77,8 @@ class ReadOnlyDatabase:
 
     def __init__(self, url: str, *, max_size: int = 4, timeout: float = 3.0) -> None:
         self.timeout = timeout
+        self._unreachable: tuple[float, str] | None = None
+        """Until when (monotonic) reads fail at once, and their message."""
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -99,13 +101,21 @@ class ReadOnlyDatabase:
         conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
     def run(self, read: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``read(conn)`` on a pooled read-only connection; unreachable or failing -> DatabaseUnavailable."""
+        """``read(conn)`` on a pooled read-only connection; unreachable or failing -> DatabaseUnavailable.
+
+        After the server was found unreachable, reads fail at once for ``timeout`` seconds rather than
+        each waiting that long (a page makes several reads)."""
+        if self._unreachable is not None and time.monotonic() < self._unreachable[0]:
+            raise DatabaseUnavailable(self._unreachable[1])
         try:
             with self._pool.connection(timeout=self.timeout) as conn:
                 return read(conn)
         except (PoolTimeout, psycopg.Error) as error:
             log.warning("database read failed: %s: %s", type(error).__name__, error)
-            raise DatabaseUnavailable(_db_message(error)) from None
+            message = _db_message(error)
+            if isinstance(error, (PoolTimeout, psycopg.OperationalError)):
+                self._unreachable = (time.monotonic() + self.timeout, message)
+            raise DatabaseUnavailable(message) from None
 
     def ping(self) -> float:
         """Round-trip time of ``SELECT 1`` in seconds."""

@@ -7,6 +7,7 @@ the same definition, so these tests pass before and after that migration.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -45,7 +46,7 @@ def put_collector(
     time: datetime,
     status_since: datetime | None = None,
     last_error: str | None = None,
-    **counters: int | float,
+    **counters: Any,
 ) -> None:
     """Upsert one collector's latest snapshot (its payload is the one published on Redis)."""
     health = CollectorHealth(
@@ -55,7 +56,7 @@ def put_collector(
         True,
         last_error=last_error,
         is_healthy=status == "running",
-        **counters,  # type: ignore[arg-type]
+        **counters,
     )
     payload = {**payload_of(health)[2], "status_since": status_since}
     with psycopg.connect(url, autocommit=True) as conn:

@@ -25,12 +25,13 @@ from playwright.sync_api import Page
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.live_items import CollectorHealth, ProvisionalCandle
+from connectors.live_items import ProvisionalCandle
 from connectors.redis_fanout import RedisFanout
 from market.types import Candle, Signal
 from sql import queries
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
+from tests.dashboards.collector_table import put_collector
 from tests.flows.flowkit import BTC_TAPE, XRP_TAPE, run_replay
 from tests.support.browser import INSTALL_HINT, chromium, find_chromium, free_port, serve_dashboard
 
@@ -71,8 +72,12 @@ def serve(tmp_path: Path, database_url: str, redis_url: str) -> tuple[subprocess
     """``panel serve dashboards/app.py`` on a free loopback port, as the run command starts it."""
     config = tmp_path / "indicators.yaml"
     config.write_text(INDICATORS_YAML)
-    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "INSTRUMENTS": "XRP-ETH,BTC-USDT",
-           "INDICATORS_CONFIG": str(config)}
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "INSTRUMENTS": "XRP-ETH,BTC-USDT",
+        "INDICATORS_CONFIG": str(config),
+    }
     return serve_dashboard(env, tmp_path / "panel.log")
 
 
@@ -181,20 +186,18 @@ def test_dashboard_in_a_real_browser(
 
             live_checks(page, RedisFanout(redis_url), btc)
 
-            RedisFanout(redis_url).publish(
-                [
-                    CollectorHealth(
-                        "okx",
-                        datetime.now(UTC),
-                        "running",
-                        True,
-                        messages_received=1200,
-                        messages_processed=1200,
-                        uptime_seconds=600.0,
-                        reconnect_attempts=1,
-                        last_message_time=datetime.now(UTC),
-                    )
-                ]
+            now = datetime.now(UTC)
+            put_collector(
+                pg_url,
+                "okx",
+                "running",
+                now,
+                now - timedelta(minutes=10),
+                messages_received=1200,
+                messages_processed=1200,
+                uptime_seconds=600.0,
+                reconnect_attempts=1,
+                last_message_time=now,
             )
             page.locator(".bk-tab", has_text="Health").click()
             eventually(lambda: text(page, "db-status").startswith("Database: ok"))

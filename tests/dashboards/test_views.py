@@ -19,6 +19,7 @@ from connectors.database import DatabaseSink
 from connectors.embedded_redis import EmbeddedRedis
 from connectors.live_items import ProvisionalCandle, candle_channel, provisional_channel
 from connectors.redis_fanout import LiveMessage, RedisFanout
+from dashboards import views
 from dashboards.collectors import CollectorState, empty_message
 from dashboards.data import (
     DashboardData,
@@ -465,7 +466,7 @@ def test_in_progress_candle_of_a_higher_timeframe_from_its_1m_parts() -> None:
     assert parts.provisional is None and parts.candle(None)["open"] == Decimal(13)  # type: ignore[index]
 
 
-def test_the_chart_runs_on_the_database_alone(filled: str) -> None:
+def test_the_chart_runs_on_the_database_alone(filled: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data = DashboardData.connect(filled, None)
     now = datetime.now(UTC)
     put_collector(
@@ -478,6 +479,19 @@ def test_the_chart_runs_on_the_database_alone(filled: str) -> None:
         assert len(chart.sources["candles"].data["time"]) == 11 and not chart.notice.visible
         chart.poll_live()
         assert "Live: live updates off (REDIS_URL is not set)" in chart.summary.object
+        last = datetime.fromtimestamp(chart.sources["candles"].data["time"][-1] / 1000, UTC)
+        with psycopg.connect(filled, autocommit=True) as conn:  # as the flow stores the next candle
+            conn.execute(
+                "INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume,"
+                " quote_volume, trade_count, vwap, first_trade_id, last_trade_id)"
+                " VALUES ('okx', 'BTC-USDT', %s, 1, 2, 1, 2, 1, 2, 1, 2, 10000001, 10000001)",
+                (last + MINUTE,),
+            )
+        monkeypatch.setattr(views, "CHECK_SECONDS", 0.0)
+        chart.poll_live()  # without Redis the chart looks for newly stored candles
+        assert (
+            chart.sources["candles"].data["close_text"][-1] == "2" and "Candles: 12" in chart.summary.object
+        )
         since = f"reconnecting since {now - MINUTE:%H:%M:%S} UTC: gaierror: Name or service not known"
         assert f"Collector okx:public-0: {since}." in chart.summary.object
 
