@@ -130,6 +130,7 @@ class ReplayProgress:
         self.every = every or (REDRAW_EVERY if self.tty else PROGRESS_EVERY)
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._drawing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="replay-progress", daemon=True)
 
     def start(self) -> ReplayProgress:
@@ -143,11 +144,12 @@ class ReplayProgress:
         line = progress_line(
             self.source.rows_read, self.source.total_rows, self.elapsed(), bar_width=30 if self.tty else 0
         )
-        if self.tty:
-            self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        with self._drawing:
+            if self.tty:
+                self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
 
     def stop(self) -> None:
         if not self._stop.is_set():
@@ -166,8 +168,8 @@ class _Tally:
     open_partitions: int = 0
     stats: WriterStats = field(default_factory=WriterStats)
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
-    first_close: datetime | None = None
-    last_close: datetime | None = None
+    spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    """Per instrument, the first and last close of the 1m candles written."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def saw(self, items: list[StoredItem]) -> None:
@@ -178,14 +180,23 @@ class _Tally:
             "indicators": sum(len(item.values) for item in items if isinstance(item, IndicatorValue)),
             "signals": sum(isinstance(item, Signal) for item in items),
         }
-        closes = [item.close_time for item in items if isinstance(item, Candle)]
+        candles = [item for item in items if isinstance(item, Candle)]
         with self.lock:
             for table, n in counts.items():
                 self.rows[table] += n
-            if closes:
-                low, high = min(closes), max(closes)
-                self.first_close = low if self.first_close is None else min(self.first_close, low)
-                self.last_close = high if self.last_close is None else max(self.last_close, high)
+            for candle in candles:
+                low, high = self.spans.get(candle.symbol, (candle.close_time, candle.close_time))
+                self.spans[candle.symbol] = (min(low, candle.close_time), max(high, candle.close_time))
+
+    def ranges(self) -> list[tuple[datetime, datetime]]:
+        """The instruments' spans, overlapping ones merged (years between two tapes are not refreshed)."""
+        merged: list[tuple[datetime, datetime]] = []
+        for low, high in sorted(self.spans.values()):
+            if merged and low <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        return merged
 
     def add(self, stats: WriterStats) -> bool:
         """Count a closed partition's writes in; True when it was the last open one."""
@@ -256,17 +267,24 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
             self.source.rows_read,
             sum(len(group) for group in self.source.groups),
         )
-        first, last = self.tally.first_close, self.tally.last_close
-        if first is not None and last is not None:
+        ranges = self.tally.ranges()
+        if ranges:
+            span = ", ".join(f"{low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M}" for low, high in ranges)
+            print(
+                f"replay: bringing candles_5m .. candles_1d up to date over {span} UTC",
+                file=sys.stderr,
+                flush=True,
+            )
             started = time.monotonic()
             try:
                 with psycopg.connect(
                     self.inner.url, autocommit=True, connect_timeout=int(max(1, self.inner.connect_timeout))
                 ) as conn:
-                    refresh_after_load(conn, first, last)
+                    for low, high in ranges:
+                        refresh_after_load(conn, low, high)
                 lines.append(
-                    f"  candles_5m .. candles_1d cover the 1m candles closing {first:%Y-%m-%d %H:%M} .. "
-                    f"{last:%Y-%m-%d %H:%M} UTC (rollups refreshed in {time.monotonic() - started:.1f} s)"
+                    f"  candles_5m .. candles_1d cover the 1m candles closing {span} UTC "
+                    f"(rollups refreshed in {time.monotonic() - started:.1f} s)"
                 )
             except psycopg.Error as error:
                 lines.append(

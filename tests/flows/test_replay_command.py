@@ -187,3 +187,21 @@ def test_progress_redraws_a_bar_on_a_terminal_and_prints_lines_elsewhere() -> No
     assert terminal.getvalue().startswith("\rreplay: [------------------------------] 0/12,477 trades (0%)")
     assert terminal.getvalue().endswith("\x1b[K\n") and terminal.getvalue().count("\r") == 2
     assert log.getvalue().startswith("replay: 0/12,477 trades (0%)") and log.getvalue().count("\n") == 1
+
+
+def test_the_refreshed_ranges_are_the_instruments_spans_merged_where_they_overlap() -> None:
+    from datetime import UTC
+
+    from flows.replay import _Tally
+
+    def at(year: int, day: int) -> datetime:
+        return datetime(year, 1, day, tzinfo=UTC)
+
+    tally = _Tally(
+        spans={
+            "A": (at(2019, 1), at(2019, 3)),
+            "B": (at(2019, 2), at(2019, 5)),
+            "C": (at(2024, 1), at(2024, 2)),
+        }
+    )
+    assert tally.ranges() == [(at(2019, 1), at(2019, 5)), (at(2024, 1), at(2024, 2))]
