@@ -104,9 +104,10 @@ def explain(error: BaseException) -> UserError | None:
         return UserError(str(error))
     if _is(error, "connectors.embedded_redis", "EmbeddedRedisError"):
         return UserError(str(error))
-    if _is(error, "psycopg", "Error"):
+    # connection-level failures only: any other database or Redis error is a bug, shown with its traceback
+    if _is(error, "psycopg", "OperationalError") or "must be preloaded" in str(error):
         return database_problem(error)
-    if _is(error, "redis", "RedisError"):
+    if _is(error, "redis", "ConnectionError") or _is(error, "redis", "TimeoutError"):
         return redis_problem(error)
     if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         name = error.filename or "a file"

@@ -277,3 +277,30 @@ def test_a_bad_input_is_named_with_its_fix_exit_2_no_traceback(
     else:
         assert "Traceback" not in output, output
         assert len([line for line in result.stderr.splitlines() if line.strip()]) <= 4, output
+
+
+def test_only_connection_failures_are_user_errors_a_bug_keeps_its_traceback() -> None:
+    from configs.errors import explain, run_cli
+
+    assert explain(psycopg.errors.SyntaxError("syntax error at or near SELEC")) is None
+    assert explain(redis.ResponseError("WRONGTYPE Operation against a key")) is None
+    refused = explain(
+        psycopg.OperationalError('connection to server at "h", port 1 failed: Connection refused')
+    )
+    assert refused is not None and "connection refused" in str(refused)
+
+    def bug() -> int:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        run_cli(bug)
+
+
+def test_a_password_libpq_echoes_is_scrubbed() -> None:
+    from configs.errors import database_problem
+
+    url = f"postgresql://u:{SECRET}@h:5432/db"
+    problem = database_problem(
+        psycopg.OperationalError(f"invalid URI query parameter: {SECRET}"), url, "DATABASE_URL"
+    )
+    assert SECRET not in str(problem) and "***" in str(problem)
