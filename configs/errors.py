@@ -131,7 +131,7 @@ def yaml_problem(error: BaseException, path: str | Path | None = None) -> str:
 # --- PostgreSQL -------------------------------------------------------------------------------------
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***``."""
     try:
         parts = urlsplit(url)
