@@ -123,10 +123,10 @@ def summary_lines(
 class ReplayProgress:
     """Prints the replay's progress to ``stream`` from a background thread until :meth:`stop`."""
 
-    def __init__(self, source: TapeSource, stream: TextIO = sys.stderr, every: float | None = None) -> None:
+    def __init__(self, source: TapeSource, stream: TextIO | None = None, every: float | None = None) -> None:
         self.source = source
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.every = every or (REDRAW_EVERY if self.tty else PROGRESS_EVERY)
         self.started = time.monotonic()
         self._stop = threading.Event()
@@ -238,7 +238,7 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
         inner: DatabaseSink,
         source: TapeSource,
         progress: ReplayProgress | None = None,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
     ) -> None:
         self.inner = inner
         self.source = source
@@ -291,7 +291,7 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
                     f"  rollups not refreshed ({type(error).__name__}: {error}); run "
                     "python -m sql.policies --refresh-all"
                 )
-        print("\n".join(lines), file=self.out, flush=True)
+        print("\n".join(lines), file=self.out or sys.stdout, flush=True)
 
 
 def __getattr__(name: str) -> Dataflow:

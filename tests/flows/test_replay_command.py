@@ -150,13 +150,32 @@ def test_the_replay_command_reports_progress_and_what_it_wrote_and_up_keeps_it(
 
 
 @pytest.mark.timescale
-def test_after_a_replay_the_continuous_aggregates_cover_it(timescale_url: str, tmp_path: Path) -> None:
-    """2019 is far outside the refresh jobs' window: only the refresh at the end of the replay covers it."""
+def test_after_a_replay_the_continuous_aggregates_cover_it_and_the_next_start_keeps_it(
+    timescale_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2019 is far outside the refresh jobs' window: only the refresh at the end of the replay covers it.
+    The policies `up` applies at start, and every job run once, then keep it all."""
+    from flows.stack import _apply_storage_policies
+    from sql.policies import run_maintenance
+
     migrate(timescale_url, "on")
     source = TapeSource([XRP_TAPE])
-    sink = ReplayDatabaseSink(DatabaseSink(timescale_url, tmp_path / "spool"), source, out=sys.stderr)
+    sink = ReplayDatabaseSink(DatabaseSink(timescale_url, tmp_path / "spool"), source)
     run_main(replay_flow(Settings(replay_tapes=[XRP_TAPE]), FlowSinks(database=sink), source=source))
     assert sink.tally.stats.candles_written == 3_559
+    assert "candles_1m         3,559 new" in capsys.readouterr().out
+    assert_rollups_cover_the_replay(timescale_url)
+
+    settings = Settings()
+    assert _apply_storage_policies(settings, timescale_url) is False  # TimescaleDB: its jobs do the work
+    assert "Retention: none for trades, late_trades, rejects, candles_1m" in capsys.readouterr().out
+    with psycopg.connect(timescale_url, autocommit=True) as conn:
+        before = {table: conn.execute(COUNTS[table]).fetchone() for table in TABLES}
+        assert all(
+            job.startswith("policy_re") or job.startswith("policy_compression")
+            for job in run_maintenance(conn, settings.storage)
+        )
+        assert {table: conn.execute(COUNTS[table]).fetchone() for table in TABLES} == before
     assert_rollups_cover_the_replay(timescale_url)
 
 
