@@ -107,6 +107,21 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         time.sleep(0.2)
 
 
+BROWSER_LEFT = ("tornado.iostream.StreamClosedError", "tornado.websocket.WebSocketClosedError")
+
+
+def server_tracebacks(log: Path) -> list[str]:
+    """The exceptions reported with a traceback in a dashboard server's log, except Tornado's report of
+    an update written to a browser that had just closed its websocket (the test's browser leaving
+    mid-update, not an error of the dashboard)."""
+    found = []
+    for block in log.read_text(errors="replace").split("Traceback (most recent call last):\n")[1:]:
+        error = next((line for line in block.splitlines() if line and not line.startswith(" ")), "")
+        if not error.startswith(BROWSER_LEFT):
+            found.append(error)
+    return found
+
+
 def text(page: Page, test_id: str) -> str:
     return page.get_by_test_id(test_id).first.inner_text()
 
@@ -216,7 +231,7 @@ def test_dashboard_in_a_real_browser(
             assert "Traceback" not in page.content()
     finally:
         stop(process)
-    assert b"Traceback" not in (tmp_path / "panel.log").read_bytes()
+    assert server_tracebacks(tmp_path / "panel.log") == []
 
 
 def candle(prev: Decimal, close_time: datetime, close: Decimal) -> dict[str, Any]:
@@ -300,4 +315,4 @@ def test_servers_down_show_messages_not_tracebacks(chromium_path: Path, tmp_path
             assert "Traceback" not in page.content()
     finally:
         stop(process)
-    assert b"Traceback" not in (tmp_path / "panel.log").read_bytes()
+    assert server_tracebacks(tmp_path / "panel.log") == []

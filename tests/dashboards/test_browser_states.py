@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,7 +29,15 @@ from sql import queries
 from sql.migrate import migrate
 from tests.conftest import fresh_database
 from tests.dashboards.collector_table import put_collector
-from tests.dashboards.test_browser import INDICATORS_YAML, eventually, expect_series, holds, stop, text
+from tests.dashboards.test_browser import (
+    INDICATORS_YAML,
+    eventually,
+    expect_series,
+    holds,
+    server_tracebacks,
+    stop,
+    text,
+)
 from tests.flows.flowkit import XRP_TAPE, run_replay
 from tests.support.browser import INSTALL_HINT, chromium, find_chromium, serve_dashboard
 
@@ -92,13 +99,20 @@ def served(stored: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         if inherited is not None:
             os.environ["REDIS_URL"] = inherited
     try:
-        yield {"alone": alone_url, "live": live_url, "redis": redis, "redis_url": redis_url, "db": stored}
+        yield {
+            "alone": alone_url,
+            "live": live_url,
+            "redis": redis,
+            "redis_url": redis_url,
+            "db": stored,
+            "tmp": tmp,
+        }
     finally:
         stop(alone)
         stop(live)
         redis.stop()
     for log in ("alone.log", "live.log"):
-        assert b"Traceback" not in (tmp / log).read_bytes()
+        assert server_tracebacks(tmp / log) == []
 
 
 def latest(url: str, symbol: str, timeframe: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -143,7 +157,7 @@ def test_on_the_database_alone(browser: Browser, served: dict[str, Any]) -> None
     eventually(holds(page, "tcp-provisional", 1))
     assert text(page, "provisional-close") == format(minutes[-1]["close"], "f")
     assert "from its 1m candles" in text(page, "provisional")
-    page.screenshot(path=Path(os.environ.get("TCP_SCREENSHOTS", "/tmp")) / "dashboard-database-only.png")
+    page.screenshot(path=served["tmp"] / "dashboard-database-only.png")
 
     # Still current (snapshots expire after 30 s): the flow would have upserted it again by now.
     put_collector(db, "okx:public-0", "reconnecting", datetime.now(UTC), now - 2 * MINUTE, ERROR)
