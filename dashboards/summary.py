@@ -15,6 +15,8 @@ from typing import Any
 from dashboards.collectors import CollectorState, collectors_sentence, empty_message
 from dashboards.shaping import utc_text
 
+NOTICE_STYLE = "background: #e3f2fd; border: 1px solid #90caf9; border-radius: 4px; padding: 8px 12px"
+
 
 def markdown_code(text: str) -> str:
     """Escaped text with `backticks` as <code>."""
@@ -77,4 +79,4 @@ def summary_html(c: ChartState, now: datetime) -> str:
 def empty_html(c: ChartState, now: datetime) -> str:
     """Why the series has no candle yet (from the collectors' states)."""
     text = markdown_code(empty_message(c.symbol, c.timeframe, c.states, now))
-    return f'<div class="alert alert-info" data-testid="empty-state">{text}</div>'
+    return f'<div class="tcp-empty-state" style="{NOTICE_STYLE}" data-testid="empty-state">{text}</div>'

@@ -221,14 +221,18 @@ class CandleChart(pn.viewable.Viewer):
         self.apply(messages)
 
     def _check_database(self, force: bool = False) -> None:
-        """Every ``CHECK_SECONDS``: the collectors' status; with live updates off, newly stored candles
-        (a new candle of the series reloads it; a new 1m part updates the in-progress candle)."""
+        """Every ``CHECK_SECONDS``: the collectors' status; a database answering again reloads the series;
+        with live updates off, newly stored candles (a new candle of the series reloads it; a new 1m part
+        updates the in-progress candle)."""
         now = time.monotonic()
         if not force and now - self._checked_at < CHECK_SECONDS:
             return
         self._checked_at = now
         try:
             self.states = collector_states(self.data.db.collector_health())
+            if not force and self.db_error is not None:
+                self.reload()
+                return
             if force or self.data.live.status.connected:
                 return
             newest = self.data.db.newest_time(self.symbol, self.timeframe)

@@ -137,6 +137,7 @@ def test_on_the_database_alone(browser: Browser, served: dict[str, Any]) -> None
     stale = f"not reporting (last seen {now - timedelta(seconds=45):%H:%M:%S} UTC)"
     chart_says = f"Collector okx:public-0: {since}; Collector okx:public-1: {stale}."
     assert text(page, "collector-status") == chart_says
+    page.screenshot(path=served["tmp"] / "dashboard-no-candles.png")
 
     # The instrument list: the configured ones, then what the database holds.
     options = page.locator(".tcp-instrument select option").all_inner_texts()
@@ -167,6 +168,7 @@ def test_on_the_database_alone(browser: Browser, served: dict[str, Any]) -> None
     assert text(page, "collector-summary") == chart_says  # the same state and cause as the chart
     table = page.locator(".tcp-collectors table").inner_text()
     assert stale in table and ERROR in table
+    page.screenshot(path=served["tmp"] / "dashboard-health-database-only.png", full_page=True)
     assert "Traceback" not in page.content()
     page.close()
 

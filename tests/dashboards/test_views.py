@@ -545,3 +545,20 @@ def test_a_session_started_while_redis_was_down_follows_it_once_it_answers(
     finally:
         data.close()
         server.stop()
+
+
+def test_a_chart_recovers_once_the_database_answers(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    data = DashboardData.connect(pg_url, None)
+    try:
+        chart = CandleChart(data, ["BTC-USDT"], CONFIG)
+        assert chart.alert.visible and "no TCP schema yet" in chart.alert.object and not chart.notice.visible
+        migrate(pg_url)
+        run_replay([BTC_TAPE], database=DatabaseSink(pg_url, tmp_path / "spool"), indicators=CONFIG)
+        monkeypatch.setattr(views, "CHECK_SECONDS", 0.0)
+        chart.poll_live()
+        assert not chart.alert.visible and len(chart.sources["candles"].data["time"]) == 11
+        chart.close()
+    finally:
+        data.close()
