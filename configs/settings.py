@@ -215,6 +215,15 @@ class DashboardSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=5006, ge=0, le=65535)
+    database_url: SecretStr | None = None
+    """A SELECT-only role's URL for the dashboard; unset: ``up`` creates the role ``tcp_dashboard``."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _reader_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
 
 class Settings(BaseSettings):
@@ -363,7 +372,7 @@ def describe_validation_error(error: ValidationError, what: str = "configuration
             reason = "unknown setting (check the spelling)"
         elif err["type"].startswith("time_delta"):
             reason = f"not {_DURATION_FORMS}"
-        shown = "***" if err["loc"] and err["loc"][0] in _SECRET_FIELDS else repr(err.get("input"))
+        shown = "***" if err["loc"] and err["loc"][-1] in _SECRET_FIELDS else repr(err.get("input"))
         lines.append(f"  {field}: {reason} (got {shown})")
     return f"invalid {what}:\n" + "\n".join(lines)
 

@@ -21,15 +21,19 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from configs import errors
 from configs.settings import ConfigError, Settings, load_settings
 from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from connectors.embedded_redis import EmbeddedRedis
-from flows.runtime import load_indicators, recovery_env
-from sql.migrate import MigrationError, migrate
+from flows.runtime import check_tapes, load_indicators, recovery_env
+from flows.status import WATCH_EVERY, StatusWatch
+from sql.migrate import MigrationError, migrate_with_report
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
+from sql.roles import READER, ReaderUnavailable, ensure_reader
 
 MAINTENANCE_EVERY = 3600.0  # seconds between retention runs on plain PostgreSQL (no job scheduler)
 
@@ -75,14 +79,19 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def start_simulator(tapes: list[Path]) -> tuple[Service, dict[str, str]]:
+def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict[str, str]]:
     """Start the local OKX simulator on the tapes (rebased to now); returns it and the settings that
-    point the flow at it."""
+    point the flow at it. The simulated market continues the stored one: its trade ids follow the newest
+    stored id of each instrument and its trades come after that trade's time (docs/okx-simulator.md)."""
+    from connectors.resume import load_stored_ends
     from connectors.tape import tape_instruments
 
     argv = [sys.executable, "-m", "connectors.okx.simulator", "--rebase-now", "--start-offset", "60"]
     for tape in tapes:
         argv += ["--tape", str(tape)]
+    instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
+    for symbol, (trade_id, ms) in load_stored_ends(database_url, "okx", instruments).last_trades.items():
+        argv += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
     simulator = Service("okx-simulator", argv)
     simulator.start(stdout=subprocess.PIPE)
     assert simulator.process is not None and simulator.process.stdout is not None
@@ -90,7 +99,6 @@ def start_simulator(tapes: list[Path]) -> tuple[Service, dict[str, str]]:
     if not line:
         raise RuntimeError("the OKX simulator exited before it was ready")
     ready = json.loads(line)
-    instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
     env = {"OKX_WS_URL": ready["ws_public"], "OKX_REST_URL": ready["rest"],
            "INSTRUMENTS": ",".join(instruments)}
     print(f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
@@ -105,9 +113,11 @@ def dashboard_argv(host: str, port: int) -> list[str]:
 
 
 def services_for(
-    settings: Settings, database_url: str, extra_env: dict[str, str] | None = None
+    settings: Settings, database_url: str, extra_env: dict[str, str] | None = None,
+    dashboard_url: str | None = None,
 ) -> list[Service]:
-    """The processes that make up the running system, given the resolved database URL."""
+    """The processes that make up the running system, given the resolved database URL (and the
+    read-only one the dashboard reads with)."""
     env = {"DATABASE_URL": database_url, **(extra_env or {})}
     services = []
     if importlib.util.find_spec("flows.okx") is not None:
@@ -119,10 +129,28 @@ def services_for(
             Service(
                 "dashboard",
                 dashboard_argv(dash.host, dash.port),
-                env,
+                {**env, "DATABASE_URL": dashboard_url or database_url},
             )
         )
     return services
+
+
+def _applied(name: str, seconds: float) -> None:
+    print(f"  applied {name} ({seconds:.2f} s)", flush=True)
+
+
+def _dashboard_url(settings: Settings, url: str) -> str:
+    """The URL the dashboard reads with: ``DASHBOARD__DATABASE_URL``, else the read-only role ``up``
+    keeps (sql/roles.py), else, when the server refuses to create it, the flow's own in read-only
+    sessions (said so)."""
+    if settings.dashboard.database_url is not None:
+        return settings.dashboard.database_url.get_secret_value()
+    try:
+        return ensure_reader(url, settings.data_dir)
+    except ReaderUnavailable as error:
+        print(f"Dashboard: reads with the flow's role in read-only sessions: the role {READER} could not "
+              f"be created ({error}); set DASHBOARD__DATABASE_URL to a SELECT-only role", flush=True)
+        return url
 
 
 def _apply_storage_policies(settings: Settings, url: str) -> bool:
@@ -130,23 +158,31 @@ def _apply_storage_policies(settings: Settings, url: str) -> bool:
     PostgreSQL, which has no scheduler); returns whether the engine is plain PostgreSQL."""
     import psycopg
 
+    from sql.policies import retention_summary
+
     with psycopg.connect(url, autocommit=True) as conn:
         changed = apply_policies(conn, settings.storage, settings.candle_grace)
         plain = engine_of(conn) != "timescale"
+        retention = retention_summary(conn, settings.storage)
     if changed:
         print(f"Storage policies: {', '.join(changed)}", flush=True)
+    for line in retention:
+        print(f"Retention: {line}", flush=True)
     if plain:
-        _maintain(settings, url)
+        _maintain(settings, url, announce=True)
     return plain
 
 
-def _maintain(settings: Settings, url: str) -> None:
+def _maintain(settings: Settings, url: str, announce: bool = False) -> None:
     import psycopg
 
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             done = run_maintenance(conn, settings.storage)
         log.info("storage maintenance: %s", "; ".join(done) or "nothing to do")
+        for line in done:  # every deletion is announced: all at start, then those that deleted rows
+            if line.startswith("deleted") and (announce or not line.startswith("deleted 0 ")):
+                print(f"Retention: {line}", flush=True)
     except psycopg.Error as error:
         log.warning("storage maintenance failed: %s", error)
 
@@ -171,18 +207,20 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             print(f"Embedded Redis ready in {embedded_redis.started_in_seconds:.2f} s", flush=True)
         else:
             redis_url = settings.redis_url.get_secret_value()
-        applied = migrate(url, settings.database.timescaledb)
-        print(f"Schema: {len(applied)} migration(s) applied" if applied else "Schema: up to date", flush=True)
+        report = migrate_with_report(url, settings.database.timescaledb, progress=_applied)
+        print(report.summary(), flush=True)
         plain = _apply_storage_policies(settings, url)
-        print(f"Database: {url}\n  psql \"{url}\"\nRedis: {redis_url}", flush=True)
+        shown = errors.redact_url(url)
+        print(f"Database: {shown}\n  psql \"{shown}\"\nRedis: {errors.redact_url(redis_url)}", flush=True)
         if once:
             return 0
         extra_env: dict[str, str] = {"REDIS_URL": redis_url}
         if offline_tapes:
-            simulator, simulator_env = start_simulator(offline_tapes)
+            simulator, simulator_env = start_simulator(offline_tapes, url)
             extra_env |= simulator_env
             services.append(simulator)
-        services += services_for(settings, url, extra_env)
+        services += services_for(settings, url, extra_env, _dashboard_url(settings, url))
+        started = datetime.now(UTC)
         for service in services:
             if service.process is None:
                 service.start()
@@ -190,11 +228,18 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         if any(s.name == "dashboard" for s in services):
             print(f"Dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}", flush=True)
         print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
+        instruments = extra_env.get("INSTRUMENTS", ",".join(settings.instruments)).split(",")
+        watch = StatusWatch(url, instruments, settings.data_dir / "spool", started, bool(offline_tapes),
+                            say=lambda line: print(line, flush=True))
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+        next_watch = time.monotonic() + WATCH_EVERY
         while True:
             if plain and time.monotonic() >= next_maintenance:
                 _maintain(settings, url)
                 next_maintenance = time.monotonic() + MAINTENANCE_EVERY
+            if time.monotonic() >= next_watch:
+                watch.poll(datetime.now(UTC))
+                next_watch = time.monotonic() + WATCH_EVERY
             for service in services:
                 assert service.process is not None
                 if (code := service.process.poll()) is not None:
@@ -204,9 +249,14 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
     except _Stop as stop:
         print(f"\n{stop}: stopping ...", flush=True)
         return 0
-    except (EmbeddedPostgresError, MigrationError, PolicyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (EmbeddedPostgresError, MigrationError, PolicyError, ConfigError) as error:
+        errors.report(errors.UserError(str(error)), error)
+        return 2
+    except Exception as error:  # what else a user can fix is named plainly (configs/errors.py); bugs raise
+        if (problem := errors.explain(error)) is None:
+            raise
+        errors.report(problem, error)
+        return 2
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -229,16 +279,29 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--offline", nargs="*", type=Path, metavar="TAPE",
                            help="run against the local OKX simulator replaying these tapes from now "
                                 f"(default: {DEMO_TAPE.name})")
+    up_parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
-    try:
+    if args.debug:
+        os.environ[errors.DEBUG_ENV] = "1"  # the services show theirs too
+
+    def start() -> int:
+        """Everything a user can get wrong is checked here, before anything starts."""
         settings = load_settings()
         load_indicators(settings)  # fail at start, naming the field, rather than in the flow
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    offline = None if args.offline is None else (args.offline or [DEMO_TAPE])
-    return up(settings, once=args.once, offline_tapes=offline)
+        logging.basicConfig(level=settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        offline = None if args.offline is None else (args.offline or [DEMO_TAPE])
+        check_tapes(offline or [], "up --offline")
+        if settings.database_url is not None:
+            errors.check_database(settings.database_url.get_secret_value(), "DATABASE_URL",
+                           settings.database.connect_timeout_seconds)
+        if settings.redis_url is not None:
+            errors.check_redis(settings.redis_url.get_secret_value(), "REDIS_URL")
+        if not args.once:
+            errors.check_port_free(settings.dashboard.host, settings.dashboard.port, "DASHBOARD__PORT")
+        return up(settings, once=args.once, offline_tapes=offline)
+
+    return errors.run_cli(start, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,16 @@ def _main(args: argparse.Namespace) -> int:
         progress=lambda name, took: print(f"  applied {name} ({took:.2f} s)"),
     )
     print(report.summary())
+    if settings.dashboard.database_url is None:
+        from sql.roles import READER, SECRET_FILE, ReaderUnavailable, ensure_reader
+
+        try:
+            ensure_reader(url, settings.data_dir)
+        except ReaderUnavailable as error:
+            print(f"Dashboard role {READER} not created ({error}); "
+                  "set DASHBOARD__DATABASE_URL to a SELECT-only role")
+        else:
+            print(f"Dashboard role: {READER}, SELECT only (password in {settings.data_dir / SECRET_FILE})")
     return 0
 
 

@@ -154,3 +154,11 @@ def test_a_yaml_file_that_is_not_a_mapping_is_named(tmp_path: Path, monkeypatch:
 def test_an_empty_yaml_file_means_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TCP_CONFIG", str(write_yaml(tmp_path, "# nothing set\n")))
     assert load_settings().dashboard.port == 5006
+
+
+def test_dashboard_database_url_is_checked_and_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD__DATABASE_URL", "mysql://reader:hunter2@db/tcp")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "dashboard.database_url: must be a postgresql:// URL (got ***)" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
