@@ -30,14 +30,14 @@ from typing import TextIO
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from configs.errors import UserError, exit_on_user_error
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.database import DatabaseSink, StoredItem, WriterStats
 from connectors.replay import TapeSource
-from connectors.tape import TapeError
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import database_url, production_sinks, settings_or_exit
+from flows.runtime import check_tapes, database_url, production_sinks, settings_or_exit
 from market.types import Candle, IndicatorValue, Rejected, Signal
 from market.windowing import LateTrade
 
@@ -49,9 +49,13 @@ TABLES = ("trades", "candles_1m", "late_trades", "rejects", "indicators", "signa
 
 
 def tape_source(settings: Settings) -> TapeSource:
-    """The replay's source over ``REPLAY_TAPES``; raises ``TapeError`` on a file that is not a tape."""
+    """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` naming a file that is not a tape."""
     if not settings.replay_tapes:
-        raise SystemExit("REPLAY_TAPES is empty: name one or more OKX archive CSV tapes (comma-separated)")
+        raise UserError(
+            "REPLAY_TAPES is empty: there is nothing to replay.",
+            "Name one or more OKX archive CSV tapes, comma-separated (bundled ones: tests/data/tapes).",
+        )
+    check_tapes(settings.replay_tapes, "REPLAY_TAPES")
     return TapeSource(settings.replay_tapes, until=settings.replay_end)
 
 
@@ -300,11 +304,8 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(name)
     settings, indicators = settings_or_exit()
-    try:
+    with exit_on_user_error():
         source = tape_source(settings)
-    except TapeError as error:
-        print(f"cannot replay: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     url = database_url(settings)
     sinks = production_sinks(settings, url)
     assert isinstance(sinks.database, DatabaseSink)

@@ -13,7 +13,6 @@ began, the rows come out as the live run wrote them (docs/reliability.md, "Recor
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
+from configs.errors import USER_ERROR_EXIT, UserError, report
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.recording import SessionRecording
@@ -115,8 +115,9 @@ def __getattr__(name: str) -> Dataflow:
     try:
         source = SessionSource(session_paths(settings.session_files))
     except SessionError as error:
-        print(f"cannot replay: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        report(UserError(f"SESSION_FILES: {error}", "Name a recorded session: its directory under "
+                         "DATA_DIR/sessions (RECORDING__ENABLED=true records one) or its files."), error)
+        raise SystemExit(USER_ERROR_EXIT) from None
     url = database_url(settings)
     stored = load_stored_ends(url, source.header.exchange, source.instruments)
     if stored.last_trades != source.positions:

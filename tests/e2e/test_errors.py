@@ -199,7 +199,17 @@ def cases(s: Servers) -> dict[str, Case]:
             {},
             ("up --offline: tape nope.csv does not exist", "OKX trades CSV"),
         ),
-        "replay-missing-tape": Case(flow("replay"), {"REPLAY_TAPES": "nope.csv"}, ("nope.csv", "not found")),
+        "replay-missing-tape": Case(
+            flow("replay"),
+            {"REPLAY_TAPES": "nope.csv"},
+            ("REPLAY_TAPES: tape nope.csv does not exist", "tapes"),
+        ),
+        "replay-no-tapes": Case(
+            flow("replay"), {"REPLAY_TAPES": ""}, ("REPLAY_TAPES is empty", "comma-separated")
+        ),
+        "session-missing": Case(
+            flow("session"), {"SESSION_FILES": "nope"}, ("SESSION_FILES: nope", "RECORDING__ENABLED=true")
+        ),
         "sim-missing-tape": Case(
             [*SIM, "--tape", "nope.csv"], {}, ("tape nope.csv does not exist", "with --tape")
         ),

@@ -401,10 +401,13 @@ def test_a_file_that_is_not_a_tape_stops_the_entry_point_with_one_line(tmp_path:
     env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none", "REDIS_URL": "redis://127.0.0.1:9/0"}
     result = run_entry_point({**env, "REPLAY_TAPES": str(tape)}, tmp_path)
     assert result.returncode == 2
+    fix = "  Name an OKX trades CSV tape (bundled ones: tests/data/tapes)."
     assert result.stderr.strip().splitlines() == [
-        f"cannot replay: {tape}:1: header 'symbol,time,price' is not "
-        "instrument_name,trade_id,side,price,size,created_time[,source]"
+        f"error: REPLAY_TAPES: {tape}:1: header 'symbol,time,price' is not "
+        "instrument_name,trade_id,side,price,size,created_time[,source]",
+        fix,
     ]
     missing = tmp_path / "missing.csv"
     result = run_entry_point({**env, "REPLAY_TAPES": str(missing)}, tmp_path)
-    assert (result.returncode, result.stderr.strip()) == (2, f"cannot replay: {missing}: tape not found")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: REPLAY_TAPES: tape {missing} does not exist.", fix]
