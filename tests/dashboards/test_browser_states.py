@@ -23,7 +23,9 @@ from playwright.sync_api import Browser
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
 from connectors.embedded_redis import EmbeddedRedis
+from connectors.live_items import ProvisionalCandle
 from connectors.redis_fanout import RedisFanout
+from market.timeframes import TIMEFRAMES
 from market.types import Candle
 from sql import queries
 from sql.migrate import migrate
@@ -43,7 +45,7 @@ from tests.support.browser import INSTALL_HINT, chromium, find_chromium, serve_d
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MINUTE = timedelta(minutes=1)
+MINUTE, SECOND = timedelta(minutes=1), timedelta(seconds=1)
 ERROR = "gaierror: [Errno -2] Name or service not known"
 FORMATS_JS = """() => { for (const doc of window.Bokeh.documents) {
     const named = name => [...doc.all_models].filter(m => m.name === name);
@@ -200,5 +202,20 @@ def test_live_updates_stop_with_redis_and_resume_without_a_reload(
 
     eventually(arrives, timeout=20)
     expect_series(page, [*rows, {"time": t1, "close": Decimal("0.0016")}])
+
+    # 5m: the flow publishes provisional candles of 1m only; the in-progress 5m candle is made from them.
+    page.locator(".tcp-timeframe").get_by_role("button", name="5m", exact=True).click()
+    expect_series(page, latest(served["db"], "XRP-ETH", "5m"))
+    close, t2 = Decimal("0.00161"), t1 + MINUTE
+    as_of = t1 + 30 * SECOND
+    provisional = ProvisionalCandle(
+        "okx", "XRP-ETH", "1m", t1, t2, close, close, close, close, Decimal(2), close * 2, 1, close, as_of
+    )  # fmt: skip
+    RedisFanout(served["redis_url"]).publish([provisional])
+    eventually(lambda: text(page, "provisional-close") == "0.00161")
+    closes = TIMEFRAMES["5m"].close_of(t1)
+    expected = f"closes {closes:%H:%M} UTC, as of {as_of:%H:%M:%S} UTC, from its 1m candles)"
+    assert text(page, "provisional").endswith(expected)
+    eventually(holds(page, "tcp-provisional", 1))
     assert "Traceback" not in page.content()
     page.close()
