@@ -304,6 +304,8 @@ class LiveHub:
             return NOT_CONFIGURED
         if self.status.connected:
             return None
+        if self.status.last_error is None:
+            return "connecting to Redis"
         cause = f" ({self.status.last_error})" if self.status.last_error else ""
         return f"Redis is unreachable{cause}; retrying, live updates resume when it answers"
 

@@ -530,8 +530,12 @@ def test_a_session_started_while_redis_was_down_follows_it_once_it_answers(
     data = DashboardData(ReadOnlyDatabase(filled), LiveHub(url, retry_max=0.5).start())
     try:
         chart = CandleChart(data, ["BTC-USDT"], CONFIG)
-        chart.poll_live()
-        assert "Live: live updates off (Redis is unreachable" in chart.summary.object
+
+        def says_off() -> bool:
+            chart.poll_live()
+            return "Live: live updates off (Redis is unreachable" in chart.summary.object
+
+        eventually(says_off)
         last = datetime.fromtimestamp(chart.sources["candles"].data["time"][-1] / 1000, UTC)
         assert server.start() == url
         eventually(lambda: data.live.status.connected)
