@@ -91,7 +91,7 @@ def empty_message(symbol: str, timeframe: str, states: Sequence[CollectorState],
         gone = "; ".join(f"the collector {s.collector} is {s.describe(now)}" for s in states)
         return f"{head} No collector is running: {gone}. {START_HINT}"
     troubled = [s for s in current if s.status != "running"]
-    if troubled:
+    if len(troubled) == len(current):  # none running (with one running, its candles are on their way)
         s = troubled[0]
         tail = {
             "reconnecting": f"It keeps retrying; {OFFLINE_HINT}",

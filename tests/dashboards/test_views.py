@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -431,6 +432,10 @@ def state(status: str, age: float, error: str | None = None) -> CollectorState:
             "okx:public-0 is not reporting (last seen 00:04:29 UTC). `python3 tcp.py up` starts",
         ),
         ([], "No candles yet for BTC-USDT 1m. No collector is reporting: `python3 tcp.py up` starts"),
+        (
+            [state("reconnecting", 5, "timeout"), replace(state("running", 5), collector="okx:business-0")],
+            "No candles yet for BTC-USDT 1m. The OKX collector is running; the first 1m candle closes at",
+        ),
     ],
 )
 def test_an_empty_chart_says_why(states: list[CollectorState], expected: str) -> None:
