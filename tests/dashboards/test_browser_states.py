@@ -32,6 +32,7 @@ from sql.migrate import migrate
 from tests.conftest import fresh_database
 from tests.dashboards.collector_table import put_collector
 from tests.dashboards.test_browser import (
+    IMAGES,
     INDICATORS_YAML,
     eventually,
     expect_series,
@@ -160,7 +161,7 @@ def test_on_the_database_alone(browser: Browser, served: dict[str, Any]) -> None
     eventually(holds(page, "tcp-provisional", 1))
     assert text(page, "provisional-close") == format(minutes[-1]["close"], "f")
     assert "from its 1m candles" in text(page, "provisional")
-    page.screenshot(path=served["tmp"] / "dashboard-database-only.png")
+    page.screenshot(path=IMAGES / "dashboard-database-only.png")
 
     # Still current (snapshots expire after 30 s): the flow would have upserted it again by now.
     put_collector(db, "okx:public-0", "reconnecting", datetime.now(UTC), now - 2 * MINUTE, ERROR)
