@@ -259,6 +259,7 @@ def test_offline_first_hour_in_a_browser(chromium_path: Path, tmp_path: Path) ->
         second = Up(data_dir, port, "--offline")
         try:
             database_url = second.wait_for(r'psql "([^"]+)"', timeout=90)[1]
+            second.wait_for(r"BTC-USDT continues the stored market", timeout=30)
             started = datetime.now(UTC)
             page = open_dashboard(browser, second, port)
             # part of the simulated market's continuation: new candles, with trades, in this run
