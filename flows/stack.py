@@ -90,7 +90,8 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
     for tape in tapes:
         argv += ["--tape", str(tape)]
     instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
-    for symbol, (trade_id, ms) in load_stored_ends(database_url, "okx", instruments).last_trades.items():
+    stored = load_stored_ends(database_url, "okx", instruments).last_trades
+    for symbol, (trade_id, ms) in stored.items():
         argv += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
     simulator = Service("okx-simulator", argv)
     simulator.start(stdout=subprocess.PIPE)
@@ -103,6 +104,8 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
            "INSTRUMENTS": ",".join(instruments)}
     print(f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
           flush=True)
+    for symbol, (trade_id, _) in stored.items():
+        print(f"Offline: {symbol} continues the stored market (trade ids from {trade_id + 1})", flush=True)
     return simulator, env
 
 
