@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m connectors.okx.simulator",
         description="Replay trade tapes as a local OKX v5 websocket (/ws/v5/public, /ws/v5/business) and "
         "REST (/api/v5/market/trades, history-trades) server on one port.",
+        epilog="--debug (anywhere): a failure at start also shows its traceback.",
     )
     parser.add_argument("--tape", action="append", required=True, type=Path, help="tape CSV (repeatable)")
     parser.add_argument("--host", default="127.0.0.1")
