@@ -37,6 +37,8 @@ class ChartState:
     """Why live updates are off, None while following Redis."""
     waiting: Sequence[str]
     states: Sequence[CollectorState]
+    database_answers: bool = True
+    """False while the database does not answer: the collectors' status is then unknown."""
 
 
 def provisional_html(p: Mapping[str, Any] | None, timeframe: str) -> str:
@@ -59,7 +61,11 @@ def summary_html(c: ChartState, now: datetime) -> str:
         else '<span data-testid="last-close">none</span>'
     )
     live = "following Redis" if c.live_error is None else f"live updates off ({c.live_error})"
-    collectors = html.escape(collectors_sentence(c.states, now))
+    collectors = html.escape(
+        collectors_sentence(c.states, now)
+        if c.database_answers
+        else "Collector status unknown while the database does not answer."
+    )
     prov = provisional_html(c.provisional, c.timeframe)
     waiting = (
         f'<br><span data-testid="waiting">No values yet (warm-up): {html.escape(", ".join(c.waiting))}</span>'

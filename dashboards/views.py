@@ -374,6 +374,7 @@ class CandleChart(pn.viewable.Viewer):
             self.live_error,
             self.waiting,
             self.states,
+            self.db_error is None,
         )
         self.summary.object = summary_html(state, now)
         empty = not data["time"] and self.db_error is None

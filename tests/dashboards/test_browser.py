@@ -309,6 +309,8 @@ def test_servers_down_show_messages_not_tracebacks(chromium_path: Path, tmp_path
                 "p", has_text="The database is unreachable; history and health counts"
             ).first.wait_for()
             assert text(page, "candle-count") == "Candles: 0"
+            page.locator("text=Collector status unknown while the database does not answer.").wait_for()
+            page.screenshot(path=IMAGES / "dashboard-database-down.png")
             page.locator(".bk-tab", has_text="Health").click()
             eventually(lambda: text(page, "db-status").startswith("Database: unavailable"))
             assert text(page, "redis-status").startswith("Redis: unavailable: Redis is unreachable")
