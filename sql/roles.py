@@ -5,11 +5,13 @@ and view of the schema, present and future, and no other privilege: no ``INSERT`
 no ``CREATE`` in the schema, not a superuser, cannot create roles or databases. A session of it can lift
 ``default_transaction_read_only`` and still write nothing, because the privileges are not there.
 
-Its password is random, kept in ``DATA_DIR/secrets/dashboard-reader`` (mode 0600) and set again at each
-call, so the same data directory always reaches the role. ``tcp.py up`` and ``tcp.py migrate`` call it
-after the migrations; the dashboard then connects with :func:`reader_url`. A server that refuses (the
-migrating role may not create roles) raises ``ReaderUnavailable`` with the reason; set
-``DASHBOARD__DATABASE_URL`` to a SELECT-only role of your own instead (docs/dashboard.md).
+Its password is ``DASHBOARD_DB_PASSWORD`` when that is set (a deployment that hands the dashboard its URL
+itself, docker-compose.yml); otherwise random, kept in ``DATA_DIR/secrets/dashboard-reader`` (mode 0600).
+It is set again at each call, so the same data directory (or variable) always reaches the role.
+``tcp.py up`` and ``tcp.py migrate`` call it after the migrations; the dashboard then connects with
+:func:`reader_url`. A server that refuses (the migrating role may not create roles) raises
+``ReaderUnavailable`` with the reason; set ``DASHBOARD__DATABASE_URL`` to a SELECT-only role of your own
+instead (docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from psycopg import sql
 
 READER = "tcp_dashboard"
 SECRET_FILE = Path("secrets") / "dashboard-reader"
+PASSWORD_ENV = "DASHBOARD_DB_PASSWORD"
 
 
 class ReaderUnavailable(Exception):
@@ -31,7 +34,11 @@ class ReaderUnavailable(Exception):
 
 
 def reader_password(data_dir: Path) -> str:
-    """The role's password, created on first use and kept readable by this user only."""
+    """The role's password: ``DASHBOARD_DB_PASSWORD``, else one created on first use and kept readable by
+    this user only."""
+    given = os.environ.get(PASSWORD_ENV)
+    if given:
+        return given
     path = data_dir / SECRET_FILE
     if path.exists():
         return path.read_text().strip()

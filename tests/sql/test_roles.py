@@ -3,6 +3,9 @@ later migrations, and cannot write, create or lift its way out of read-only."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import stat
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import psycopg
 import pytest
 
 from sql.migrate import migrate
-from sql.roles import READER, SECRET_FILE, ensure_reader
+from sql.roles import PASSWORD_ENV, READER, SECRET_FILE, ensure_reader
 
 
 @pytest.fixture
@@ -64,3 +67,30 @@ def test_tables_created_later_are_readable_and_the_password_is_kept(pg_url: str,
         assert conn.execute("SELECT count(*) FROM later_table").fetchone() == (0,)
     mode = stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode)
     assert mode == 0o600
+
+
+def test_the_password_can_be_given_in_the_environment(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment that hands the dashboard its URL itself (docker-compose.yml) gives the password."""
+    migrate(pg_url, "off")
+    monkeypatch.setenv(PASSWORD_ENV, "given-secret_1")
+    url = ensure_reader(pg_url, tmp_path)
+    assert ":given-secret_1@" in url
+    assert not (tmp_path / SECRET_FILE).exists()
+    with psycopg.connect(pg_url) as owner:
+        row = owner.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (READER,)).fetchone()
+    assert row is not None and scram_matches(row[0], "given-secret_1")
+    assert not scram_matches(row[0], "another")
+
+
+def scram_matches(verifier: str, password: str) -> bool:
+    """Whether a stored SCRAM-SHA-256 verifier (RFC 7677, as PostgreSQL keeps it) is of ``password``."""
+    method, rest = verifier.split("$", 1)
+    assert method == "SCRAM-SHA-256"
+    params, keys = rest.split("$")
+    iterations, salt = params.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    return hashlib.sha256(client_key).digest() == base64.b64decode(stored_key)
