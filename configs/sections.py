@@ -183,6 +183,27 @@ class RecordingSettings(BaseModel):
     """Oldest session files beyond this many are deleted."""
 
 
+class SupervisorSettings(BaseModel):
+    """How ``tcp.py up`` restarts a service that exits (flows/supervisor.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    restart_initial: Duration = timedelta(seconds=1)
+    """Backoff before the first restart; it doubles with each exit in the window (with jitter)."""
+    restart_max: Duration = timedelta(seconds=30)
+    """The longest backoff."""
+    crash_loop_exits: int = Field(default=5, ge=1)
+    """This many exits within ``crash_loop_window`` is a crash loop: the service is not restarted again."""
+    crash_loop_window: Duration = timedelta(minutes=2)
+
+    @field_validator("restart_initial", "restart_max", "crash_loop_window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+
 class DashboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

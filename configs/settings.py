@@ -38,12 +38,14 @@ from configs.sections import (
     RecordingSettings,
     RecoverySettings,
     StorageSettings,
+    SupervisorSettings,
     split_csv,
 )
 
 __all__ = [
     "ConfigError", "DashboardSettings", "DatabaseSettings", "Duration", "FeedSettings", "RecordingSettings",
-    "RecoverySettings", "Settings", "StorageSettings", "describe_validation_error", "load_settings",
+    "RecoverySettings", "Settings", "StorageSettings", "SupervisorSettings", "describe_validation_error",
+    "load_settings",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +106,7 @@ class Settings(BaseSettings):
     recording: RecordingSettings = RecordingSettings()
     dashboard: DashboardSettings = DashboardSettings()
     storage: StorageSettings = StorageSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
 
     @field_validator("instruments", mode="before")
     @classmethod

@@ -154,6 +154,8 @@ class CollectorHealth:
     """Free-form extra numbers (e.g. per-kind publish counters)."""
     status_since: datetime | None = None
     """When the collector entered ``status`` (None: unknown)."""
+    last_restart_time: datetime | None = None
+    """When the collector's process was last restarted by the supervisor (None: never)."""
 
 
 def health_issues(
@@ -224,7 +226,8 @@ KINDS = ("candle", "provisional", "indicator", "signal", "late", "health")
 HEALTH_CHANNEL = "tcp:health"
 ALL_PATTERNS = ("tcp:*",)
 _TIME_FIELDS = frozenset({"time", "open_time", "as_of", "received_at", "candle_close", "watermark",
-                          "last_message_time", "status_since"})
+                          "last_message_time", "status_since",
+                          "last_restart_time"})
 _DECIMAL_FIELDS = frozenset({"open", "high", "low", "close", "volume", "quote_volume", "vwap", "price",
                              "size"})
 
@@ -309,7 +312,8 @@ def payload_of(item: LiveItem) -> tuple[str, str, dict[str, Any]]:
             "uptime_seconds": item.uptime_seconds, "reconnect_attempts": item.reconnect_attempts,
             "last_message_time": _opt_utc(item.last_message_time), "last_error": item.last_error,
             "is_healthy": item.is_healthy, "issues": list(item.issues), "details": dict(item.details),
-            "status_since": _opt_utc(item.status_since)}
+            "status_since": _opt_utc(item.status_since),
+            "last_restart_time": _opt_utc(item.last_restart_time)}
     raise TypeError(f"the Redis fan-out does not publish {type(item).__name__}")
 
 

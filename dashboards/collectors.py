@@ -53,6 +53,11 @@ class CollectorState:
             payload=decode(orjson.dumps(payload)) if isinstance(payload, Mapping) else {},
         )
 
+    @property
+    def is_service(self) -> bool:
+        """A process of ``tcp.py up`` (``service:flow`` ...) rather than an exchange collector."""
+        return self.collector.startswith("service:")
+
     def current(self, now: datetime) -> bool:
         """Whether the snapshot is recent enough to be the collector's present state."""
         return now - self.time <= HEALTH_EXPIRES_AFTER
@@ -76,14 +81,26 @@ def collector_states(rows: Sequence[Mapping[str, Any]]) -> list[CollectorState]:
 
 def collectors_sentence(states: Sequence[CollectorState], now: datetime) -> str:
     """One line about every collector, the same on the chart and on the Health page."""
-    if not states:
-        return "No collector has reported its status to the database yet."
-    return "; ".join(f"Collector {s.collector}: {s.describe(now)}" for s in states) + "."
+    # A service (a process of `up`) is told only while it is not running: restarting or given up.
+    parts = [f"Collector {s.collector}: {s.describe(now)}" for s in states if not s.is_service]
+    parts = parts or ["No collector has reported its status to the database yet"]
+    parts += [
+        f"Service {s.collector}: {s.describe(now)}"
+        for s in states
+        if s.is_service and s.current(now) and s.status != "running"
+    ]
+    return "; ".join(parts) + "."
 
 
 def empty_message(symbol: str, timeframe: str, states: Sequence[CollectorState], now: datetime) -> str:
     """Why a series has no candle yet, from the collectors' states (Markdown: commands in backticks)."""
     head = f"No candles yet for {symbol} {timeframe}."
+    given_up = [s for s in states if s.is_service and s.current(now) and s.status == "error"]
+    if given_up:
+        s = given_up[0]
+        return (f"{head} The {s.collector.removeprefix('service:')} service is not running: {s.last_error}. "
+                "Fix the cause and run `python3 tcp.py up` again.")
+    states = [s for s in states if not s.is_service]
     current = [s for s in states if s.current(now)]
     if not states:
         return f"{head} No collector is reporting: {START_HINT}"

@@ -20,10 +20,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from configs import errors
 from configs.settings import ConfigError, Settings, load_settings
@@ -31,6 +31,7 @@ from connectors.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from connectors.embedded_redis import EmbeddedRedis
 from flows.runtime import check_tapes, load_indicators, recovery_env
 from flows.status import WATCH_EVERY, StatusWatch
+from flows.supervisor import Service, Supervisor
 from sql.migrate import MigrationError, migrate_with_report
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
 from sql.roles import READER, ReaderUnavailable, ensure_reader
@@ -41,34 +42,6 @@ log = logging.getLogger("tcp.stack")
 
 TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
 DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
-
-
-@dataclass
-class Service:
-    """A child process of the stack."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, stdout: int | None = None) -> None:
-        env = {**os.environ, **self.env}
-        # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, stdout=stdout)
-        log.info("started %s (pid %d): %s", self.name, self.process.pid, " ".join(self.argv))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-            self.process.kill()
-            self.process.wait()
-        log.info("stopped %s", self.name)
 
 
 class _Stop(Exception):
@@ -82,24 +55,34 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict[str, str]]:
     """Start the local OKX simulator on the tapes (rebased to now); returns it and the settings that
     point the flow at it. The simulated market continues the stored one: its trade ids follow the newest
-    stored id of each instrument and its trades come after that trade's time (docs/okx-simulator.md)."""
+    stored id of each instrument and its trades come after that trade's time (docs/okx-simulator.md).
+    A restart keeps its port and continues from what is stored then."""
     from connectors.resume import load_stored_ends
     from connectors.tape import tape_instruments
 
-    argv = [sys.executable, "-m", "connectors.okx.simulator", "--rebase-now", "--start-offset", "60"]
-    for tape in tapes:
-        argv += ["--tape", str(tape)]
     instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
     stored = load_stored_ends(database_url, "okx", instruments).last_trades
-    for symbol, (trade_id, ms) in stored.items():
-        argv += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
-    simulator = Service("okx-simulator", argv)
+
+    def argv(port: int) -> list[str]:
+        ends = stored if port == 0 else load_stored_ends(database_url, "okx", instruments).last_trades
+        args = [sys.executable, "-m", "connectors.okx.simulator", "--rebase-now", "--start-offset", "60",
+                "--port", str(port)]
+        for tape in tapes:
+            args += ["--tape", str(tape)]
+        for symbol, (trade_id, ms) in ends.items():
+            args += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
+        return args
+
+    simulator = Service("okx-simulator", argv(0))
     simulator.start(stdout=subprocess.PIPE)
     assert simulator.process is not None and simulator.process.stdout is not None
     line = simulator.process.stdout.readline()
     if not line:
         raise RuntimeError("the OKX simulator exited before it was ready")
     ready = json.loads(line)
+    port = urlsplit(ready["rest"]).port or 0
+    simulator.prepare = lambda: argv(port)
+    simulator.stdout = subprocess.DEVNULL
     env = {"OKX_WS_URL": ready["ws_public"], "OKX_REST_URL": ready["rest"],
            "INSTRUMENTS": ",".join(instruments)}
     print(f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
@@ -196,6 +179,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
     embedded: EmbeddedPostgres | None = None
     embedded_redis: EmbeddedRedis | None = None
     services: list[Service] = []
+    supervisor: Supervisor | None = None
     try:
         if settings.database_url is None:
             embedded = EmbeddedPostgres(settings.data_dir / "pg")
@@ -234,6 +218,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         instruments = extra_env.get("INSTRUMENTS", ",".join(settings.instruments)).split(",")
         watch = StatusWatch(url, instruments, settings.data_dir / "spool", started, bool(offline_tapes),
                             say=lambda line: print(line, flush=True))
+        supervisor = Supervisor(services, settings.supervisor, url, say=lambda line: print(line, flush=True))
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         next_watch = time.monotonic() + WATCH_EVERY
         while True:
@@ -243,11 +228,12 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             if time.monotonic() >= next_watch:
                 watch.poll(datetime.now(UTC))
                 next_watch = time.monotonic() + WATCH_EVERY
-            for service in services:
-                assert service.process is not None
-                if (code := service.process.poll()) is not None:
-                    log.error("%s exited with code %d; stopping everything", service.name, code)
-                    return 1
+            # A restart is not interrupted by Ctrl-C half-way: the signal waits until it is done.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                supervisor.check()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
             time.sleep(0.5)
     except _Stop as stop:
         print(f"\n{stop}: stopping ...", flush=True)
@@ -265,6 +251,8 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for service in reversed(services):
             service.stop()
+        if supervisor is not None:
+            supervisor.close()
         if embedded_redis is not None:
             embedded_redis.stop()
             print("Embedded Redis stopped.", flush=True)

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from connectors.health_table import latest_health
+from flows.supervisor import SERVICE_PREFIX
 
 STATUS_EVERY = 30.0
 """Seconds between status lines."""
@@ -139,7 +140,10 @@ class StatusWatch:
                 self._baseline = [rows.get(s) or datetime.min.replace(tzinfo=now.tzinfo) for s in symbols]
             written = conn.execute(_CANDLES_SINCE, (symbols, self._baseline)).fetchone()
             newest = [t for _, t in conn.execute(_LATEST_TRADES, (symbols,)).fetchall() if t is not None]
-            collectors = [c for c in latest_health(conn, now) if _after(c["time"], self.started)]
+            collectors = [
+                c for c in latest_health(conn, now)
+                if _after(c["time"], self.started) and not str(c["collector"]).startswith(SERVICE_PREFIX)
+            ]
         spooled = sum(1 for _ in self.spool_dir.glob("db-*/*.batch")) if self.spool_dir.exists() else 0
         return Reading(now, collectors, int(written[0]) if written else 0, max(newest, default=None), spooled)
 
