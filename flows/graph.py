@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import bytewax.operators as op
@@ -20,7 +21,7 @@ from bytewax.outputs import Sink
 from configs.indicators import IndicatorsConfig
 from connectors.okx.events import ConnectionHealth, Gap
 from flows.candles import CandleConfig, CandleLogic, CandleState
-from flows.health import health_step
+from flows.health import NO_RESTARTS, Restarts, health_step
 from flows.indicators import History, IndicatorStep, series_key
 from market.types import Candle, FeedState, Rejected, Trade, TradeBatch
 from market.windowing import LateTrade
@@ -90,6 +91,7 @@ def build_flow(
     sinks: FlowSinks,
     indicators: IndicatorsConfig | None = None,
     history: History | None = None,
+    restarts: Restarts = NO_RESTARTS,
 ) -> Dataflow:
     """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
     ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
@@ -135,7 +137,8 @@ def build_flow(
         health = op.filter_map("health_only", records, _health_or_none)
         # ConnectionHealth
         by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
-        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, health_step))
+        step = partial(health_step, restarts=restarts)
+        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, step))
         # CollectorHealth
         for i, sink in enumerate(sinks.health):
             op.output(f"health_out_{i}", snapshots, sink)

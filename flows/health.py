@@ -7,6 +7,8 @@ judged over the interval between snapshots (``connectors.live_items.assess_healt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from connectors.live_items import CollectorHealth, Status, assess_health
@@ -20,13 +22,35 @@ _STATUS: dict[str, Status] = {
 }
 
 
+RESTARTS_ENV = ("TCP_RESTARTS", "TCP_LAST_RESTART")
+"""Set by the supervisor of ``tcp.py up`` on a restarted flow: how often, and when last."""
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """How often this flow's process was restarted by its supervisor, and when last."""
+
+    count: int = 0
+    last: datetime | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Restarts:
+        count, last = (environ.get(name, "") for name in RESTARTS_ENV)
+        return cls(int(count or 0), datetime.fromisoformat(last) if last else None)
+
+
+NO_RESTARTS = Restarts()
+
 HealthState = tuple[datetime, CollectorHealth]
 """When this flow first saw the connection, and its previous snapshot."""
 
 
-def health_step(state: HealthState | None, h: ConnectionHealth) -> tuple[HealthState, CollectorHealth]:
+def health_step(
+    state: HealthState | None, h: ConnectionHealth, restarts: Restarts = NO_RESTARTS
+) -> tuple[HealthState, CollectorHealth]:
     """``op.stateful_map`` step keyed by connection: the snapshot's uptime counts from when the
-    connection was first seen; rates are judged against the previous snapshot."""
+    connection was first seen; rates are judged against the previous snapshot; ``restarts`` are the
+    process's own."""
     started, previous = state if state is not None else (h.time, None)
     collector = f"{h.exchange}:{h.connection}"
     status: Status = (
@@ -42,7 +66,8 @@ def health_step(state: HealthState | None, h: ConnectionHealth) -> tuple[HealthS
         messages_received=h.messages_received,
         messages_processed=h.trades_emitted,
         errors=h.rejects + h.subscribe_errors + h.gaps_unfilled,
-        restarts=0,  # the flow process's own restarts are not known to the source
+        restarts=restarts.count,
+        last_restart_time=restarts.last,
         uptime_seconds=(h.time - started).total_seconds(),
         reconnect_attempts=h.reconnects,
         last_message_time=h.last_message_at,

@@ -10,6 +10,7 @@ With ``RECORDING__ENABLED=true`` the source records the session under ``DATA_DIR
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from bytewax.dataflow import Dataflow
@@ -21,6 +22,7 @@ from connectors.okx.source import OkxTradesSource
 from connectors.resume import StoredEnds, StoredHistory, load_stored_ends
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
+from flows.health import NO_RESTARTS, Restarts
 from flows.indicators import History
 from flows.runtime import database_url, graceful_stop, production_sinks, settings_or_exit
 from flows.session import session_recording
@@ -33,6 +35,7 @@ def live_flow(
     indicators: IndicatorsConfig | None = None,
     stored: StoredEnds | None = None,
     history: History | None = None,
+    restarts: Restarts = NO_RESTARTS,
 ) -> Dataflow:
     """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments.
     ``stored``: where each instrument's stored data ends; its candles continue from there, and its
@@ -47,7 +50,7 @@ def live_flow(
         contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
         resume=stored.points,
     )
-    return build_flow("okx", source, config, sinks, indicators, history)
+    return build_flow("okx", source, config, sinks, indicators, history, restarts)
 
 
 def __getattr__(name: str) -> Dataflow:
@@ -61,4 +64,5 @@ def __getattr__(name: str) -> Dataflow:
     source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
                              start_after=stored.last_trades, stop=graceful_stop(),
                              recording=session_recording(settings), **settings.feed.model_dump())
-    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url))
+    restarts = Restarts.from_environ(os.environ)
+    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url), restarts)

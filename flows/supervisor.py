@@ -30,6 +30,7 @@ from typing import IO
 from configs.sections import SupervisorSettings
 from connectors.health_table import HealthTableWriter
 from connectors.live_items import CollectorHealth, Status
+from flows.health import RESTARTS_ENV
 
 log = logging.getLogger("tcp.stack")
 
@@ -185,6 +186,9 @@ class Supervisor:
         track.restart_at = None
         track.restarts += 1
         track.last_restart = datetime.now(UTC)
+        # The flow reports them in its collectors' health (flows/health.py).
+        count, last = RESTARTS_ENV
+        service.env |= {count: str(track.restarts), last: track.last_restart.isoformat()}
         service.start()
         self._set(track, "running")
         log.info("%s restarted (restart %d)", service.name, track.restarts)

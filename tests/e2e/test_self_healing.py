@@ -70,6 +70,11 @@ def test_a_killed_flow_is_back_within_seconds_and_the_candles_are_exact(tmp_path
                 "SELECT payload->>'restarts' FROM collector_health WHERE collector = 'service:flow'"
             ).fetchone()
         assert restarts == ("1",)
+        # The restarted flow reports it in its own collectors' health too.
+        flow_restarts = (
+            "SELECT min((payload->>'restarts')::int) FROM collector_health WHERE collector LIKE 'okx:%%'"
+        )
+        eventually(lambda: one(url, flow_restarts) == 1, 15)
         assert one(url, "SELECT max(trade_id) - min(trade_id) + 1 - count(*) FROM trades") == 0
         assert one(url, RECOMPUTED) == 0
         assert one(url, MINUTES_MISSING) == 0
