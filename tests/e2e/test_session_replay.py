@@ -33,7 +33,7 @@ from tests.flows.flowkit import BTC_TAPE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 START_OFFSET = 60  # tape seconds before the live replay starts (earlier trades are REST history)
-SPEED = 4
+SPEED = 6
 CANDLE = (
     "exchange, symbol, time, open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id,"
     " last_trade_id, complete"
