@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
 _VARIABLE = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
@@ -72,3 +73,13 @@ def environment_of(service: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(given, list):
         given = dict(item.split("=", 1) for item in given)
     return {str(key): "" if value is None else str(value) for key, value in given.items()}
+
+
+def image_sources(path: Path = DOCKERFILE) -> list[str]:
+    """What the Dockerfile copies into the image from the build context (its ``COPY`` sources)."""
+    sources = []
+    for line in path.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"]:
+            sources += [word for word in words[1:-1] if not word.startswith("--")]
+    return sources

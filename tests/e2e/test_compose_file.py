@@ -15,6 +15,7 @@ from tests.conftest import REPO_ROOT, TEST_DATA
 from tests.e2e.compose_file import (
     MissingVariable,
     environment_of,
+    image_sources,
     interpolate,
     load,
     load_raw,
@@ -125,3 +126,12 @@ def test_interpolation_follows_compose() -> None:
     with pytest.raises(MissingVariable, match="EMPTY: say so"):
         interpolate("${EMPTY:?say so}", env)
     assert interpolate("${EMPTY?fine}", env) == ""
+
+
+def test_the_image_holds_every_package_and_runs_from_its_code() -> None:
+    """Every package of pyproject.toml is copied into the image, and the dependencies are installed from
+    pyproject.toml alone (the code runs from /app, never from a copy in site-packages)."""
+    packages = re.findall(r'"(\w+)\*"', (REPO_ROOT / "pyproject.toml").read_text())
+    assert packages and set(packages) <= set(image_sources())
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile()
+    assert "pip install --no-cache-dir ." not in dockerfile()

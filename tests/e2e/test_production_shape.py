@@ -1,6 +1,7 @@
 """The production shape without a container engine: the migrate, flow and dashboard services of
 docker-compose.yml (their commands, environments and health checks, read from the file) run as the
-unprivileged user ``nobody`` from a read-only, root-owned copy of the code, with DATA_DIR in a separate
+unprivileged user ``nobody`` from a read-only, root-owned copy of the code the image holds (the
+Dockerfile's ``COPY`` sources), with DATA_DIR in a separate
 directory only ``nobody`` writes, against a real PostgreSQL and Redis reached over their URLs and the
 OKX simulator. Checked: trades are stored, both health checks pass, the dashboard serves its page and
 reads with the SELECT-only role, a database outage is spooled under DATA_DIR and written when the
@@ -36,7 +37,7 @@ import pytest
 from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.embedded_redis import EmbeddedRedis
 from tests.conftest import REPO_ROOT
-from tests.e2e.compose_file import environment_of, load
+from tests.e2e.compose_file import environment_of, image_sources, load
 from tests.e2e.livekit import start_simulator
 from tests.e2e.livekit import stop as stop_simulator
 from tests.flows.flowkit import BTC_TAPE
@@ -101,12 +102,13 @@ def readable_python(root: Path) -> tuple[str, dict[str, str]]:
 
 
 def read_only_copy(destination: Path) -> list[str]:
-    """The tracked files of the repository copied to ``destination``, owned by root and not writable by
-    anyone; returns the listing to compare with later."""
+    """The tracked files the image holds (what the Dockerfile copies) copied to ``destination``, owned by
+    root and not writable by anyone; returns the listing to compare with later."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+    sources = image_sources()
     for name in filter(None, listed.stdout.decode().split("\0")):
         source = REPO_ROOT / name
-        if source.is_file():
+        if source.is_file() and any(name == s or name.startswith(f"{s}/") for s in sources):
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
     subprocess.run(["chown", "-R", "root:root", str(destination)], check=True)
