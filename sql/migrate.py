@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import re
 import sys
 import time
@@ -264,7 +265,7 @@ def _main(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     if settings.dashboard.database_url is None:
-        from sql.roles import READER, SECRET_FILE, ReaderUnavailable, ensure_reader
+        from sql.roles import PASSWORD_ENV, READER, SECRET_FILE, ReaderUnavailable, ensure_reader
 
         try:
             ensure_reader(url, settings.data_dir)
@@ -272,7 +273,9 @@ def _main(args: argparse.Namespace) -> int:
             print(f"Dashboard role {READER} not created ({error}); "
                   "set DASHBOARD__DATABASE_URL to a SELECT-only role")
         else:
-            print(f"Dashboard role: {READER}, SELECT only (password in {settings.data_dir / SECRET_FILE})")
+            secret = settings.data_dir / SECRET_FILE
+            kept = f"from {PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else f"in {secret}"
+            print(f"Dashboard role: {READER}, SELECT only (password {kept})")
     return 0
 
 
