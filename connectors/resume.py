@@ -9,9 +9,11 @@ for the indicator step to continue a series where it stood. See docs/reliability
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -19,6 +21,8 @@ import psycopg
 from market.timeframes import TF_1D, TF_1M, Timeframe, timeframe
 from market.types import EPOCH, Candle, Trade
 from market.windowing import ResumePoint
+
+log = logging.getLogger(__name__)
 
 _CANDLE = (
     "time, open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id, last_trade_id,"
@@ -52,9 +56,11 @@ ORDER BY trade_id DESC LIMIT 1
 
 
 _HISTORY = (
-    f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s AND time < %s"
-    " ORDER BY time"
+    f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
+    " AND time > %s AND time < %s ORDER BY time"
 )
+HISTORY_RETRY_MAX = 30.0
+"""Longest wait (seconds) between attempts to read a series' stored history while the database is down."""
 _NO_CANDLE_LOOKBACK = timedelta(hours=1)
 
 
@@ -98,16 +104,38 @@ class StoredHistory:
     """The stored final candles of a series before a given one, oldest first: what an indicator step
     continuing a series after a restart replays to be in the state an uninterrupted run would have."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_initial: float = 0.5) -> None:
         self.url = url
+        self.retry_initial = retry_initial
 
     def __call__(self, first: Candle) -> Iterator[Candle]:
+        """The candles, read in pages; while the database does not answer the series waits for it (an
+        indicator computed without its history would differ from an uninterrupted run), retrying with
+        backoff, and goes on after the last candle it had read."""
         tf = timeframe(first.timeframe)
-        with psycopg.connect(self.url) as conn, conn.cursor(name="tcp_history") as cur:
+        after, delay = EPOCH, self.retry_initial
+        while True:
+            try:
+                for row in self._rows(first, after):
+                    candle = _candle(first.exchange, first.symbol, row, tf)
+                    after = candle.close_time
+                    yield candle
+                return
+            except psycopg.OperationalError as error:
+                log.warning("the stored history of %s %s %s cannot be read (%s); its indicators wait for the "
+                            "database, retrying in %.1f s", first.symbol, first.timeframe,
+                            first.close_time.isoformat(), " ".join(str(error).split()), delay)
+                time.sleep(delay)
+                delay = min(delay * 2, HISTORY_RETRY_MAX)
+
+
+    def _rows(self, first: Candle, after: datetime) -> Iterator[Sequence[Any]]:
+        """The stored rows of ``first``'s series closing after ``after`` and before ``first``."""
+        key = (first.exchange, first.symbol, first.timeframe, after, first.close_time)
+        with psycopg.connect(self.url, connect_timeout=5) as conn, conn.cursor(name="tcp_history") as cur:
             cur.itersize = 5000
-            cur.execute(_HISTORY, (first.exchange, first.symbol, first.timeframe, first.close_time))
-            for row in cur:
-                yield _candle(first.exchange, first.symbol, row, tf)
+            cur.execute(_HISTORY, key)
+            yield from cur
 
 
 def _candle(exchange: str, symbol: str, row: Sequence[Any], tf: Timeframe = TF_1M) -> Candle:

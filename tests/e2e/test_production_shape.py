@@ -262,7 +262,8 @@ def spooled(data: Path) -> list[Path]:
 
 def clear_of_candle_closes() -> bool:
     """Whether the next 15 s hold no 1m candle close (at about CANDLE_GRACE, 2 s, past each minute): the
-    indicator step reads stored history at a series' first candle, and an outage must not fall on it."""
+    indicator step reads stored history at a series' first candle and waits there for the database, so an
+    outage falling on it would hold the batches back instead of spooling them, which is what is checked."""
     return 6 <= time.time() % 60 <= 44
 
 

@@ -1,0 +1,68 @@
+"""A series' stored history (what its indicators replay after a restart) on a real PostgreSQL that is
+down when it is asked for: the read waits for the database and then gives every stored candle once, in
+order, so the indicators never start without their history."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from connectors.database import DatabaseWriter
+from connectors.embedded_postgres import EmbeddedPostgres
+from connectors.resume import StoredHistory
+from market.types import Candle
+from sql.migrate import migrate
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def candle(n: int) -> Candle:
+    price = Decimal(100 + n)
+    return Candle(
+        "okx",
+        "BTC-USDT",
+        "1m",
+        T0 + n * MINUTE,
+        T0 + (n + 1) * MINUTE,
+        price,
+        price,
+        price,
+        price,
+        Decimal(1),
+        price,
+        1,
+        price,
+        10 + n,
+        10 + n,
+    )
+
+
+def test_the_history_waits_for_the_database_and_gives_every_candle_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = server.start()
+    try:
+        migrate(url, "off")
+        writer = DatabaseWriter(url, spool_dir=tmp_path / "spool")
+        writer.write([candle(n) for n in range(5)])
+        writer.close()
+        history = StoredHistory(url, retry_initial=0.2)
+        assert [c.close_time for c in history(candle(5))] == [c.close_time for c in map(candle, range(5))]
+        server.stop()
+        restarted = threading.Timer(1.5, server.start)
+        restarted.start()
+        began = time.monotonic()
+        read = list(history(candle(5)))
+        restarted.join()
+        assert time.monotonic() - began >= 1.5  # it waited for the database
+        assert read == [candle(n) for n in range(5)]
+        assert any("its indicators wait for the database" in r.getMessage() for r in caplog.records)
+    finally:
+        server.stop()
