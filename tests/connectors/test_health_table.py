@@ -18,6 +18,7 @@ from flows.health import health_step
 from sql.migrate import migrate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+GAIERROR = "gaierror: [Errno -2] Name or service not known"
 
 
 def snapshot(
@@ -106,29 +107,36 @@ def test_outage_drops_snapshots_and_recovers(tmp_path: Path) -> None:
         server.stop()
 
 
+def connection_report(
+    at: datetime, state: ConnectionState, reconnects: int = 0, last_error: str | None = None
+) -> ConnectionHealth:
+    """A source's health record of one connection at ``at`` (counters zero unless given)."""
+    return ConnectionHealth(
+        exchange="okx",
+        connection="public-0",
+        instruments=("BTC-USDT",),
+        time=at,
+        state=state,
+        connected_since=at if state == "subscribed" else None,
+        last_message_at=None,
+        messages_received=0,
+        trades_emitted=0,
+        trades_backfilled=0,
+        duplicates_dropped=0,
+        reconnects=reconnects,
+        gaps_filled=0,
+        gaps_unfilled=0,
+        rejects=0,
+        subscribe_errors=0,
+        pings_sent=0,
+        pongs_received=0,
+        last_error=last_error,
+    )
+
+
 def test_status_since_is_when_the_collector_entered_its_status() -> None:
     def report(seconds: int, state: ConnectionState) -> ConnectionHealth:
-        return ConnectionHealth(
-            exchange="okx",
-            connection="public-0",
-            instruments=("BTC-USDT",),
-            time=T0 + timedelta(seconds=seconds),
-            state=state,
-            connected_since=None,
-            last_message_at=None,
-            messages_received=0,
-            trades_emitted=0,
-            trades_backfilled=0,
-            duplicates_dropped=0,
-            reconnects=seconds // 5,
-            gaps_filled=0,
-            gaps_unfilled=0,
-            rejects=0,
-            subscribe_errors=0,
-            pings_sent=0,
-            pongs_received=0,
-            last_error="gaierror: [Errno -2] Name or service not known",
-        )
+        return connection_report(T0 + timedelta(seconds=seconds), state, seconds // 5, GAIERROR)
 
     state = None
     seen = []

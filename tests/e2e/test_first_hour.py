@@ -20,10 +20,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import psycopg
 import pytest
@@ -31,6 +30,7 @@ from playwright.sync_api import Browser, Page
 
 from connectors.embedded_postgres import EmbeddedPostgres
 from tests.conftest import REPO_ROOT
+from tests.dashboards.test_browser import eventually
 from tests.support.browser import INSTALL_HINT, chromium, find_chromium, free_port, wait_for_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -122,22 +122,6 @@ class Up:
         assert self.process.stdout is not None
         self.process.stdout.close()
         return code
-
-
-def eventually(check: Callable[[], Any], timeout: float) -> Any:
-    """``check()`` once it returns something true (or raise the last assertion after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            error: Exception = AssertionError(f"still {result!r}")
-        except AssertionError as failed:
-            error = failed
-        if time.monotonic() > deadline:
-            raise error
-        time.sleep(0.5)
 
 
 def shown_count(page: Page) -> int:

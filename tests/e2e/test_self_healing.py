@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.test_first_hour import Up, eventually, one
+from tests.dashboards.test_browser import eventually
+from tests.e2e.test_first_hour import Up, one
 from tests.support.browser import free_port
 
 pytestmark = [pytest.mark.slow]

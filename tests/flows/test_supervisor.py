@@ -129,32 +129,12 @@ def test_policy_settings_are_checked(bad: dict[str, object]) -> None:
 def test_a_restarted_flow_reports_its_restarts_in_its_collector_health() -> None:
     from datetime import UTC, datetime
 
-    from connectors.okx.events import ConnectionHealth
     from flows.health import Restarts, health_step
+    from tests.connectors.test_health_table import connection_report
 
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     restarts = Restarts.from_environ({"TCP_RESTARTS": "2", "TCP_LAST_RESTART": at.isoformat()})
     assert restarts == Restarts(2, at) and Restarts.from_environ({}) == Restarts(0, None)
-    report = ConnectionHealth(
-        exchange="okx",
-        connection="c",
-        instruments=("BTC-USDT",),
-        time=at,
-        state="subscribed",
-        connected_since=at,
-        last_message_at=at,
-        messages_received=1,
-        trades_emitted=1,
-        trades_backfilled=0,
-        duplicates_dropped=0,
-        reconnects=0,
-        gaps_filled=0,
-        gaps_unfilled=0,
-        rejects=0,
-        subscribe_errors=0,
-        pings_sent=0,
-        pongs_received=0,
-        last_error=None,
-    )
+    report = connection_report(at, "subscribed")
     _, h = health_step(None, report, restarts)
     assert (h.restarts, h.last_restart_time) == (2, at)
