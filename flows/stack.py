@@ -44,12 +44,24 @@ TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
 DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Ctrl-C or SIGTERM while starting (a BaseException: no ``except Exception`` on the way swallows it)."""
 
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
+class _StopRequest:
+    """The signal handler of ``up``. While starting, a signal interrupts whatever runs; once the services
+    run it only sets :attr:`signal_name`, which the main loop checks: a signal landing inside a database
+    call or a restart would otherwise be swallowed by the library it interrupts, or cut the restart
+    half-way."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self.running = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+        if not self.running:
+            raise _Stop(self.signal_name)
 
 
 def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict[str, str]]:
@@ -174,8 +186,9 @@ def _maintain(settings: Settings, url: str, announce: bool = False) -> None:
 
 
 def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) -> int:
-    signal.signal(signal.SIGINT, _raise_stop)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    stop = _StopRequest()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     embedded: EmbeddedPostgres | None = None
     embedded_redis: EmbeddedRedis | None = None
     services: list[Service] = []
@@ -211,6 +224,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         for service in services:
             if service.process is None:
                 service.start()
+        stop.running = True
         running = ", ".join(s.name for s in services) or "the database only"
         if any(s.name == "dashboard" for s in services):
             print(f"Dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}", flush=True)
@@ -221,22 +235,19 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         supervisor = Supervisor(services, settings.supervisor, url, say=lambda line: print(line, flush=True))
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         next_watch = time.monotonic() + WATCH_EVERY
-        while True:
+        while stop.signal_name is None:
             if plain and time.monotonic() >= next_maintenance:
                 _maintain(settings, url)
                 next_maintenance = time.monotonic() + MAINTENANCE_EVERY
             if time.monotonic() >= next_watch:
                 watch.poll(datetime.now(UTC))
                 next_watch = time.monotonic() + WATCH_EVERY
-            # A restart is not interrupted by Ctrl-C half-way: the signal waits until it is done.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                supervisor.check()
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+            supervisor.check()
             time.sleep(0.5)
-    except _Stop as stop:
-        print(f"\n{stop}: stopping ...", flush=True)
+        print(f"\n{stop.signal_name}: stopping ...", flush=True)
+        return 0
+    except _Stop as stopped:
+        print(f"\n{stopped}: stopping ...", flush=True)
         return 0
     except (EmbeddedPostgresError, MigrationError, PolicyError, ConfigError) as error:
         errors.report(errors.UserError(str(error)), error)

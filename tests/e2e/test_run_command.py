@@ -73,7 +73,15 @@ class Run:
 
     def interrupt(self, timeout: float = 60) -> int:
         self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.reader.join(10)
+            while not self.lines.empty():
+                self.output.append(self.lines.get())
+            shown = "".join(self.output)
+            raise AssertionError(f"no exit {timeout:.0f} s after Ctrl-C; output:\n{shown}") from None
         self.reader.join(10)
         assert self.process.stdout is not None
         self.process.stdout.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -113,3 +114,32 @@ def test_a_flow_crashing_at_start_is_a_crash_loop_not_restarted_forever(tmp_path
     finally:
         code = up.interrupt()
     assert code == 0, up.text
+
+
+def test_ctrl_c_landing_inside_a_database_write_still_stops_everything(tmp_path: Path) -> None:
+    """The supervisor's health write is held on a table lock (a real one, from another session) when
+    Ctrl-C arrives; once the lock goes, ``up`` stops with 0 rather than carrying on."""
+    up = Up(tmp_path / "data", free_port())
+    try:
+        url = up.wait_for(r'psql "([^"]+)"', timeout=120)[1]
+        up.wait_for(r"^Up: ", timeout=60)
+        with psycopg.connect(url) as lock:
+            lock.execute("LOCK TABLE collector_health IN ACCESS EXCLUSIVE MODE")
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%collector_health%%'"
+            )
+            eventually(lambda: one(url, waiting) > 0, 30)
+            time.sleep(2.5)  # the supervisor writes every 2 s: it is waiting too by now
+            up.process.send_signal(signal.SIGINT)
+            time.sleep(1)
+            assert up.process.poll() is None  # still held
+            lock.rollback()
+        try:
+            code = up.process.wait(40)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"up did not stop on Ctrl-C once the lock was gone; output:\n{up.text}")
+        assert code == 0, up.text
+        assert "SIGINT: stopping" in up.text
+    finally:
+        up.interrupt()
