@@ -90,8 +90,10 @@ def ensure_chromium() -> None:
         return
     print("Installing Chromium for the browser tests (apt-get install chromium) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
         if subprocess.run(argv, stdout=subprocess.DEVNULL, env=env).returncode != 0:
             print("Chromium could not be installed: browser tests will be skipped", flush=True)
             return

@@ -168,8 +168,12 @@ def main() -> int:
                 lasts = {r["symbol"]: r["time"] for r in queries.latest_closes(conn, "okx", SERIES)}
             default_last = max(lasts.values())
             lasts = {s: lasts.get(s, default_last) for s in SERIES}
-            env = {"DATABASE_URL": url, "REDIS_URL": redis_url, "INSTRUMENTS": ",".join(SERIES),
-                   "INDICATORS_CONFIG": str(config_path)}
+            env = {
+                "DATABASE_URL": url,
+                "REDIS_URL": redis_url,
+                "INSTRUMENTS": ",".join(SERIES),
+                "INDICATORS_CONFIG": str(config_path),
+            }
             process, page_url = serve_dashboard(env, work / "panel.log")
             idle_rss = rss_mb(process.pid)
             with chromium() as browser:

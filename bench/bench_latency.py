@@ -55,9 +55,23 @@ def main() -> None:
         url, redis_url = pg.start(), redis.start()
         migrate(url)
         sim = subprocess.Popen(
-            [sys.executable, "-m", "connectors.okx.simulator", "--tape", str(BTC), "--rebase-now",
-             "--rebase-align", "0.001", "--start-offset", "30"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "connectors.okx.simulator",
+                "--tape",
+                str(BTC),
+                "--rebase-now",
+                "--rebase-align",
+                "0.001",
+                "--start-offset",
+                "30",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert sim.stdout is not None
         ready = json.loads(sim.stdout.readline())
         arrivals: dict[str, float] = {}
@@ -72,11 +86,20 @@ def main() -> None:
                 pass
 
         threading.Thread(target=listen, daemon=True).start()
-        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url, "OKX_WS_URL": ready["ws_public"],
-               "OKX_REST_URL": ready["rest"], "INSTRUMENTS": "BTC-USDT", "CANDLE_GRACE": str(args.grace),
-               "DATA_DIR": str(tmp / "data"), "LOG_LEVEL": "WARNING"}
-        flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.okx"], cwd=ROOT, env=env,
-                                start_new_session=True)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "OKX_WS_URL": ready["ws_public"],
+            "OKX_REST_URL": ready["rest"],
+            "INSTRUMENTS": "BTC-USDT",
+            "CANDLE_GRACE": str(args.grace),
+            "DATA_DIR": str(tmp / "data"),
+            "LOG_LEVEL": "WARNING",
+        }
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "flows.okx"], cwd=ROOT, env=env, start_new_session=True
+        )
         try:
             time.sleep(args.minutes * 60)
         finally:
@@ -91,17 +114,24 @@ def main() -> None:
         redis.stop()
         pg.stop()
     to_row = [(inserted - close).total_seconds() for close, inserted in rows[1:]]  # first: partial start
-    to_redis = [arrivals[close.astimezone(UTC).isoformat()] - close.timestamp()
-                for close, _ in rows[1:] if close.astimezone(UTC).isoformat() in arrivals]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"{args.minutes} min, grace {args.grace} s, {len(to_row)} candles; {datetime.now(UTC):%Y-%m-%d}")
+    to_redis = [
+        arrivals[close.astimezone(UTC).isoformat()] - close.timestamp()
+        for close, _ in rows[1:]
+        if close.astimezone(UTC).isoformat() in arrivals
+    ]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"{args.minutes} min, grace {args.grace} s, {len(to_row)} candles; {datetime.now(UTC):%Y-%m-%d}"
+    )
     print("| latency after the close | p50 | p99 | max | minus grace, p50 | minus grace, p99 |")
     print("|---|---|---|---|---|---|")
     for name, values in (("row in candles_1m (inserted_at)", to_row), ("message on Redis", to_redis)):
         if values:
             p50, p99 = statistics.median(values), percentile(values, 0.99)
-            print(f"| {name} | {p50:.3f} s | {p99:.3f} s | {max(values):.3f} s "
-                  f"| {(p50 - args.grace) * 1000:.0f} ms | {(p99 - args.grace) * 1000:.0f} ms |")
+            print(
+                f"| {name} | {p50:.3f} s | {p99:.3f} s | {max(values):.3f} s "
+                f"| {(p50 - args.grace) * 1000:.0f} ms | {(p99 - args.grace) * 1000:.0f} ms |"
+            )
 
 
 if __name__ == "__main__":

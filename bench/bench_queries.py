@@ -37,8 +37,10 @@ from sql.migrate import migrate  # noqa: E402
 from sql.policies import engine_of, refresh_rollups  # noqa: E402
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
-COLUMNS = ("exchange, symbol, time, open, high, low, close, volume, quote_volume, trade_count, vwap,"
-           " first_trade_id, last_trade_id")
+COLUMNS = (
+    "exchange, symbol, time, open, high, low, close, volume, quote_volume, trade_count, vwap,"
+    " first_trade_id, last_trade_id"
+)
 
 
 def symbols(n: int) -> list[str]:
@@ -70,8 +72,10 @@ def candle_lines(symbol: str, minutes: int, seed: int) -> Iterator[bytes]:
     for i in range(minutes):
         if traded[i]:
             n, first = int(counts[i]), int(first_ids[i])
-            chunk.append(f"{prefix}{stamps[i]}Z\t{o[i]}\t{h[i]}\t{lo[i]}\t{c[i]}\t{volume[i]}\t{quote[i]}\t{n}"
-                         f"\t{vwap[i]}\t{first}\t{first + n - 1}\n")
+            chunk.append(
+                f"{prefix}{stamps[i]}Z\t{o[i]}\t{h[i]}\t{lo[i]}\t{c[i]}\t{volume[i]}\t{quote[i]}\t{n}"
+                f"\t{vwap[i]}\t{first}\t{first + n - 1}\n"
+            )
             last_close = c[i]
         else:
             p = last_close
@@ -153,11 +157,16 @@ def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[st
         ("latest 500 1m candles (`latest_candles`)", "1m", lambda: newest(500), latest["1m"]),
         ("latest 500 15m candles (`latest_candles`)", "15m", lambda: newest(500), latest["15m"]),
         ("latest 200 1d candles (`latest_candles`)", "1d", lambda: newest(200), latest["1d"]),
-        (f"latest 1m close of {len(names)} symbols (`latest_closes`)", "1m", lambda: {"symbols": names},
-         queries.LATEST_CLOSES["1m"]),
+        (
+            f"latest 1m close of {len(names)} symbols (`latest_closes`)",
+            "1m",
+            lambda: {"symbols": names},
+            queries.LATEST_CLOSES["1m"],
+        ),
     ]
     with psycopg.connect(url, autocommit=True) as conn:
         for label, timeframe, arguments, statement in cases:
+
             def run(tf: str = timeframe, arguments: Callable[[], dict[str, Any]] = arguments) -> list[Any]:
                 args = arguments()
                 if "symbols" in args:
@@ -169,10 +178,13 @@ def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[st
             median, p95, rows = timed(run, repeat)
             server = statistics.median(
                 server_ms(conn, statement, {"exchange": "okx", "limit": queries.MAX_ROWS, **arguments()})
-                for _ in range(5))
+                for _ in range(5)
+            )
             results.append((label, median, p95, server, rows))
-            print(f"  {label}: median {median:.1f} ms, p95 {p95:.1f} ms, server {server:.1f} ms, {rows} rows",
-                  file=sys.stderr)
+            print(
+                f"  {label}: median {median:.1f} ms, p95 {p95:.1f} ms, server {server:.1f} ms, {rows} rows",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -200,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--data-dir", type=Path,
-                        help="PostgreSQL: keep the server's files here; a second run reuses the loaded data")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="PostgreSQL: keep the server's files here; a second run reuses the loaded data",
+    )
     args = parser.parse_args(argv)
     names = symbols(args.symbols)
     minutes = args.days * 1440
@@ -219,9 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                 load_times = load(url, names, minutes)
             results = measure(url, names, args.days, args.repeat)
     copy_s, refresh_s = load_times["copy"], load_times["refresh"]
-    print(f"\nEngine: {args.engine}; data: {args.symbols} symbols x {args.days} days of 1m candles "
-          f"({total:,} rows). Load: COPY {copy_s:.1f} s ({total / copy_s:,.0f} rows/s, rollups included on "
-          f"PostgreSQL), refresh {refresh_s:.1f} s. {args.repeat} runs each.\n")
+    print(
+        f"\nEngine: {args.engine}; data: {args.symbols} symbols x {args.days} days of 1m candles "
+        f"({total:,} rows). Load: COPY {copy_s:.1f} s ({total / copy_s:,.0f} rows/s, rollups included on "
+        f"PostgreSQL), refresh {refresh_s:.1f} s. {args.repeat} runs each.\n"
+    )
     print("| read | median ms | p95 ms | server execution ms | rows |")
     print("|---|---|---|---|---|")
     for label, median, p95, server_time, rows in results:

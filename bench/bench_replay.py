@@ -73,8 +73,13 @@ def baseline(tape: Path, url: str, spool: Path) -> float:
 
 
 def run_flow(tape: Path, url: str, data_dir: Path, processes: int) -> float:
-    env = {**os.environ, "DATABASE_URL": url, "REPLAY_TAPES": str(tape), "DATA_DIR": str(data_dir),
-           "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REPLAY_TAPES": str(tape),
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+    }
     argv = [sys.executable, "-m", "bytewax.run", "flows.replay"]
     if processes > 1:
         argv[3:3] = ["-p", str(processes)]
@@ -107,14 +112,18 @@ def main() -> None:
         finally:
             for server in servers:
                 server.stop()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}; {n:,} trades")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; {n:,} trades"
+    )
     print("| what | seconds | trades/s |")
     print("|---|---|---|")
     print(f"| parse + COPY into trades (baseline) | {base:.2f} | {n / base:,.0f} |")
     print(f"| `bytewax.run flows.replay`, end to end incl. start-up | {flow:.2f} | {n / flow:,.0f} |")
-    print(f"| same, less the start-up of a one-trade replay ({startup:.2f} s) | {flow - startup:.2f} "
-          f"| {n / (flow - startup):,.0f} |")
+    print(
+        f"| same, less the start-up of a one-trade replay ({startup:.2f} s) | {flow - startup:.2f} "
+        f"| {n / (flow - startup):,.0f} |"
+    )
 
 
 if __name__ == "__main__":

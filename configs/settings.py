@@ -43,8 +43,17 @@ from configs.sections import (
 )
 
 __all__ = [
-    "ConfigError", "DashboardSettings", "DatabaseSettings", "Duration", "FeedSettings", "RecordingSettings",
-    "RecoverySettings", "Settings", "StorageSettings", "SupervisorSettings", "describe_validation_error",
+    "ConfigError",
+    "DashboardSettings",
+    "DatabaseSettings",
+    "Duration",
+    "FeedSettings",
+    "RecordingSettings",
+    "RecoverySettings",
+    "Settings",
+    "StorageSettings",
+    "SupervisorSettings",
+    "describe_validation_error",
     "load_settings",
 ]
 
@@ -183,7 +192,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 

@@ -153,7 +153,9 @@ class EmbeddedRedis:
             self.url = self._write_config()
             self._process = subprocess.Popen(
                 [str(binary), str(self.data_dir / "redis.conf")],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches the run command, which stops Redis last
             )
             self._wait_ready()
@@ -263,11 +265,13 @@ class EmbeddedRedis:
             if self._process.poll() is not None:
                 raise EmbeddedRedisError(
                     f"embedded Redis exited with code {self._process.returncode}: {self._last_log_line()}\n"
-                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own).")
+                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own)."
+                )
             if time.monotonic() > deadline:
                 raise EmbeddedRedisError(
                     f"embedded Redis not ready after {self.start_timeout} s: {self._last_log_line()}\n"
-                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own).")
+                    f"  See {self.data_dir / 'redis.log'} (or set REDIS_URL to a Redis of your own)."
+                )
             time.sleep(0.01)
 
     def _terminate(self) -> None:

@@ -175,8 +175,9 @@ def health_issues(
         stale = rules.stale_after.total_seconds()
         if h.last_message_time is None:
             if h.uptime_seconds > stale:
-                issues.append(f"no message received in {h.uptime_seconds:.0f} s since start "
-                              f"(limit {stale:.0f} s)")
+                issues.append(
+                    f"no message received in {h.uptime_seconds:.0f} s since start (limit {stale:.0f} s)"
+                )
         else:
             quiet = (h.time - h.last_message_time).total_seconds()
             if quiet > stale:
@@ -185,8 +186,9 @@ def health_issues(
     received = h.messages_received - (base.messages_received if base else 0)
     errors = h.errors - (base.errors if base else 0)
     if received >= rules.min_messages_for_rate and errors / received > rules.max_error_rate:
-        issues.append(f"error rate {errors / received:.1%} over {received} messages "
-                      f"(limit {rules.max_error_rate:.1%})")
+        issues.append(
+            f"error rate {errors / received:.1%} over {received} messages (limit {rules.max_error_rate:.1%})"
+        )
     elif received < rules.min_messages_for_rate and errors >= rules.min_messages_for_rate:
         issues.append(f"{errors} errors over only {received} messages")
     window = rules.reconnect_window.total_seconds()
@@ -197,13 +199,17 @@ def health_issues(
         reconnects, span = h.reconnect_attempts, h.uptime_seconds
     per_window = reconnects * window / max(span, window)
     if reconnects and per_window >= rules.max_reconnects:
-        issues.append(f"reconnect storm: {reconnects} reconnect attempts in {span:.0f} s "
-                      f"(limit {rules.max_reconnects} per {window:.0f} s)")
+        issues.append(
+            f"reconnect storm: {reconnects} reconnect attempts in {span:.0f} s "
+            f"(limit {rules.max_reconnects} per {window:.0f} s)"
+        )
     stalled = h.details.get("ingestion_stalled_seconds", 0.0)
     limit = rules.max_ingestion_stall.total_seconds()
     if h.should_be_running and stalled > limit:
-        issues.append(f"ingestion stopped: trade pushes kept arriving for {stalled:.0f} s and none was "
-                      f"accepted (limit {limit:.0f} s); last error: {h.last_error or 'none'}")
+        issues.append(
+            f"ingestion stopped: trade pushes kept arriving for {stalled:.0f} s and none was "
+            f"accepted (limit {limit:.0f} s); last error: {h.last_error or 'none'}"
+        )
     backlog = h.messages_received - h.messages_processed
     if backlog > rules.max_backlog:
         issues.append(f"backlog of {backlog} received but unprocessed messages (limit {rules.max_backlog})")
@@ -225,11 +231,22 @@ LiveItem = Candle | ProvisionalCandle | IndicatorValue | Signal | LateTrade | Co
 KINDS = ("candle", "provisional", "indicator", "signal", "late", "health")
 HEALTH_CHANNEL = "tcp:health"
 ALL_PATTERNS = ("tcp:*",)
-_TIME_FIELDS = frozenset({"time", "open_time", "as_of", "received_at", "candle_close", "watermark",
-                          "last_message_time", "status_since",
-                          "last_restart_time"})
-_DECIMAL_FIELDS = frozenset({"open", "high", "low", "close", "volume", "quote_volume", "vwap", "price",
-                             "size"})
+_TIME_FIELDS = frozenset(
+    {
+        "time",
+        "open_time",
+        "as_of",
+        "received_at",
+        "candle_close",
+        "watermark",
+        "last_message_time",
+        "status_since",
+        "last_restart_time",
+    }
+)
+_DECIMAL_FIELDS = frozenset(
+    {"open", "high", "low", "close", "volume", "quote_volume", "vwap", "price", "size"}
+)
 
 
 def candle_channel(exchange: str, symbol: str, timeframe: str) -> str:
@@ -271,49 +288,119 @@ def _dec(d: Decimal | None) -> str | None:
 
 
 def _candle_fields(c: Candle | ProvisionalCandle) -> dict[str, Any]:
-    return {"exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe,
-            "time": _utc(c.close_time), "open_time": _utc(c.open_time),
-            "open": _dec(c.open), "high": _dec(c.high), "low": _dec(c.low), "close": _dec(c.close),
-            "volume": _dec(c.volume), "quote_volume": _dec(c.quote_volume),
-            "trade_count": c.trade_count, "vwap": _dec(c.vwap)}
+    return {
+        "exchange": c.exchange,
+        "symbol": c.symbol,
+        "timeframe": c.timeframe,
+        "time": _utc(c.close_time),
+        "open_time": _utc(c.open_time),
+        "open": _dec(c.open),
+        "high": _dec(c.high),
+        "low": _dec(c.low),
+        "close": _dec(c.close),
+        "volume": _dec(c.volume),
+        "quote_volume": _dec(c.quote_volume),
+        "trade_count": c.trade_count,
+        "vwap": _dec(c.vwap),
+    }
 
 
 def payload_of(item: LiveItem) -> tuple[str, str, dict[str, Any]]:
     """``(kind, channel, payload)`` of one item; raises TypeError for anything else (a wiring bug)."""
     if isinstance(item, Candle):
-        return "candle", candle_channel(item.exchange, item.symbol, item.timeframe), {
-            "kind": "candle", **_candle_fields(item), "provisional": False,
-            "first_trade_id": item.first_trade_id, "last_trade_id": item.last_trade_id}
+        return (
+            "candle",
+            candle_channel(item.exchange, item.symbol, item.timeframe),
+            {
+                "kind": "candle",
+                **_candle_fields(item),
+                "provisional": False,
+                "first_trade_id": item.first_trade_id,
+                "last_trade_id": item.last_trade_id,
+            },
+        )
     if isinstance(item, ProvisionalCandle):
-        return "provisional", provisional_channel(item.exchange, item.symbol, item.timeframe), {
-            "kind": "provisional", **_candle_fields(item), "provisional": True, "as_of": _utc(item.as_of)}
+        return (
+            "provisional",
+            provisional_channel(item.exchange, item.symbol, item.timeframe),
+            {"kind": "provisional", **_candle_fields(item), "provisional": True, "as_of": _utc(item.as_of)},
+        )
     if isinstance(item, IndicatorValue):
-        return "indicator", indicator_channel(item.exchange, item.symbol, item.timeframe), {
-            "kind": "indicator", "exchange": item.exchange, "symbol": item.symbol,
-            "timeframe": item.timeframe, "time": _utc(item.time), "indicator": item.indicator,
-            "values": dict(item.values)}
+        return (
+            "indicator",
+            indicator_channel(item.exchange, item.symbol, item.timeframe),
+            {
+                "kind": "indicator",
+                "exchange": item.exchange,
+                "symbol": item.symbol,
+                "timeframe": item.timeframe,
+                "time": _utc(item.time),
+                "indicator": item.indicator,
+                "values": dict(item.values),
+            },
+        )
     if isinstance(item, Signal):
-        return "signal", signal_channel(item.exchange, item.symbol, item.timeframe), {
-            "kind": "signal", "exchange": item.exchange, "symbol": item.symbol, "timeframe": item.timeframe,
-            "time": _utc(item.time), "strategy": item.strategy, "action": item.action, "reason": item.reason,
-            "values": dict(item.values)}
+        return (
+            "signal",
+            signal_channel(item.exchange, item.symbol, item.timeframe),
+            {
+                "kind": "signal",
+                "exchange": item.exchange,
+                "symbol": item.symbol,
+                "timeframe": item.timeframe,
+                "time": _utc(item.time),
+                "strategy": item.strategy,
+                "action": item.action,
+                "reason": item.reason,
+                "values": dict(item.values),
+            },
+        )
     if isinstance(item, LateTrade):
         t = item.trade
-        return "late", late_channel(t.exchange, t.symbol), {
-            "kind": "late", "exchange": t.exchange, "symbol": t.symbol, "trade_id": t.trade_id,
-            "time": _utc(t.ts_event), "price": _dec(t.price), "size": _dec(t.size), "side": t.side,
-            "received_at": _opt_utc(t.ts_recv), "origin": t.origin, "candle_close": _utc(item.candle_close),
-            "watermark": _utc(item.watermark), "lateness_seconds": item.lateness.total_seconds()}
+        return (
+            "late",
+            late_channel(t.exchange, t.symbol),
+            {
+                "kind": "late",
+                "exchange": t.exchange,
+                "symbol": t.symbol,
+                "trade_id": t.trade_id,
+                "time": _utc(t.ts_event),
+                "price": _dec(t.price),
+                "size": _dec(t.size),
+                "side": t.side,
+                "received_at": _opt_utc(t.ts_recv),
+                "origin": t.origin,
+                "candle_close": _utc(item.candle_close),
+                "watermark": _utc(item.watermark),
+                "lateness_seconds": item.lateness.total_seconds(),
+            },
+        )
     if isinstance(item, CollectorHealth):
-        return "health", HEALTH_CHANNEL, {
-            "kind": "health", "collector": item.collector, "time": _utc(item.time), "status": item.status,
-            "should_be_running": item.should_be_running, "messages_received": item.messages_received,
-            "messages_processed": item.messages_processed, "errors": item.errors, "restarts": item.restarts,
-            "uptime_seconds": item.uptime_seconds, "reconnect_attempts": item.reconnect_attempts,
-            "last_message_time": _opt_utc(item.last_message_time), "last_error": item.last_error,
-            "is_healthy": item.is_healthy, "issues": list(item.issues), "details": dict(item.details),
-            "status_since": _opt_utc(item.status_since),
-            "last_restart_time": _opt_utc(item.last_restart_time)}
+        return (
+            "health",
+            HEALTH_CHANNEL,
+            {
+                "kind": "health",
+                "collector": item.collector,
+                "time": _utc(item.time),
+                "status": item.status,
+                "should_be_running": item.should_be_running,
+                "messages_received": item.messages_received,
+                "messages_processed": item.messages_processed,
+                "errors": item.errors,
+                "restarts": item.restarts,
+                "uptime_seconds": item.uptime_seconds,
+                "reconnect_attempts": item.reconnect_attempts,
+                "last_message_time": _opt_utc(item.last_message_time),
+                "last_error": item.last_error,
+                "is_healthy": item.is_healthy,
+                "issues": list(item.issues),
+                "details": dict(item.details),
+                "status_since": _opt_utc(item.status_since),
+                "last_restart_time": _opt_utc(item.last_restart_time),
+            },
+        )
     raise TypeError(f"the Redis fan-out does not publish {type(item).__name__}")
 
 

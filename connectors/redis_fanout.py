@@ -62,9 +62,24 @@ from connectors.live_items import (  # the channels and payloads are defined wit
 )
 
 __all__ = [
-    "ALL_PATTERNS", "HEALTH_CHANNEL", "FanoutStats", "HealthReporter", "LiveItem", "LiveMessage",
-    "RedisFanout", "RedisLiveReader", "RedisSink", "StreamBounds", "Subscription", "candle_channel", "decode",
-    "health_latest_key", "indicator_channel", "late_channel", "payload_of", "provisional_channel",
+    "ALL_PATTERNS",
+    "HEALTH_CHANNEL",
+    "FanoutStats",
+    "HealthReporter",
+    "LiveItem",
+    "LiveMessage",
+    "RedisFanout",
+    "RedisLiveReader",
+    "RedisSink",
+    "StreamBounds",
+    "Subscription",
+    "candle_channel",
+    "decode",
+    "health_latest_key",
+    "indicator_channel",
+    "late_channel",
+    "payload_of",
+    "provisional_channel",
     "signal_channel",
 ]
 
@@ -75,8 +90,16 @@ log = logging.getLogger(__name__)
 class StreamBounds:
     """Approximate maximum length of each stream (``MAXLEN ~``), per kind and, for candles, timeframe."""
 
-    candles: Mapping[str, int] = field(default_factory=lambda: {
-        "1m": 10_000, "5m": 5_000, "15m": 3_000, "1h": 2_000, "4h": 1_000, "1d": 1_000})
+    candles: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "1m": 10_000,
+            "5m": 5_000,
+            "15m": 3_000,
+            "1h": 2_000,
+            "4h": 1_000,
+            "1d": 1_000,
+        }
+    )
     candles_default: int = 1_000
     provisional: int = 100
     indicators: int = 10_000
@@ -126,8 +149,12 @@ class RedisFanout:
         self.log_interval = log_interval
         self.stats = FanoutStats()
         self._client: redis.Redis = redis.Redis.from_url(
-            url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0), client_name="tcp-fanout")
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            client_name="tcp-fanout",
+        )
         self._retry_delay = retry_initial
         self._next_attempt = 0.0
         self._down_since: float | None = None
@@ -152,8 +179,12 @@ class RedisFanout:
             data = encode(payload)
             pipe.publish(channel, data)
             timeframe = getattr(item, "timeframe", None)
-            pipe.xadd(channel, {"data": data}, maxlen=self.bounds.for_item(kind, timeframe),
-                      approximate=self.bounds.approximate)
+            pipe.xadd(
+                channel,
+                {"data": data},
+                maxlen=self.bounds.for_item(kind, timeframe),
+                approximate=self.bounds.approximate,
+            )
             if isinstance(item, CollectorHealth):
                 pipe.set(health_latest_key(item.collector), data, ex=HEALTH_EXPIRES_AFTER)
             prepared.append((kind, 3 if kind == "health" else 2))
@@ -176,7 +207,7 @@ class RedisFanout:
         published = 0
         position = 0
         for kind, n in prepared:
-            errors = [r for r in results[position:position + n] if isinstance(r, Exception)]
+            errors = [r for r in results[position : position + n] if isinstance(r, Exception)]
             position += n
             if errors:
                 self.stats.dropped[kind] += 1
@@ -209,8 +240,11 @@ class RedisFanout:
     def _recovered(self) -> None:
         if self._down_since is not None:
             self.stats.reconnects += 1
-            log.info("Redis reachable again after %.1f s; %d live message(s) were dropped meanwhile",
-                     time.monotonic() - self._down_since, self._dropped_since_log)
+            log.info(
+                "Redis reachable again after %.1f s; %d live message(s) were dropped meanwhile",
+                time.monotonic() - self._down_since,
+                self._dropped_since_log,
+            )
             self._down_since = None
             self._dropped_since_log = 0
             self._last_log = float("-inf")
@@ -221,8 +255,13 @@ class RedisFanout:
         now = time.monotonic()
         if now - self._last_log >= self.log_interval:
             self._last_log = now
-            log.warning("%s (last error: %s; dropped so far: %s; next attempt in %.1f s)", message,
-                        self.stats.last_error, dict(self.stats.dropped), max(0.0, self._next_attempt - now))
+            log.warning(
+                "%s (last error: %s; dropped so far: %s; next attempt in %.1f s)",
+                message,
+                self.stats.last_error,
+                dict(self.stats.dropped),
+                max(0.0, self._next_attempt - now),
+            )
 
 
 class _RedisPartition(StatelessSinkPartition[LiveItem]):
@@ -260,8 +299,13 @@ class HealthReporter:
     against the previous one with ``assess_health`` before it is published and kept as the latest.
     """
 
-    def __init__(self, url: str, snapshot: Callable[[], CollectorHealth], interval: float = 10.0,
-                 rules: HealthRules | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        snapshot: Callable[[], CollectorHealth],
+        interval: float = 10.0,
+        rules: HealthRules | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.interval = interval
         self.rules = rules or HealthRules()
@@ -369,8 +413,9 @@ class Subscription:
     def __enter__(self) -> Subscription:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -387,15 +432,19 @@ class RedisLiveReader:
 
     def __init__(self, url: str, *, socket_timeout: float = 5.0) -> None:
         self.url = url
-        self._client: redis.Redis = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                                         socket_connect_timeout=socket_timeout)
+        self._client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
 
     def catch_up(self, channel: str, count: int = 500) -> list[LiveMessage]:
         """The last ``count`` messages of ``channel``'s stream, oldest first."""
         entries: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrevrange(  # type: ignore[assignment]
-            channel, count=count)
-        return [LiveMessage(channel, decode(fields[b"data"]), _text(entry_id))
-                for entry_id, fields in reversed(entries)]
+            channel, count=count
+        )
+        return [
+            LiveMessage(channel, decode(fields[b"data"]), _text(entry_id))
+            for entry_id, fields in reversed(entries)
+        ]
 
     def latest_health(self) -> dict[str, dict[str, Any]]:
         """The latest health snapshot of every collector, by collector name."""
@@ -425,6 +474,7 @@ class RedisLiveReader:
     def __enter__(self) -> RedisLiveReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -122,12 +122,17 @@ class StoredHistory:
                     yield candle
                 return
             except psycopg.OperationalError as error:
-                log.warning("the stored history of %s %s %s cannot be read (%s); its indicators wait for the "
-                            "database, retrying in %.1f s", first.symbol, first.timeframe,
-                            first.close_time.isoformat(), " ".join(str(error).split()), delay)
+                log.warning(
+                    "the stored history of %s %s %s cannot be read (%s); its indicators wait for the "
+                    "database, retrying in %.1f s",
+                    first.symbol,
+                    first.timeframe,
+                    first.close_time.isoformat(),
+                    " ".join(str(error).split()),
+                    delay,
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, HISTORY_RETRY_MAX)
-
 
     def _rows(self, first: Candle, after: datetime) -> Iterator[Sequence[Any]]:
         """The stored rows of ``first``'s series closing after ``after`` and before ``first``."""

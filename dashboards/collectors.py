@@ -98,8 +98,10 @@ def empty_message(symbol: str, timeframe: str, states: Sequence[CollectorState],
     given_up = [s for s in states if s.is_service and s.current(now) and s.status == "error"]
     if given_up:
         s = given_up[0]
-        return (f"{head} The {s.collector.removeprefix('service:')} service is not running: {s.last_error}. "
-                "Fix the cause and run `python3 tcp.py up` again.")
+        return (
+            f"{head} The {s.collector.removeprefix('service:')} service is not running: {s.last_error}. "
+            "Fix the cause and run `python3 tcp.py up` again."
+        )
     states = [s for s in states if not s.is_service]
     current = [s for s in states if s.current(now)]
     if not states:

@@ -88,7 +88,10 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
     def _new_state(self, symbol: str, out: list[CandleOut]) -> CandleState:
         config = self.config
         windows = SeriesWindows(
-            config.exchange, symbol, grace=config.grace, emit_flat=config.emit_flat,
+            config.exchange,
+            symbol,
+            grace=config.grace,
+            emit_flat=config.emit_flat,
             contract_value=config.contract_values.get(symbol, Decimal(1)),
         )
         clock = Watermark(grace=config.grace)
@@ -158,8 +161,22 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         c = self.state.windows.in_progress()
         if c is None:
             return None
-        return ProvisionalCandle(c.exchange, c.symbol, c.timeframe, c.open_time, c.close_time, c.open, c.high,
-                                 c.low, c.close, c.volume, c.quote_volume, c.trade_count, c.vwap, now)
+        return ProvisionalCandle(
+            c.exchange,
+            c.symbol,
+            c.timeframe,
+            c.open_time,
+            c.close_time,
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume,
+            c.quote_volume,
+            c.trade_count,
+            c.vwap,
+            now,
+        )
 
     def on_notify(self) -> tuple[Iterable[CandleOut], bool]:
         if self.state is None or (watermark := self.state.clock.at(datetime.now(UTC))) is None:

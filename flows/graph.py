@@ -1,10 +1,10 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
-    source ─► split ─► rejects, gaps ─────────────────────────────────────────────────┐
-                  ├─► trades, feed states, gaps ─► key by instrument ─► candles ──────┤
-                  │                       candles ─► key by series ─► indicators ─────┼─► database
-                  │                                                    + signals      ├─► fan-out (Redis)
-                  └─► connection health ─► key by connection ─► collector health ─────┴─► collector_health
+source ─► split ─► rejects, gaps ─────────────────────────────────────────────────┐
+              ├─► trades, feed states, gaps ─► key by instrument ─► candles ──────┤
+              │                       candles ─► key by series ─► indicators ─────┼─► database
+              │                                                    + signals      ├─► fan-out (Redis)
+              └─► connection health ─► key by connection ─► collector health ─────┴─► collector_health
 """
 
 from __future__ import annotations
@@ -105,7 +105,6 @@ def build_flow(
     # Rejected | ConnectionHealth (rare: routed without touching the trade path)
     rejects = op.filter_map("rejects_only", records, _reject_or_none)
 
-
     def builder(state: CandleState | None) -> CandleLogic:
         return CandleLogic(candle_config, state)
 
@@ -121,8 +120,9 @@ def build_flow(
     if indicators is not None:
         by_series = op.key_on("by_series", candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
-        computed = op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series,
-                                                                   IndicatorStep(indicators, history)))
+        computed = op.key_rm(
+            "unkey_series", op.stateful_flat_map("indicators", by_series, IndicatorStep(indicators, history))
+        )
         # IndicatorValue | Signal
         to_database.append(computed)
         for i, sink in enumerate(sinks.indicators):

@@ -48,8 +48,11 @@ def _update(plan: RunPlan, candle: Candle) -> list[IndicatorOut]:
     for label, indicator in plan.indicators.items():
         values = indicator.update_bar(bar)
         if values and all(math.isfinite(v) for v in values.values()):
-            out.append(IndicatorValue(candle.exchange, candle.symbol, candle.timeframe,
-                                      candle.close_time, label, values))
+            out.append(
+                IndicatorValue(
+                    candle.exchange, candle.symbol, candle.timeframe, candle.close_time, label, values
+                )
+            )
     for strategy in plan.strategies.values():
         signal = strategy.update(candle)
         if signal is not None:

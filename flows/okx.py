@@ -42,12 +42,20 @@ def live_flow(
     indicators from ``history`` (the stored candles before)."""
     stored = stored or StoredEnds()
     if source is None:
-        source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
-                                 start_after=stored.last_trades, recording=session_recording(settings),
-                                 **settings.feed.model_dump())
+        source = OkxTradesSource(
+            settings.okx_ws_url,
+            settings.okx_rest_url,
+            settings.instruments,
+            start_after=stored.last_trades,
+            recording=session_recording(settings),
+            **settings.feed.model_dump(),
+        )
     config = CandleConfig(
-        grace=settings.candle_grace, emit_flat=settings.emit_flat_candles, clock="wall",
-        contract_values=settings.contract_values, provisional_every=timedelta(milliseconds=500),
+        grace=settings.candle_grace,
+        emit_flat=settings.emit_flat_candles,
+        clock="wall",
+        contract_values=settings.contract_values,
+        provisional_every=timedelta(milliseconds=500),
         resume=stored.points,
     )
     return build_flow("okx", source, config, sinks, indicators, history, restarts)
@@ -61,8 +69,14 @@ def __getattr__(name: str) -> Dataflow:
     url = database_url(settings)
     sinks = production_sinks(settings, url)
     stored = load_stored_ends(url, "okx", settings.instruments)
-    source = OkxTradesSource(settings.okx_ws_url, settings.okx_rest_url, settings.instruments,
-                             start_after=stored.last_trades, stop=graceful_stop(),
-                             recording=session_recording(settings), **settings.feed.model_dump())
+    source = OkxTradesSource(
+        settings.okx_ws_url,
+        settings.okx_rest_url,
+        settings.instruments,
+        start_after=stored.last_trades,
+        stop=graceful_stop(),
+        recording=session_recording(settings),
+        **settings.feed.model_dump(),
+    )
     restarts = Restarts.from_environ(os.environ)
     return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url), restarts)

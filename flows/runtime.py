@@ -139,8 +139,9 @@ def production_sinks(settings: Settings, url: str | None = None) -> FlowSinks:
     timeout = settings.database.connect_timeout_seconds
     with exit_on_user_error():
         database = database_sink(settings, url)
-    return FlowSinks(database=database, fanout=[RedisSink(redis_url(settings))],
-                     health=[HealthTableSink(url, timeout)])
+    return FlowSinks(
+        database=database, fanout=[RedisSink(redis_url(settings))], health=[HealthTableSink(url, timeout)]
+    )
 
 
 def database_sink(settings: Settings, url: str) -> DatabaseSink:
@@ -149,8 +150,9 @@ def database_sink(settings: Settings, url: str) -> DatabaseSink:
     spool = Path(settings.data_dir) / "spool"
     timeout = settings.database.connect_timeout_seconds
     drain_spool(url, spool, connect_timeout=timeout)
-    return DatabaseSink(url, spool_dir=spool, connect_timeout=timeout,
-                        spool_max_mb=settings.database.spool_max_mb)
+    return DatabaseSink(
+        url, spool_dir=spool, connect_timeout=timeout, spool_max_mb=settings.database.spool_max_mb
+    )
 
 
 def check_tapes(tapes: list[Path], source: str) -> None:

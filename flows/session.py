@@ -115,8 +115,14 @@ def __getattr__(name: str) -> Dataflow:
     try:
         source = SessionSource(session_paths(settings.session_files))
     except SessionError as error:
-        report(UserError(f"SESSION_FILES: {error}", "Name a recorded session: its directory under "
-                         "DATA_DIR/sessions (RECORDING__ENABLED=true records one) or its files."), error)
+        report(
+            UserError(
+                f"SESSION_FILES: {error}",
+                "Name a recorded session: its directory under "
+                "DATA_DIR/sessions (RECORDING__ENABLED=true records one) or its files.",
+            ),
+            error,
+        )
         raise SystemExit(USER_ERROR_EXIT) from None
     url = database_url(settings)
     stored = load_stored_ends(url, source.header.exchange, source.instruments)

@@ -77,8 +77,16 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
 
     def argv(port: int) -> list[str]:
         ends = stored if port == 0 else load_stored_ends(database_url, "okx", instruments).last_trades
-        args = [sys.executable, "-m", "connectors.okx.simulator", "--rebase-now", "--start-offset", "60",
-                "--port", str(port)]
+        args = [
+            sys.executable,
+            "-m",
+            "connectors.okx.simulator",
+            "--rebase-now",
+            "--start-offset",
+            "60",
+            "--port",
+            str(port),
+        ]
         for tape in tapes:
             args += ["--tape", str(tape)]
         for symbol, (trade_id, ms) in ends.items():
@@ -95,10 +103,15 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
     port = urlsplit(ready["rest"]).port or 0
     simulator.prepare = lambda: argv(port)
     simulator.stdout = subprocess.DEVNULL
-    env = {"OKX_WS_URL": ready["ws_public"], "OKX_REST_URL": ready["rest"],
-           "INSTRUMENTS": ",".join(instruments)}
-    print(f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
-          flush=True)
+    env = {
+        "OKX_WS_URL": ready["ws_public"],
+        "OKX_REST_URL": ready["rest"],
+        "INSTRUMENTS": ",".join(instruments),
+    }
+    print(
+        f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
+        flush=True,
+    )
     for symbol, (trade_id, _) in stored.items():
         print(f"Offline: {symbol} continues the stored market (trade ids from {trade_id + 1})", flush=True)
     return simulator, env
@@ -106,12 +119,25 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
 
 def dashboard_argv(host: str, port: int) -> list[str]:
     """How the dashboard is served: by the run command, and by the tests and benchmarks."""
-    return [sys.executable, "-m", "panel", "serve", "dashboards/app.py", "--address", host,
-            "--port", str(port), "--allow-websocket-origin", f"{host}:{port}"]
+    return [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        "dashboards/app.py",
+        "--address",
+        host,
+        "--port",
+        str(port),
+        "--allow-websocket-origin",
+        f"{host}:{port}",
+    ]
 
 
 def services_for(
-    settings: Settings, database_url: str, extra_env: dict[str, str] | None = None,
+    settings: Settings,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
     dashboard_url: str | None = None,
 ) -> list[Service]:
     """The processes that make up the running system, given the resolved database URL (and the
@@ -119,8 +145,11 @@ def services_for(
     env = {"DATABASE_URL": database_url, **(extra_env or {})}
     services = []
     if importlib.util.find_spec("flows.okx") is not None:
-        services.append(Service("flow", [sys.executable, "-m", "bytewax.run", "flows.okx"],
-                                {**env, **recovery_env(settings)}))
+        services.append(
+            Service(
+                "flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], {**env, **recovery_env(settings)}
+            )
+        )
     if importlib.util.find_spec("dashboards.app") is not None:
         dash = settings.dashboard
         services.append(
@@ -146,8 +175,11 @@ def _dashboard_url(settings: Settings, url: str) -> str:
     try:
         return ensure_reader(url, settings.data_dir)
     except ReaderUnavailable as error:
-        print(f"Dashboard: reads with the flow's role in read-only sessions: the role {READER} could not "
-              f"be created ({error}); set DASHBOARD__DATABASE_URL to a SELECT-only role", flush=True)
+        print(
+            f"Dashboard: reads with the flow's role in read-only sessions: the role {READER} could not "
+            f"be created ({error}); set DASHBOARD__DATABASE_URL to a SELECT-only role",
+            flush=True,
+        )
         return url
 
 
@@ -197,8 +229,11 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         if settings.database_url is None:
             embedded = EmbeddedPostgres(settings.data_dir / "pg")
             url = embedded.start()
-            print(f"Embedded PostgreSQL ready in {embedded.started_in_seconds:.2f} s "
-                  f"(data in {embedded.data_dir})", flush=True)
+            print(
+                f"Embedded PostgreSQL ready in {embedded.started_in_seconds:.2f} s "
+                f"(data in {embedded.data_dir})",
+                flush=True,
+            )
         else:
             url = settings.database_url.get_secret_value()
         if settings.redis_url is None:
@@ -211,7 +246,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
         print(report.summary(), flush=True)
         plain = _apply_storage_policies(settings, url)
         shown = errors.redact_url(url)
-        print(f"Database: {shown}\n  psql \"{shown}\"\nRedis: {errors.redact_url(redis_url)}", flush=True)
+        print(f'Database: {shown}\n  psql "{shown}"\nRedis: {errors.redact_url(redis_url)}', flush=True)
         if once:
             return 0
         extra_env: dict[str, str] = {"REDIS_URL": redis_url}
@@ -230,8 +265,14 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
             print(f"Dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}", flush=True)
         print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
         instruments = extra_env.get("INSTRUMENTS", ",".join(settings.instruments)).split(",")
-        watch = StatusWatch(url, instruments, settings.data_dir / "spool", started, bool(offline_tapes),
-                            say=lambda line: print(line, flush=True))
+        watch = StatusWatch(
+            url,
+            instruments,
+            settings.data_dir / "spool",
+            started,
+            bool(offline_tapes),
+            say=lambda line: print(line, flush=True),
+        )
         supervisor = Supervisor(services, settings.supervisor, url, say=lambda line: print(line, flush=True))
         next_maintenance = time.monotonic() + MAINTENANCE_EVERY
         next_watch = time.monotonic() + WATCH_EVERY
@@ -276,11 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 tcp.py")
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole system until Ctrl-C")
-    up_parser.add_argument("--once", action="store_true",
-                           help="start the database and apply migrations, then stop (a health check)")
-    up_parser.add_argument("--offline", nargs="*", type=Path, metavar="TAPE",
-                           help="run against the local OKX simulator replaying these tapes from now "
-                                f"(default: {DEMO_TAPE.name})")
+    up_parser.add_argument(
+        "--once",
+        action="store_true",
+        help="start the database and apply migrations, then stop (a health check)",
+    )
+    up_parser.add_argument(
+        "--offline",
+        nargs="*",
+        type=Path,
+        metavar="TAPE",
+        help="run against the local OKX simulator replaying these tapes from now "
+        f"(default: {DEMO_TAPE.name})",
+    )
     up_parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
     if args.debug:
@@ -290,13 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         """Everything a user can get wrong is checked here, before anything starts."""
         settings = load_settings()
         load_indicators(settings)  # fail at start, naming the field, rather than in the flow
-        logging.basicConfig(level=settings.log_level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         offline = None if args.offline is None else (args.offline or [DEMO_TAPE])
         check_tapes(offline or [], "up --offline")
         if settings.database_url is not None:
-            errors.check_database(settings.database_url.get_secret_value(), "DATABASE_URL",
-                           settings.database.connect_timeout_seconds)
+            errors.check_database(
+                settings.database_url.get_secret_value(),
+                "DATABASE_URL",
+                settings.database.connect_timeout_seconds,
+            )
         if settings.redis_url is not None:
             errors.check_redis(settings.redis_url.get_secret_value(), "REDIS_URL")
         if not args.once:

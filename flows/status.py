@@ -141,7 +141,8 @@ class StatusWatch:
             written = conn.execute(_CANDLES_SINCE, (symbols, self._baseline)).fetchone()
             newest = [t for _, t in conn.execute(_LATEST_TRADES, (symbols,)).fetchall() if t is not None]
             collectors = [
-                c for c in latest_health(conn, now)
+                c
+                for c in latest_health(conn, now)
                 if _after(c["time"], self.started) and not str(c["collector"]).startswith(SERVICE_PREFIX)
             ]
         spooled = sum(1 for _ in self.spool_dir.glob("db-*/*.batch")) if self.spool_dir.exists() else 0

@@ -337,9 +337,22 @@ def rollup(
 
 def _built(b: CandleBuilder | RollupBuilder, open_time: datetime, close_time: datetime) -> Candle:
     """The candle a builder holds (both builders keep the same running fields)."""
-    return _checked(Candle(
-        exchange=b.exchange, symbol=b.symbol, timeframe=b.timeframe.name, open_time=open_time,
-        close_time=close_time, open=b._open, high=b._high, low=b._low, close=b._close, volume=b._volume,
-        quote_volume=b._quote, trade_count=b._count, vwap=vwap_of(b._quote, b._volume, b.contract_value),
-        first_trade_id=b._first_id, last_trade_id=b._last_id,
-    ))
+    return _checked(
+        Candle(
+            exchange=b.exchange,
+            symbol=b.symbol,
+            timeframe=b.timeframe.name,
+            open_time=open_time,
+            close_time=close_time,
+            open=b._open,
+            high=b._high,
+            low=b._low,
+            close=b._close,
+            volume=b._volume,
+            quote_volume=b._quote,
+            trade_count=b._count,
+            vwap=vwap_of(b._quote, b._volume, b.contract_value),
+            first_trade_id=b._first_id,
+            last_trade_id=b._last_id,
+        )
+    )

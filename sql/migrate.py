@@ -270,8 +270,10 @@ def _main(args: argparse.Namespace) -> int:
         try:
             ensure_reader(url, settings.data_dir)
         except ReaderUnavailable as error:
-            print(f"Dashboard role {READER} not created ({error}); "
-                  "set DASHBOARD__DATABASE_URL to a SELECT-only role")
+            print(
+                f"Dashboard role {READER} not created ({error}); "
+                "set DASHBOARD__DATABASE_URL to a SELECT-only role"
+            )
         else:
             secret = settings.data_dir / SECRET_FILE
             kept = f"from {PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else f"in {secret}"

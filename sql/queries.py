@@ -21,8 +21,19 @@ TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
 RELATIONS: dict[str, str] = {tf: f"candles_{tf}" for tf in TIMEFRAMES}
 """The public relation of each timeframe: candles_1m (a table) and the rollup views of migration 0008."""
 CANDLE_COLUMNS: tuple[str, ...] = (
-    "exchange", "symbol", "time", "open", "high", "low", "close", "volume", "quote_volume", "trade_count",
-    "vwap", "first_trade_id", "last_trade_id",
+    "exchange",
+    "symbol",
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "first_trade_id",
+    "last_trade_id",
 )
 MAX_ROWS = 100_000
 Row = dict[str, Any]
@@ -31,8 +42,10 @@ Row = dict[str, Any]
 def _per_timeframe(template: str) -> dict[str, sql.Composed]:
     """The statement for each timeframe, composed once from constants (``{relation}``, ``{columns}``)."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in CANDLE_COLUMNS)
-    return {tf: sql.SQL(template).format(relation=sql.Identifier(rel), columns=columns)
-            for tf, rel in RELATIONS.items()}
+    return {
+        tf: sql.SQL(template).format(relation=sql.Identifier(rel), columns=columns)
+        for tf, rel in RELATIONS.items()
+    }
 
 
 LATEST_CANDLES = _per_timeframe(
@@ -175,68 +188,140 @@ def _fetch(conn: psycopg.Connection[Any], query: sql.Composed | str, params: dic
         return cursor.fetchall()
 
 
-def latest_candles(conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str,
-                   limit: int = 500) -> list[Row]:
+def latest_candles(
+    conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str, limit: int = 500
+) -> list[Row]:
     """The newest ``limit`` final candles of a series, oldest first."""
     query = LATEST_CANDLES[check_timeframe(timeframe)]
     return _fetch(conn, query, {"exchange": exchange, "symbol": symbol, "limit": _limit(limit)})
 
 
-def candles_between(conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str,
-                    start: datetime, end: datetime, limit: int = MAX_ROWS) -> list[Row]:
+def candles_between(
+    conn: psycopg.Connection[Any],
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    limit: int = MAX_ROWS,
+) -> list[Row]:
     """Candles closing in ``(start, end]``: for boundaries on the timeframe's grid, exactly the candles
     covering ``[start, end)``. Oldest first, at most ``limit``."""
     query = CANDLES_BETWEEN[check_timeframe(timeframe)]
-    return _fetch(conn, query, {"exchange": exchange, "symbol": symbol, "start": _aware("start", start),
-                                "end": _aware("end", end), "limit": _limit(limit)})
+    return _fetch(
+        conn,
+        query,
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "start": _aware("start", start),
+            "end": _aware("end", end),
+            "limit": _limit(limit),
+        },
+    )
 
 
-def latest_closes(conn: psycopg.Connection[Any], exchange: str, symbols: Sequence[str],
-                  timeframe: str = "1m") -> list[Row]:
+def latest_closes(
+    conn: psycopg.Connection[Any], exchange: str, symbols: Sequence[str], timeframe: str = "1m"
+) -> list[Row]:
     """For each symbol that has candles: its newest candle's close time, close and trade count."""
     query = LATEST_CLOSES[check_timeframe(timeframe)]
     return _fetch(conn, query, {"exchange": exchange, "symbols": list(symbols)})
 
 
-def late_trade_counts(conn: psycopg.Connection[Any], start: datetime, end: datetime,
-                      period: timedelta = timedelta(hours=1), exchange: str | None = None,
-                      symbol: str | None = None) -> list[Row]:
+def late_trade_counts(
+    conn: psycopg.Connection[Any],
+    start: datetime,
+    end: datetime,
+    period: timedelta = timedelta(hours=1),
+    exchange: str | None = None,
+    symbol: str | None = None,
+) -> list[Row]:
     """Late trades (trade time in ``[start, end)``) per series and per period; ``time`` closes the period
     (periods aligned to the UTC epoch). Only periods with late trades appear."""
-    return _fetch(conn, LATE_TRADE_COUNTS, {
-        "start": _aware("start", start), "end": _aware("end", end), "period": _period(period),
-        "exchange": exchange, "symbol": symbol})
+    return _fetch(
+        conn,
+        LATE_TRADE_COUNTS,
+        {
+            "start": _aware("start", start),
+            "end": _aware("end", end),
+            "period": _period(period),
+            "exchange": exchange,
+            "symbol": symbol,
+        },
+    )
 
 
-def reject_counts(conn: psycopg.Connection[Any], start: datetime, end: datetime,
-                  period: timedelta = timedelta(hours=1)) -> list[Row]:
+def reject_counts(
+    conn: psycopg.Connection[Any], start: datetime, end: datetime, period: timedelta = timedelta(hours=1)
+) -> list[Row]:
     """Rejected messages received in ``[start, end)`` per source, reason and period (``time`` = its close)."""
-    return _fetch(conn, REJECT_COUNTS, {"start": _aware("start", start), "end": _aware("end", end),
-                                        "period": _period(period)})
+    return _fetch(
+        conn,
+        REJECT_COUNTS,
+        {"start": _aware("start", start), "end": _aware("end", end), "period": _period(period)},
+    )
 
 
-def gaps(conn: psycopg.Connection[Any], exchange: str | None = None, symbol: str | None = None,
-         since: datetime | None = None, unfilled_only: bool = False, limit: int = 1000) -> list[Row]:
+def gaps(
+    conn: psycopg.Connection[Any],
+    exchange: str | None = None,
+    symbol: str | None = None,
+    since: datetime | None = None,
+    unfilled_only: bool = False,
+    limit: int = 1000,
+) -> list[Row]:
     """Holes detected in the trade stream, newest detection first."""
-    return _fetch(conn, GAPS, {"exchange": exchange, "symbol": symbol, "since": _aware("since", since),
-                               "unfilled_only": unfilled_only, "limit": _limit(limit)})
+    return _fetch(
+        conn,
+        GAPS,
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "since": _aware("since", since),
+            "unfilled_only": unfilled_only,
+            "limit": _limit(limit),
+        },
+    )
 
 
-def latest_indicators(conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str,
-                      at: datetime | None = None) -> list[Row]:
+def latest_indicators(
+    conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str, at: datetime | None = None
+) -> list[Row]:
     """The newest value of every (indicator, output) of a series stamped at or before ``at`` (default:
     the newest), sorted by indicator and output."""
-    return _fetch(conn, LATEST_INDICATORS, {"exchange": exchange, "symbol": symbol,
-                                            "timeframe": check_timeframe(timeframe), "at": _aware("at", at)})
+    return _fetch(
+        conn,
+        LATEST_INDICATORS,
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": check_timeframe(timeframe),
+            "at": _aware("at", at),
+        },
+    )
 
 
-def recent_signals(conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str | None = None,
-                   since: datetime | None = None, limit: int = 100) -> list[Row]:
+def recent_signals(
+    conn: psycopg.Connection[Any],
+    exchange: str,
+    symbol: str,
+    timeframe: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[Row]:
     """Signals of a series (one timeframe, or all), stamped after ``since``; newest first."""
-    return _fetch(conn, RECENT_SIGNALS, {
-        "exchange": exchange, "symbol": symbol,
-        "timeframe": None if timeframe is None else check_timeframe(timeframe),
-        "since": _aware("since", since), "limit": _limit(limit)})
+    return _fetch(
+        conn,
+        RECENT_SIGNALS,
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": None if timeframe is None else check_timeframe(timeframe),
+            "since": _aware("since", since),
+            "limit": _limit(limit),
+        },
+    )
 
 
 def symbols(conn: psycopg.Connection[Any], exchange: str) -> list[Row]:

@@ -228,8 +228,15 @@ class OkxRestClient:
             if time.monotonic() >= next_report + PROGRESS_EVERY:
                 next_report = time.monotonic()
                 done = (until_id - cursor) / max(1, until_id - after_id - 1)
-                log.info("okx %s backfill: %d trades, %d%% of ids %d..%d, %.0f s", inst_id, len(collected),
-                         100 * done, after_id + 1, until_id - 1, next_report - started)
+                log.info(
+                    "okx %s backfill: %d trades, %d%% of ids %d..%d, %.0f s",
+                    inst_id,
+                    len(collected),
+                    100 * done,
+                    after_id + 1,
+                    until_id - 1,
+                    next_report - started,
+                )
             try:
                 page = await self.history_trades(inst_id, after=cursor, before=after_id)
             except (OkxRestError, OkxParseError, OSError, TimeoutError) as exc:
@@ -246,9 +253,14 @@ class OkxRestClient:
         trades = [collected[i] for i in sorted(collected)]
         complete = chained(after_id, trades, until_id - 1)
         if trades or error:
-            log.info("okx %s backfill done: %d trades in %.1f s, %d request(s), %s", inst_id, len(trades),
-                     time.monotonic() - started, self.requests - requests_before,
-                     "complete" if complete else f"incomplete ({error or 'REST history ends'})")
+            log.info(
+                "okx %s backfill done: %d trades in %.1f s, %d request(s), %s",
+                inst_id,
+                len(trades),
+                time.monotonic() - started,
+                self.requests - requests_before,
+                "complete" if complete else f"incomplete ({error or 'REST history ends'})",
+            )
         return BackfillResult(
             trades, complete, self.requests - requests_before, error, [outside[i] for i in sorted(outside)]
         )

@@ -10,9 +10,21 @@ import pytest
 from configs.settings import ConfigError, load_settings
 
 ENV_NAMES = [
-    "DATABASE_URL", "REDIS_URL", "OKX_WS_URL", "OKX_REST_URL", "INSTRUMENTS", "CANDLE_GRACE",
-    "EMIT_FLAT_CANDLES", "DATA_DIR", "REPLAY_TAPES", "REPLAY_END", "LOG_LEVEL", "TCP_CONFIG",
-    "DASHBOARD__PORT", "DASHBOARD__HOST", "DATABASE__TIMESCALEDB",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "OKX_WS_URL",
+    "OKX_REST_URL",
+    "INSTRUMENTS",
+    "CANDLE_GRACE",
+    "EMIT_FLAT_CANDLES",
+    "DATA_DIR",
+    "REPLAY_TAPES",
+    "REPLAY_END",
+    "LOG_LEVEL",
+    "TCP_CONFIG",
+    "DASHBOARD__PORT",
+    "DASHBOARD__HOST",
+    "DATABASE__TIMESCALEDB",
 ]
 
 
@@ -127,11 +139,14 @@ def test_shipped_yaml_is_valid_and_matches_the_defaults() -> None:
     assert shipped.candle_grace == timedelta(seconds=2)
 
 
-@pytest.mark.parametrize(("text", "where", "problem"), [
-    ("dashboard:\n  port: 5006\n host: x\n", "line 3, column 2", "expected <block end>"),
-    ("instruments: [BTC-USDT\n", "line 2, column 1", "expected ',' or ']'"),
-    ("okx_ws_url: wss://a: b\n", "line 1, column 20", "mapping values are not allowed here"),
-])
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("dashboard:\n  port: 5006\n host: x\n", "line 3, column 2", "expected <block end>"),
+        ("instruments: [BTC-USDT\n", "line 2, column 1", "expected ',' or ']'"),
+        ("okx_ws_url: wss://a: b\n", "line 1, column 20", "mapping values are not allowed here"),
+    ],
+)
 def test_a_yaml_syntax_error_names_the_file_line_and_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, where: str, problem: str
 ) -> None:

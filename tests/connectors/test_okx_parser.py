@@ -36,8 +36,17 @@ from market.types import Rejected, Trade
 SAMPLES = Path(__file__).parents[1] / "data" / "okx-samples"
 RECV = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-TRADE_ITEM = {"instId": "BTC-USDT", "tradeId": "1062992715", "px": "83772.6", "sz": "0.0000178",
-              "side": "buy", "ts": "1790358565298", "count": "1", "source": "1", "seqId": 81625379835}
+TRADE_ITEM = {
+    "instId": "BTC-USDT",
+    "tradeId": "1062992715",
+    "px": "83772.6",
+    "sz": "0.0000178",
+    "side": "buy",
+    "ts": "1790358565298",
+    "count": "1",
+    "source": "1",
+    "seqId": 81625379835,
+}
 
 
 def _lines(name: str) -> list[dict[str, Any]]:
@@ -97,12 +106,20 @@ def check_event(msg: dict[str, Any], result: object) -> None:
     if event in ("subscribe", "unsubscribe"):
         assert isinstance(result, SubscriptionAck)
         assert (result.op, result.arg, result.conn_id, result.request_id) == (
-            event, msg["arg"], msg.get("connId"), msg.get("id"))
+            event,
+            msg["arg"],
+            msg.get("connId"),
+            msg.get("id"),
+        )
         assert result.channel == msg["arg"]["channel"]
     elif event == "error":
         assert isinstance(result, ErrorEvent)
         assert (result.code, result.msg, result.conn_id, result.request_id) == (
-            msg["code"], msg["msg"], msg.get("connId"), msg.get("id"))
+            msg["code"],
+            msg["msg"],
+            msg.get("connId"),
+            msg.get("id"),
+        )
     elif event == "notice":
         assert isinstance(result, Notice)
         assert (result.code, result.msg, result.conn_id) == ("64008", msg["msg"], msg["connId"])
@@ -114,15 +131,33 @@ def check_candles(result: list[ExchangeCandle] | Rejected, rows: list[list[str]]
     assert isinstance(result, list), result
     for candle, row in zip(result, rows, strict=True):
         assert candle.open_time == EPOCH + timedelta(milliseconds=int(row[0]))
-        values = (candle.open, candle.high, candle.low, candle.close, candle.vol, candle.vol_ccy,
-                  candle.vol_ccy_quote)
+        values = (
+            candle.open,
+            candle.high,
+            candle.low,
+            candle.close,
+            candle.vol,
+            candle.vol_ccy,
+            candle.vol_ccy_quote,
+        )
         assert [format(v, "f") for v in values] == row[1:8]
         assert candle.confirmed is (row[8] == "1")
 
 
-PUSH_FILES = ["trades.jsonl", "trades-all.jsonl", "events-subscribe-unsubscribe.jsonl", "events-error.jsonl",
-              "events-notice.jsonl", "candle.jsonl", "books.jsonl", "books5.jsonl", "books-l2-tbt.jsonl",
-              "bbo-tbt.jsonl", "tickers.jsonl", "other-public.jsonl"]
+PUSH_FILES = [
+    "trades.jsonl",
+    "trades-all.jsonl",
+    "events-subscribe-unsubscribe.jsonl",
+    "events-error.jsonl",
+    "events-notice.jsonl",
+    "candle.jsonl",
+    "books.jsonl",
+    "books5.jsonl",
+    "books-l2-tbt.jsonl",
+    "bbo-tbt.jsonl",
+    "tickers.jsonl",
+    "other-public.jsonl",
+]
 
 
 @pytest.mark.parametrize("name", PUSH_FILES)

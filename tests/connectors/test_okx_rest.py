@@ -38,11 +38,21 @@ IDS = [int(row["trade_id"]) for row in ROWS]
 @pytest.fixture(scope="module")
 def rest_url() -> Iterator[str]:
     """The simulator, with the whole tape played (speed 0), so REST serves every trade."""
-    command = [sys.executable, "-m", "connectors.okx.simulator", "--tape", str(BTC), "--port", "0",
-               "--speed", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "connectors.okx.simulator",
+        "--tape",
+        str(BTC),
+        "--port",
+        "0",
+        "--speed",
+        "0",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env=env) as proc:
+    with subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as proc:
         try:
             assert proc.stdout is not None
             url = json.loads(proc.stdout.readline())["rest"]
@@ -96,7 +106,7 @@ def test_backfill_returns_exactly_the_missing_ids(rest_url: str, missing: int) -
     start = 7000
     after_id, until_id = IDS[start], IDS[start + missing + 1]
     result = asyncio.run(client(rest_url).backfill("BTC-USDT", after_id, until_id))
-    assert [t.trade_id for t in result.trades] == IDS[start + 1:start + missing + 1]
+    assert [t.trade_id for t in result.trades] == IDS[start + 1 : start + missing + 1]
     assert result.complete and result.error is None
     assert result.requests == math.ceil(missing / 100)
 
@@ -128,8 +138,17 @@ def test_envelope_errors(rest_url: str) -> None:
 
 def test_rate_limit_answers_are_retried_and_chunked_bodies_read() -> None:
     """A loopback HTTP server answering 429/50011 first, then a chunked body with two trades."""
-    rows = [{"instId": "BTC-USDT", "side": r["side"], "sz": r["size"], "px": r["price"],
-             "tradeId": r["trade_id"], "ts": r["created_time"]} for r in ROWS[11:9:-1]]
+    rows = [
+        {
+            "instId": "BTC-USDT",
+            "side": r["side"],
+            "sz": r["size"],
+            "px": r["price"],
+            "tradeId": r["trade_id"],
+            "ts": r["created_time"],
+        }
+        for r in ROWS[11:9:-1]
+    ]
     ok = orjson.dumps({"code": "0", "msg": "", "data": rows})
     limited = orjson.dumps({"code": "50011", "msg": "Too Many Requests", "data": []})
     requests: list[bytes] = []

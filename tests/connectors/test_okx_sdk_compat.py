@@ -24,7 +24,11 @@ BTC = TEST_DATA / "tapes" / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 def simulator_rest() -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "connectors.okx.simulator", "--tape", str(BTC), "--speed", "0"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         yield json.loads(process.stdout.readline())["rest"]
@@ -52,7 +56,11 @@ def test_the_official_sdk_reads_trades_and_pages_history(simulator_rest: str) ->
     assert [d["tradeId"] for d in latest["data"]] == [r["trade_id"] for r in reversed(tape[-5:])]
     first = latest["data"][0]
     assert (first["px"], first["sz"], first["side"], first["ts"]) == (
-        tape[-1]["price"], tape[-1]["size"], tape[-1]["side"], tape[-1]["created_time"])
+        tape[-1]["price"],
+        tape[-1]["size"],
+        tape[-1]["side"],
+        tape[-1]["created_time"],
+    )
 
     # Page back through history-trades with the SDK's `after` cursor, as a backfill would.
     seen: list[str] = []

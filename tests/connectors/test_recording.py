@@ -443,8 +443,6 @@ def simulator(tmp_path: Path, *args: str) -> Iterator[tuple[str, str]]:
             proc.stdout.close()
 
 
-
-
 def tape_ids() -> list[int]:
     lines = BTC_TAPE.read_text().splitlines()
     column = lines[0].split(",").index("trade_id")

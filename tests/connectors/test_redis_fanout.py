@@ -50,19 +50,44 @@ def candle(i: int, timeframe: str = "1m", symbol: str = "BTC-USDT", price: str =
     length = {"1m": 1, "5m": 5}[timeframe]
     open_time = T0 + timedelta(minutes=length * i)
     p = Decimal(price)
-    return Candle(exchange="okx", symbol=symbol, timeframe=timeframe, open_time=open_time,
-                  close_time=open_time + timedelta(minutes=length), open=p, high=p + 1, low=p - 1, close=p,
-                  volume=Decimal("0.00012345678901234567890"), quote_volume=Decimal("7.55955431372839"),
-                  trade_count=3, vwap=p, first_trade_id=100 + i, last_trade_id=102 + i)
+    return Candle(
+        exchange="okx",
+        symbol=symbol,
+        timeframe=timeframe,
+        open_time=open_time,
+        close_time=open_time + timedelta(minutes=length),
+        open=p,
+        high=p + 1,
+        low=p - 1,
+        close=p,
+        volume=Decimal("0.00012345678901234567890"),
+        quote_volume=Decimal("7.55955431372839"),
+        trade_count=3,
+        vwap=p,
+        first_trade_id=100 + i,
+        last_trade_id=102 + i,
+    )
 
 
 def provisional(minute: int, second: float, close: str = "1.5") -> ProvisionalCandle:
     open_time = T0 + timedelta(minutes=minute)
     p = Decimal(close)
-    return ProvisionalCandle(exchange="okx", symbol="BTC-USDT", timeframe="1m", open_time=open_time,
-                             close_time=open_time + timedelta(minutes=1), open=p, high=p, low=p, close=p,
-                             volume=Decimal(1), quote_volume=p, trade_count=1, vwap=p,
-                             as_of=open_time + timedelta(seconds=second))
+    return ProvisionalCandle(
+        exchange="okx",
+        symbol="BTC-USDT",
+        timeframe="1m",
+        open_time=open_time,
+        close_time=open_time + timedelta(minutes=1),
+        open=p,
+        high=p,
+        low=p,
+        close=p,
+        volume=Decimal(1),
+        quote_volume=p,
+        trade_count=1,
+        vwap=p,
+        as_of=open_time + timedelta(seconds=second),
+    )
 
 
 @pytest.fixture
@@ -113,22 +138,49 @@ def test_candle_payload_is_labelled_by_close_and_keeps_decimals_exact() -> None:
     assert raw["open"] == "61234.5" and raw["high"] == "61235.5" and raw["trade_count"] == 3
     assert raw["provisional"] is False and raw["kind"] == "candle"
     # A non-UTC aware time is published in UTC; exponent decimals are written plainly.
-    shifted = Candle(**{**{f: getattr(candle(0), f) for f in Candle.__dataclass_fields__},
-                        "close_time": T0.astimezone(timezone(timedelta(hours=2))), "volume": Decimal("1E+2")})
+    shifted = Candle(
+        **{
+            **{f: getattr(candle(0), f) for f in Candle.__dataclass_fields__},
+            "close_time": T0.astimezone(timezone(timedelta(hours=2))),
+            "volume": Decimal("1E+2"),
+        }
+    )
     raw = orjson.loads(encode(payload_of(shifted)[2]))
     assert raw["time"] == "2024-03-01T12:00:00Z" and raw["volume"] == "100"
 
 
 def test_every_kind_has_its_channel_and_shape() -> None:
-    trade = Trade(exchange="okx", symbol="BTC-USDT", trade_id=9, price=Decimal("61000.1"),
-                  size=Decimal("0.002"), side="sell", ts_event=T0 + timedelta(seconds=59, milliseconds=500),
-                  ts_recv=T0 + timedelta(minutes=1, seconds=3))
-    late = LateTrade(trade=trade, candle_close=T0 + timedelta(minutes=1),
-                     watermark=T0 + timedelta(minutes=1, seconds=1))
-    value = IndicatorValue(exchange="okx", symbol="BTC-USDT", timeframe="5m", time=T0, indicator="ema_20",
-                           values={"ema": 61000.25})
-    signal = Signal(exchange="okx", symbol="BTC-USDT", timeframe="5m", time=T0, strategy="cross",
-                    action="buy", reason="ema crossed", values={"fast": 2.0, "slow": 1.0})
+    trade = Trade(
+        exchange="okx",
+        symbol="BTC-USDT",
+        trade_id=9,
+        price=Decimal("61000.1"),
+        size=Decimal("0.002"),
+        side="sell",
+        ts_event=T0 + timedelta(seconds=59, milliseconds=500),
+        ts_recv=T0 + timedelta(minutes=1, seconds=3),
+    )
+    late = LateTrade(
+        trade=trade, candle_close=T0 + timedelta(minutes=1), watermark=T0 + timedelta(minutes=1, seconds=1)
+    )
+    value = IndicatorValue(
+        exchange="okx",
+        symbol="BTC-USDT",
+        timeframe="5m",
+        time=T0,
+        indicator="ema_20",
+        values={"ema": 61000.25},
+    )
+    signal = Signal(
+        exchange="okx",
+        symbol="BTC-USDT",
+        timeframe="5m",
+        time=T0,
+        strategy="cross",
+        action="buy",
+        reason="ema crossed",
+        values={"fast": 2.0, "slow": 1.0},
+    )
     health = CollectorHealth(collector="okx", time=T0, status="running", should_be_running=True)
     items: list[LiveItem] = [provisional(0, 10), late, value, signal, health]
     got = {kind: (channel, orjson.loads(encode(p))) for kind, channel, p in map(payload_of, items)}
@@ -140,10 +192,18 @@ def test_every_kind_has_its_channel_and_shape() -> None:
     assert got["late"][1]["time"] == "2024-03-01T12:00:59.500000Z"
     assert got["late"][1]["lateness_seconds"] == 1.5 and got["late"][1]["price"] == "61000.1"
     assert got["late"][1]["candle_close"] == "2024-03-01T12:01:00Z"
-    assert got["indicator"] == ("tcp:indicators:okx:BTC-USDT:5m",
-                                {"kind": "indicator", "exchange": "okx", "symbol": "BTC-USDT",
-                                 "timeframe": "5m", "time": "2024-03-01T12:00:00Z", "indicator": "ema_20",
-                                 "values": {"ema": 61000.25}})
+    assert got["indicator"] == (
+        "tcp:indicators:okx:BTC-USDT:5m",
+        {
+            "kind": "indicator",
+            "exchange": "okx",
+            "symbol": "BTC-USDT",
+            "timeframe": "5m",
+            "time": "2024-03-01T12:00:00Z",
+            "indicator": "ema_20",
+            "values": {"ema": 61000.25},
+        },
+    )
     assert got["signal"][0] == "tcp:signals:okx:BTC-USDT:5m"
     assert got["signal"][1]["action"] == "buy" and got["signal"][1]["values"] == {"fast": 2.0, "slow": 1.0}
     assert got["health"][0] == "tcp:health" and got["health"][1]["last_message_time"] is None
@@ -190,15 +250,18 @@ def test_threaded_iteration_ends_on_close_from_another_thread(
         assert not thread.is_alive() and len(received) == 1
 
 
-def test_streams_are_bounded(url: str, client: redis.Redis, reader: RedisLiveReader,
-                             fanout_for: Callable[..., RedisFanout]) -> None:
+def test_streams_are_bounded(
+    url: str, client: redis.Redis, reader: RedisLiveReader, fanout_for: Callable[..., RedisFanout]
+) -> None:
     exact = fanout_for(url, bounds=StreamBounds(candles={"1m": 50}, approximate=False))
     for start in range(0, 300, 100):
         exact.publish([candle(i) for i in range(start, start + 100)])
     channel = candle_channel("okx", "BTC-USDT", "1m")
     assert client.xlen(channel) == 50
     assert [m.payload["time"] for m in reader.catch_up(channel, 2)] == [
-        T0 + timedelta(minutes=299), T0 + timedelta(minutes=300)]
+        T0 + timedelta(minutes=299),
+        T0 + timedelta(minutes=300),
+    ]
     approximate = fanout_for(url, bounds=StreamBounds(candles={"5m": 200}))
     for start in range(0, 2000, 100):
         approximate.publish([candle(i, "5m") for i in range(start, start + 100)])
@@ -214,8 +277,11 @@ def test_a_batch_is_one_pipeline(
     def counters() -> tuple[int, int, int]:
         stats = client.info("stats")
         commands = client.info("commandstats")
-        return (stats["total_reads_processed"], commands.get("cmdstat_publish", {}).get("calls", 0),
-                commands.get("cmdstat_xadd", {}).get("calls", 0))
+        return (
+            stats["total_reads_processed"],
+            commands.get("cmdstat_publish", {}).get("calls", 0),
+            commands.get("cmdstat_xadd", {}).get("calls", 0),
+        )
 
     reads0, publish0, xadd0 = counters()
     assert fanout.publish([candle(i) for i in range(10)]) == 10
@@ -270,9 +336,18 @@ def test_health_is_published_and_kept_as_latest(
     url: str, reader: RedisLiveReader, fanout_for: Callable[..., RedisFanout]
 ) -> None:
     fanout = fanout_for(url)
-    snapshots = [CollectorHealth(collector=name, time=T0 + timedelta(seconds=s), status="running",
-                                 should_be_running=True, messages_received=s, uptime_seconds=s)
-                 for s in (10, 20) for name in ("okx", "replay")]
+    snapshots = [
+        CollectorHealth(
+            collector=name,
+            time=T0 + timedelta(seconds=s),
+            status="running",
+            should_be_running=True,
+            messages_received=s,
+            uptime_seconds=s,
+        )
+        for s in (10, 20)
+        for name in ("okx", "replay")
+    ]
     fanout.publish(snapshots)
     latest = reader.latest_health()
     assert sorted(latest) == ["okx", "replay"]
@@ -288,8 +363,12 @@ def test_health_reporter_publishes_periodically_with_issues(url: str, reader: Re
 
     def snapshot() -> CollectorHealth:
         n = next(ticks)
-        return health(time=T0 + timedelta(seconds=n), messages_received=1000 + 100 * n, errors=10 * n,
-                      reconnect_attempts=0)
+        return health(
+            time=T0 + timedelta(seconds=n),
+            messages_received=1000 + 100 * n,
+            errors=10 * n,
+            reconnect_attempts=0,
+        )
 
     with reader.subscribe(["tcp:health"]) as sub:
         reporter = HealthReporter(url, snapshot, interval=0.05).start()
@@ -312,8 +391,16 @@ def test_async_subscription(
     async def first_message() -> LiveMessage:
         messages = reader.asubscribe(["tcp:signals:*"])
         pending = asyncio.ensure_future(anext(messages))
-        signal = Signal(exchange="okx", symbol="BTC-USDT", timeframe="1m", time=T0, strategy="s",
-                        action="flat", reason="r", values={})
+        signal = Signal(
+            exchange="okx",
+            symbol="BTC-USDT",
+            timeframe="1m",
+            time=T0,
+            strategy="s",
+            action="flat",
+            reason="r",
+            values={},
+        )
         while not pending.done():  # until the subscription is in place
             fanout.publish([signal])
             await asyncio.sleep(0.02)
@@ -361,33 +448,55 @@ def test_throttle_limits_rate_and_keeps_the_final_state() -> None:
     assert [p.close for p in throttle.due(T0 + timedelta(minutes=1, seconds=0.6))] == [Decimal(101)]
     assert throttle.drain() == []
     # Series are independent.
-    other = ProvisionalCandle(**{**{f: getattr(provisional(1, 0.3), f)
-                                    for f in ProvisionalCandle.__dataclass_fields__}, "symbol": "ETH-USDT"})
+    other = ProvisionalCandle(
+        **{
+            **{f: getattr(provisional(1, 0.3), f) for f in ProvisionalCandle.__dataclass_fields__},
+            "symbol": "ETH-USDT",
+        }
+    )
     assert throttle.offer(other) == [other]
 
 
 def health(**changes: object) -> CollectorHealth:
-    base: dict[str, object] = dict(collector="okx", time=T0, status="running", should_be_running=True,
-                                   messages_received=1000, messages_processed=1000, errors=0,
-                                   uptime_seconds=600.0, last_message_time=T0 - timedelta(seconds=1))
+    base: dict[str, object] = dict(
+        collector="okx",
+        time=T0,
+        status="running",
+        should_be_running=True,
+        messages_received=1000,
+        messages_processed=1000,
+        errors=0,
+        uptime_seconds=600.0,
+        last_message_time=T0 - timedelta(seconds=1),
+    )
     return CollectorHealth(**{**base, **changes})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({}, []),
-    ({"last_message_time": T0 - timedelta(seconds=61)}, ["no message for 61 s"]),
-    ({"last_message_time": T0 - timedelta(seconds=61), "should_be_running": False, "status": "stopped"}, []),
-    ({"last_message_time": None, "uptime_seconds": 30.0}, []),
-    ({"last_message_time": None, "uptime_seconds": 90.0}, ["no message received in 90 s"]),
-    ({"status": "reconnecting"}, ["status is reconnecting but the collector should be running"]),
-    ({"status": "error", "last_error": "boom"}, ["status is error: boom"]),
-    ({"errors": 50}, []),
-    ({"errors": 51}, ["error rate 5.1% over 1000 messages"]),
-    ({"reconnect_attempts": 4}, []),
-    ({"reconnect_attempts": 10}, ["reconnect storm: 10 reconnect attempts in 600 s"]),
-    ({"reconnect_attempts": 10, "uptime_seconds": 3600.0}, []),
-    ({"messages_processed": 0, "messages_received": 20_001}, ["backlog of 20001"]),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, []),
+        ({"last_message_time": T0 - timedelta(seconds=61)}, ["no message for 61 s"]),
+        (
+            {
+                "last_message_time": T0 - timedelta(seconds=61),
+                "should_be_running": False,
+                "status": "stopped",
+            },
+            [],
+        ),
+        ({"last_message_time": None, "uptime_seconds": 30.0}, []),
+        ({"last_message_time": None, "uptime_seconds": 90.0}, ["no message received in 90 s"]),
+        ({"status": "reconnecting"}, ["status is reconnecting but the collector should be running"]),
+        ({"status": "error", "last_error": "boom"}, ["status is error: boom"]),
+        ({"errors": 50}, []),
+        ({"errors": 51}, ["error rate 5.1% over 1000 messages"]),
+        ({"reconnect_attempts": 4}, []),
+        ({"reconnect_attempts": 10}, ["reconnect storm: 10 reconnect attempts in 600 s"]),
+        ({"reconnect_attempts": 10, "uptime_seconds": 3600.0}, []),
+        ({"messages_processed": 0, "messages_received": 20_001}, ["backlog of 20001"]),
+    ],
+)
 def test_health_issues(changes: dict[str, object], expected: list[str]) -> None:
     issues = health_issues(health(**changes))
     assert len(issues) == len(expected), issues
@@ -398,11 +507,17 @@ def test_health_issues(changes: dict[str, object], expected: list[str]) -> None:
 
 
 def test_health_rates_use_the_previous_snapshot() -> None:
-    previous = health(messages_received=100_000, errors=10, reconnect_attempts=2,
-                      time=T0 - timedelta(minutes=1))
+    previous = health(
+        messages_received=100_000, errors=10, reconnect_attempts=2, time=T0 - timedelta(minutes=1)
+    )
     # Lifetime error rate is low, but 100 of the last 1000 messages failed; 6 reconnects in one minute.
-    now = health(messages_received=101_000, messages_processed=101_000, errors=110, reconnect_attempts=8,
-                 uptime_seconds=36_000.0)
+    now = health(
+        messages_received=101_000,
+        messages_processed=101_000,
+        errors=110,
+        reconnect_attempts=8,
+        uptime_seconds=36_000.0,
+    )
     assert health_issues(now) == ()
     issues = health_issues(now, HealthRules(), previous)
     assert [i.split(" ")[0] for i in issues] == ["error", "reconnect"]

@@ -12,8 +12,9 @@ from tests.conftest import REPO_ROOT
 
 
 def launcher(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "tcp.py", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "tcp.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_names_every_command_and_the_offline_mode() -> None:
@@ -24,10 +25,15 @@ def test_help_names_every_command_and_the_offline_mode() -> None:
     assert "--offline" in result.stdout and "flows.replay" in result.stdout
 
 
-@pytest.mark.parametrize(("command", "expected"), [
-    ("up", "usage: python3 tcp.py up"), ("migrate", "usage: python -m sql.migrate"),
-    ("sim", "--poison"), ("lint", "usage: python3 tcp.py lint"),
-])
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("up", "usage: python3 tcp.py up"),
+        ("migrate", "usage: python -m sql.migrate"),
+        ("sim", "--poison"),
+        ("lint", "usage: python3 tcp.py lint"),
+    ],
+)
 def test_each_command_answers_help_and_does_nothing_else(command: str, expected: str) -> None:
     result = launcher(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -28,8 +28,15 @@ SPEED = 6
 
 
 def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -44,22 +51,40 @@ def stop(process: subprocess.Popen[str]) -> str:
     return err
 
 
-def test_live_flow_over_websockets_equals_the_replay(
-    pg_url: str, redis_url: str, tmp_path: Path
-) -> None:
+def test_live_flow_over_websockets_equals_the_replay(pg_url: str, redis_url: str, tmp_path: Path) -> None:
     migrate(pg_url)
-    simulator = start([sys.executable, "-m", "connectors.okx.simulator", "--tape", str(BTC_TAPE),
-                       "--rebase-now", "--start-offset", str(START_OFFSET), "--speed", str(SPEED)])
+    simulator = start(
+        [
+            sys.executable,
+            "-m",
+            "connectors.okx.simulator",
+            "--tape",
+            str(BTC_TAPE),
+            "--rebase-now",
+            "--start-offset",
+            str(START_OFFSET),
+            "--speed",
+            str(SPEED),
+        ]
+    )
     assert simulator.stdout is not None
     ready = json.loads(simulator.stdout.readline())
     reader = RedisLiveReader(redis_url)
     subscription = reader.subscribe(["tcp:candles:okx:BTC-USDT:1m", "tcp:provisional:okx:BTC-USDT:1m"])
-    flow = start([sys.executable, "-m", "bytewax.run", "flows.okx"], {
-        "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "OKX_WS_URL": ready["ws_public"],
-        "OKX_REST_URL": ready["rest"], "INSTRUMENTS": "BTC-USDT", "CANDLE_GRACE": "6",
-        "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "WARNING",
-        "FEED__FUTURE_TOLERANCE": "3600",  # at 6x the tape's times run ahead of the receive clock
-    })
+    flow = start(
+        [sys.executable, "-m", "bytewax.run", "flows.okx"],
+        {
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": redis_url,
+            "OKX_WS_URL": ready["ws_public"],
+            "OKX_REST_URL": ready["rest"],
+            "INSTRUMENTS": "BTC-USDT",
+            "CANDLE_GRACE": "6",
+            "DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "WARNING",
+            "FEED__FUTURE_TOLERANCE": "3600",  # at 6x the tape's times run ahead of the receive clock
+        },
+    )
     rows = tape_rows(BTC_TAPE)
     last_trade = ms(rows[-1]["created_time"])
     last_full_close = last_trade.replace(second=0, microsecond=0)  # the final minute is incomplete
@@ -71,15 +96,18 @@ def test_live_flow_over_websockets_equals_the_replay(
             while time.monotonic() < deadline:
                 assert flow.poll() is None, f"the flow exited: {stop(flow)}"
                 if offset is None:
-                    first = conn.execute(
-                        "SELECT trade_id, time FROM trades ORDER BY time LIMIT 1").fetchone()
+                    first = conn.execute("SELECT trade_id, time FROM trades ORDER BY time LIMIT 1").fetchone()
                     if first is not None:
                         tape_time = next(
-                            ms(r["created_time"]) for r in rows if int(r["trade_id"]) == first[0])
+                            ms(r["created_time"]) for r in rows if int(r["trade_id"]) == first[0]
+                        )
                         offset = first[1] - tape_time
-                if offset is not None and conn.execute(
-                    "SELECT 1 FROM candles_1m WHERE time >= %s", (last_full_close + offset,)
-                ).fetchone():
+                if (
+                    offset is not None
+                    and conn.execute(
+                        "SELECT 1 FROM candles_1m WHERE time >= %s", (last_full_close + offset,)
+                    ).fetchone()
+                ):
                     break
                 time.sleep(1)
             else:
@@ -107,8 +135,18 @@ def test_live_flow_over_websockets_equals_the_replay(
         if close <= first_live_close - offset or close > last_full_close:
             continue  # the first minute began before the subscription; the last is incomplete
         c = replayed[close]
-        assert row[1:] == (c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trade_count, c.vwap,
-                           c.first_trade_id, c.last_trade_id), close
+        assert row[1:] == (
+            c.open,
+            c.high,
+            c.low,
+            c.close,
+            c.volume,
+            c.quote_volume,
+            c.trade_count,
+            c.vwap,
+            c.first_trade_id,
+            c.last_trade_id,
+        ), close
         compared += 1
     assert compared >= 4, f"only {compared} full minutes compared; flow stderr:\n{flow_err[-2000:]}"
     assert late == (0,)

@@ -31,7 +31,6 @@ from tests.flows.flowkit import BTC_TAPE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -24,10 +24,16 @@ pytestmark = pytest.mark.slow
 
 def fresh_copy(dest: Path) -> Path:
     """The repository's files as a fresh clone would have them (tracked + new, never ignored ones)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO_ROOT / name
         if source.is_file():
@@ -44,8 +50,12 @@ class Run:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "TCP_CONFIG")}
         env.pop("VIRTUAL_ENV", None)
         self.process = subprocess.Popen(
-            [sys.executable, "tcp.py", *args], cwd=clone, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [sys.executable, "tcp.py", *args],
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -126,8 +136,12 @@ def test_a_bad_setting_stops_the_run_command_naming_the_field(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CANDLE_GRACE"] = "forever"
     result = subprocess.run(
-        [sys.executable, "-m", "flows.stack", "up", "--once"], cwd=REPO_ROOT, env=env,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "flows.stack", "up", "--once"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "candle_grace:" in result.stderr

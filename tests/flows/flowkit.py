@@ -36,8 +36,9 @@ class Captured:
     indicators: list[IndicatorValue | Signal] = field(default_factory=list)
 
     def of(self, timeframe: str, symbol: str | None = None) -> list[Candle]:
-        return [c for c in self.candles
-                if c.timeframe == timeframe and (symbol is None or c.symbol == symbol)]
+        return [
+            c for c in self.candles if c.timeframe == timeframe and (symbol is None or c.symbol == symbol)
+        ]
 
 
 def run_replay(
@@ -50,8 +51,12 @@ def run_replay(
 ) -> Captured:
     """Run the replay dataflow in-process over ``tapes``, capturing candles, late trades, indicators."""
     captured = Captured()
-    sinks = FlowSinks(database=database, candles=[TestingSink(captured.candles)],
-                      late=[TestingSink(captured.late)], indicators=[TestingSink(captured.indicators)])
+    sinks = FlowSinks(
+        database=database,
+        candles=[TestingSink(captured.candles)],
+        late=[TestingSink(captured.late)],
+        indicators=[TestingSink(captured.indicators)],
+    )
     flow = replay_flow(Settings(replay_tapes=tapes, **settings), sinks, indicators)
     if workers == 1:
         run_main(flow)

@@ -17,15 +17,22 @@ from market.types import IndicatorValue, Signal
 from sql.migrate import migrate
 from tests.flows.flowkit import BTC_TAPE, TAPES, XRP_TAPE, exchange_candles, ms, run_replay, tape_rows
 
-CONFIG = parse_indicator_config({"profiles": [{
-    "instruments": "*", "timeframes": ["1m", "5m"],
-    "indicators": [
-        {"indicator": "EMA", "label": "ema_9", "params": {"timeperiod": 9}},
-        {"indicator": "RSI", "params": {"timeperiod": 14}},
-        {"indicator": "MACD"},
-    ],
-    "strategies": [{"strategy": "ema_crossover", "params": {"fast": 9, "slow": 21}}],
-}]})
+CONFIG = parse_indicator_config(
+    {
+        "profiles": [
+            {
+                "instruments": "*",
+                "timeframes": ["1m", "5m"],
+                "indicators": [
+                    {"indicator": "EMA", "label": "ema_9", "params": {"timeperiod": 9}},
+                    {"indicator": "RSI", "params": {"timeperiod": 14}},
+                    {"indicator": "MACD"},
+                ],
+                "strategies": [{"strategy": "ema_crossover", "params": {"fast": 9, "slow": 21}}],
+            }
+        ]
+    }
+)
 
 
 def test_indicator_values_in_the_database_equal_talib_on_the_exchange_candles(
@@ -43,9 +50,13 @@ def test_indicator_values_in_the_database_equal_talib_on_the_exchange_candles(
     }
     with psycopg.connect(pg_url) as conn:
         for (label, output), expected in oracle.items():
-            rows = dict(conn.execute(
-                "SELECT time, value FROM indicators WHERE symbol = 'XRP-ETH' AND timeframe = '1m'"
-                " AND indicator = %s AND output = %s", (label, output)).fetchall())
+            rows = dict(
+                conn.execute(
+                    "SELECT time, value FROM indicators WHERE symbol = 'XRP-ETH' AND timeframe = '1m'"
+                    " AND indicator = %s AND output = %s",
+                    (label, output),
+                ).fetchall()
+            )
             wanted = {t: v for t, v in zip(closes_at, expected, strict=True) if not np.isnan(v)}
             assert set(rows) == set(wanted), (label, output)
             for t, v in wanted.items():

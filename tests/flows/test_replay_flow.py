@@ -59,8 +59,9 @@ def test_xrp_eth_1m_and_5m_equal_the_exchange_candles(pg_url: str, tmp_path: Pat
 
 
 def test_matic_swap_minute_equals_okx_candle() -> None:
-    captured = run_replay([MATIC_TAPE], replay_end=ms("1692547320000"),
-                          contract_values={"MATIC-USDT-SWAP": Decimal(10)})
+    captured = run_replay(
+        [MATIC_TAPE], replay_end=ms("1692547320000"), contract_values={"MATIC-USDT-SWAP": Decimal(10)}
+    )
     with (TAPES / "MATIC-USDT-SWAP-candle-1m-2023-08-20T1601Z.csv").open() as handle:
         okx = next(csv.DictReader(handle))
     [candle] = captured.of("1m")
@@ -109,7 +110,12 @@ def test_higher_timeframes_equal_candles_built_directly_from_trades(timeframe: s
         if len(group):
             prices = list(group["price"])
             expected[close.to_pydatetime()] = (
-                prices[0], max(prices), min(prices), prices[-1], sum(group["size"]))
+                prices[0],
+                max(prices),
+                min(prices),
+                prices[-1],
+                sum(group["size"]),
+            )
     got = {c.close_time: ohlcv(c) for c in captured.of(timeframe) if c.trade_count > 0}
     assert got  # the tape spans 2.5 days: every timeframe closes at least once
     for close, values in got.items():

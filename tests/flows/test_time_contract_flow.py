@@ -34,19 +34,28 @@ def run(
     candles: list[Candle] = []
     late: list[LateTrade] = []
     config = CandleConfig(grace=timedelta(seconds=2), clock="event")
-    flow = build_flow("t", TestingSource(items), config,
-                      FlowSinks(database=database, candles=[TestingSink(candles)], late=[TestingSink(late)]))
+    flow = build_flow(
+        "t",
+        TestingSource(items),
+        config,
+        FlowSinks(database=database, candles=[TestingSink(candles)], late=[TestingSink(late)]),
+    )
     run_main(flow)
     return candles, late
 
 
 def test_a_late_trade_is_stored_and_counted_but_changes_no_candle(pg_url: str, tmp_path: Path) -> None:
     migrate(pg_url)
-    on_time = [trade(1, timedelta(seconds=10), "100"), trade(2, timedelta(seconds=50), "101"),
-               trade(3, timedelta(minutes=1, seconds=30), "102")]
+    on_time = [
+        trade(1, timedelta(seconds=10), "100"),
+        trade(2, timedelta(seconds=50), "101"),
+        trade(3, timedelta(minutes=1, seconds=30), "102"),
+    ]
     straggler = trade(4, timedelta(seconds=55), "150", "7")  # belongs to [12:00, 12:01), emitted already
-    candles, late = run([*on_time, straggler, trade(5, timedelta(minutes=2, seconds=5))],
-                        DatabaseSink(pg_url, tmp_path / "spool"))
+    candles, late = run(
+        [*on_time, straggler, trade(5, timedelta(minutes=2, seconds=5))],
+        DatabaseSink(pg_url, tmp_path / "spool"),
+    )
     first = next(c for c in candles if c.timeframe == "1m" and c.close_time == T0 + timedelta(minutes=1))
     assert (first.high, first.volume, first.trade_count) == (Decimal("101"), Decimal(2), 2)
     assert [x.trade.trade_id for x in late] == [4]
@@ -54,8 +63,9 @@ def test_a_late_trade_is_stored_and_counted_but_changes_no_candle(pg_url: str, t
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (5,)
         row = conn.execute("SELECT trade_id, candle_close, lateness FROM late_trades").fetchone()
-        stored = conn.execute("SELECT high, volume FROM candles_1m WHERE time = %s",
-                              (T0 + timedelta(minutes=1),)).fetchone()
+        stored = conn.execute(
+            "SELECT high, volume FROM candles_1m WHERE time = %s", (T0 + timedelta(minutes=1),)
+        ).fetchone()
     # The watermark had reached 12:01:28 (newest 12:01:30 minus 2 s grace); the trade is from 12:00:55.
     assert row == (4, T0 + timedelta(minutes=1), timedelta(seconds=33))
     assert stored == (Decimal("101"), Decimal("2"))
@@ -126,13 +136,18 @@ def test_a_quiet_instrument_closes_its_candle_on_wall_clock_time() -> None:
     now = datetime.now(UTC)
     close = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     last = close - timedelta(milliseconds=300)  # the instrument's last trade, just before the close
-    trades = [Trade("okx", "BTC-USDT", 1, Decimal(1), Decimal(1), "buy", last - timedelta(seconds=20)),
-              Trade("okx", "BTC-USDT", 2, Decimal(2), Decimal(1), "sell", last)]
+    trades = [
+        Trade("okx", "BTC-USDT", 1, Decimal(1), Decimal(1), "buy", last - timedelta(seconds=20)),
+        Trade("okx", "BTC-USDT", 2, Decimal(2), Decimal(1), "sell", last),
+    ]
     arrivals: list[tuple[float, Candle]] = []
     config = CandleConfig(grace=timedelta(milliseconds=500), clock="wall")
     started = time.monotonic()
-    run_main(build_flow("quiet", _QuietSource(trades, quiet_for=6.0), config,
-                        FlowSinks(candles=[_ArrivalSink(arrivals)])))
+    run_main(
+        build_flow(
+            "quiet", _QuietSource(trades, quiet_for=6.0), config, FlowSinks(candles=[_ArrivalSink(arrivals)])
+        )
+    )
     [(arrived, candle)] = [(t, c) for t, c in arrivals if c.timeframe == "1m"]
     assert candle.close_time == close and candle.close == Decimal(2) and candle.trade_count == 2
     # Emitted while the source was still open, i.e. by the advancing watermark, not by the end of input.

@@ -24,15 +24,22 @@ from sql.migrate import migrate
 from sql.policies import refresh_rollups
 from tests.flows.flowkit import XRP_TAPE, Captured, run_replay
 
-INDICATORS = parse_indicator_config({"profiles": [{
-    "instruments": "*", "timeframes": ["1m", "1h"],
-    "indicators": [
-        {"indicator": "EMA", "label": "ema_fast", "params": {"timeperiod": 9}},
-        {"indicator": "RSI", "params": {"timeperiod": 14}},
-        {"indicator": "MACD"},
-    ],
-    "strategies": [{"strategy": "ema_crossover", "params": {"fast": 9, "slow": 21}}],
-}]})
+INDICATORS = parse_indicator_config(
+    {
+        "profiles": [
+            {
+                "instruments": "*",
+                "timeframes": ["1m", "1h"],
+                "indicators": [
+                    {"indicator": "EMA", "label": "ema_fast", "params": {"timeperiod": 9}},
+                    {"indicator": "RSI", "params": {"timeperiod": 14}},
+                    {"indicator": "MACD"},
+                ],
+                "strategies": [{"strategy": "ema_crossover", "params": {"fast": 9, "slow": 21}}],
+            }
+        ]
+    }
+)
 
 T = datetime(2019, 10, 12, tzinfo=UTC)
 LATE_TRADES = [  # (symbol, trade_id, time, lateness): known rows for the late-trade queries
@@ -58,15 +65,20 @@ def add_known_rows(conn: psycopg.Connection) -> None:
         cursor.executemany(
             "INSERT INTO late_trades (exchange, symbol, trade_id, time, price, size, side, candle_close,"
             " lateness) VALUES ('okx', %s, %s, %s, 1, 1, 'buy', %s, %s)",
-            [(s, i, t, t + timedelta(minutes=1) - timedelta(seconds=t.second), late)
-             for s, i, t, late in LATE_TRADES])
+            [
+                (s, i, t, t + timedelta(minutes=1) - timedelta(seconds=t.second), late)
+                for s, i, t, late in LATE_TRADES
+            ],
+        )
         cursor.executemany(
             "INSERT INTO rejects (received_at, source, reason, raw, raw_digest) VALUES (%s, %s, %s, %s, %s)",
-            [(t, src, why, f"raw {n}".encode(), bytes([n])) for n, (t, src, why) in enumerate(REJECTS)])
+            [(t, src, why, f"raw {n}".encode(), bytes([n])) for n, (t, src, why) in enumerate(REJECTS)],
+        )
         cursor.executemany(
             "INSERT INTO gaps (exchange, symbol, from_trade_id, to_trade_id, from_time, to_time, filled,"
             " trades_backfilled, detected_at) VALUES ('okx', %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(s, a, b, t, t + timedelta(seconds=1), f, n, d) for s, a, b, t, f, n, d in GAPS])
+            [(s, a, b, t, t + timedelta(seconds=1), f, n, d) for s, a, b, t, f, n, d in GAPS],
+        )
 
 
 @dataclass(frozen=True)

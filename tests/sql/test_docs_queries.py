@@ -32,4 +32,5 @@ def test_the_daily_range_example_matches_the_stream(xrp_db: Loaded) -> None:
         rows = conn.execute(BLOCKS[0].encode()).fetchall()
     days = sorted(xrp_db.stream.of("1d"), key=lambda c: c.close_time, reverse=True)
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
-        (c.open_time, c.open, c.high, c.low, c.close) for c in days]
+        (c.open_time, c.open, c.high, c.low, c.close) for c in days
+    ]

@@ -45,8 +45,14 @@ def test_latest_closes_per_symbol(xrp_db: Loaded) -> None:
     with psycopg.connect(xrp_db.url) as conn:
         got = queries.latest_closes(conn, "okx", ["XRP-ETH", "NO-SUCH"])
         hourly = queries.latest_closes(conn, "okx", ["XRP-ETH"], "1h")
-    assert got == [{"symbol": "XRP-ETH", "time": last_1m.close_time, "close": last_1m.close,
-                    "trade_count": last_1m.trade_count}]
+    assert got == [
+        {
+            "symbol": "XRP-ETH",
+            "time": last_1m.close_time,
+            "close": last_1m.close,
+            "trade_count": last_1m.trade_count,
+        }
+    ]
     assert hourly[0]["time"] == last_1h.close_time and hourly[0]["close"] == last_1h.close
 
 
@@ -64,7 +70,8 @@ def test_late_trade_and_reject_counts_per_period(xrp_db: Loaded) -> None:
         daily = queries.late_trade_counts(conn, start, end, timedelta(days=1))
         rejects = queries.reject_counts(conn, start, end, hour)
     assert {(r["symbol"], r["time"]): (r["late_trades"], r["max_lateness"]) for r in late} == {
-        key: (len(v), max(v)) for key, v in expected.items()}
+        key: (len(v), max(v)) for key, v in expected.items()
+    }
     assert {r["symbol"] for r in xrp_only} == {"XRP-ETH"} and sum(r["late_trades"] for r in xrp_only) == 3
     assert [(r["symbol"], r["late_trades"]) for r in daily] == [("BTC-USDT", 1), ("XRP-ETH", 3)]
     expected_rejects: dict[tuple[str, str, datetime], int] = {}
@@ -81,18 +88,31 @@ def test_gaps_filters(xrp_db: Loaded) -> None:
         open_ = queries.gaps(conn, unfilled_only=True)
         recent = queries.gaps(conn, since=GAPS[1][6])
     assert [g["detected_at"] for g in every] == sorted((g[6] for g in GAPS), reverse=True)
-    assert {(g["from_trade_id"], g["to_trade_id"]) for g in xrp} == {(13_520_000, 13_520_010),
-                                                                     (13_530_000, 13_530_002)}
+    assert {(g["from_trade_id"], g["to_trade_id"]) for g in xrp} == {
+        (13_520_000, 13_520_010),
+        (13_530_000, 13_530_002),
+    }
     assert [(g["symbol"], g["filled"]) for g in open_] == [("XRP-ETH", False)]
-    assert len(recent) == 2 and set(every[0]) == {"exchange", "symbol", "from_trade_id", "to_trade_id",
-                                                  "from_time", "to_time", "filled", "trades_backfilled",
-                                                  "detected_at"}
+    assert len(recent) == 2 and set(every[0]) == {
+        "exchange",
+        "symbol",
+        "from_trade_id",
+        "to_trade_id",
+        "from_time",
+        "to_time",
+        "filled",
+        "trades_backfilled",
+        "detected_at",
+    }
 
 
 @pytest.mark.parametrize("timeframe", ["1m", "1h"])
 def test_latest_indicator_values_are_the_streams_newest(xrp_db: Loaded, timeframe: str) -> None:
-    values = [v for v in xrp_db.stream.indicators
-              if isinstance(v, IndicatorValue) and v.timeframe == timeframe and v.symbol == "XRP-ETH"]
+    values = [
+        v
+        for v in xrp_db.stream.indicators
+        if isinstance(v, IndicatorValue) and v.timeframe == timeframe and v.symbol == "XRP-ETH"
+    ]
     newest: dict[tuple[str, str], tuple[datetime, float]] = {}
     for value in values:
         for output, number in value.values.items():
@@ -115,8 +135,11 @@ def test_latest_indicator_values_are_the_streams_newest(xrp_db: Loaded, timefram
 
 
 def test_recent_signals_newest_first(xrp_db: Loaded) -> None:
-    signals = sorted((s for s in xrp_db.stream.indicators if isinstance(s, Signal)),
-                     key=lambda s: (s.time, s.timeframe), reverse=True)
+    signals = sorted(
+        (s for s in xrp_db.stream.indicators if isinstance(s, Signal)),
+        key=lambda s: (s.time, s.timeframe),
+        reverse=True,
+    )
     assert signals, "the strategy fires on this tape"
     since = signals[0].time - timedelta(days=1)
     with psycopg.connect(xrp_db.url) as conn:
@@ -124,7 +147,8 @@ def test_recent_signals_newest_first(xrp_db: Loaded) -> None:
         hourly = queries.recent_signals(conn, "okx", "XRP-ETH", "1h", limit=1000)
         three = queries.recent_signals(conn, "okx", "XRP-ETH", limit=3)
     assert [(r["time"], r["timeframe"], r["action"], r["values"]) for r in last_day] == [
-        (s.time, s.timeframe, s.action, dict(s.values)) for s in signals if s.time > since]
+        (s.time, s.timeframe, s.action, dict(s.values)) for s in signals if s.time > since
+    ]
     assert [r["time"] for r in hourly] == [s.time for s in signals if s.timeframe == "1h"]
     assert len(three) == 3
 

@@ -20,11 +20,26 @@ from sql.policies import engine_of, refresh_rollups
 from tests.sql.conftest import Loaded
 
 HIGHER = ["5m", "15m", "1h", "4h", "1d"]
-FIELDS = ["open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap",
-          "first_trade_id", "last_trade_id"]
+FIELDS = [
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "first_trade_id",
+    "last_trade_id",
+]
 COLUMNS = ["exchange", "symbol", "time", *FIELDS, "inserted_at", "complete"]
-WIDTH = {"5m": timedelta(minutes=5), "15m": timedelta(minutes=15), "1h": timedelta(hours=1),
-         "4h": timedelta(hours=4), "1d": timedelta(days=1)}
+WIDTH = {
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
+    "1d": timedelta(days=1),
+}
 
 
 def stored(url: str, relation: str, where: str = "") -> dict[datetime, tuple[Any, ...]]:
@@ -59,16 +74,24 @@ def test_1m_rows_and_the_candles_relation(xrp_db: Loaded) -> None:
         counts = dict(conn.execute("SELECT timeframe, count(*) FROM candles GROUP BY timeframe").fetchall())
         assert counts == {tf: len(xrp_db.stream.of(tf)) for tf in ["1m", *HIGHER]}
         one_hour = conn.execute(
-            f"SELECT time, {', '.join(FIELDS)} FROM candles WHERE timeframe = '1h' ORDER BY time").fetchall()
+            f"SELECT time, {', '.join(FIELDS)} FROM candles WHERE timeframe = '1h' ORDER BY time"
+        ).fetchall()
     assert [tuple(r) for r in one_hour] == [(c.close_time, *of_stream(c)) for c in xrp_db.stream.of("1h")]
 
 
 def test_every_public_timeframe_has_the_columns_of_candles_1m(xrp_db: Loaded) -> None:
     with psycopg.connect(xrp_db.url) as conn:
+
         def columns(relation: str) -> list[tuple[str, str]]:
-            return [(r[0], r[1]) for r in conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position", (relation,))]
+            return [
+                (r[0], r[1])
+                for r in conn.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+                    (relation,),
+                )
+            ]
+
         reference = columns("candles_1m")
         assert [name for name, _ in reference] == COLUMNS
         for timeframe in HIGHER:
@@ -87,8 +110,9 @@ T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)  # a 1d/4h/1h/15m/5m boundary
 PREVIOUS_CLOSE = Decimal("10")
 
 
-def minute(close: datetime, prices: tuple[str, str, str, str] | None, size: str = "2",
-           first_id: int = 0) -> tuple[Any, ...]:
+def minute(
+    close: datetime, prices: tuple[str, str, str, str] | None, size: str = "2", first_id: int = 0
+) -> tuple[Any, ...]:
     """A 1m candle row closing at ``close``: traded with (o, h, l, c), or flat at PREVIOUS_CLOSE."""
     if prices is None:
         p = PREVIOUS_CLOSE
@@ -107,13 +131,25 @@ def python_rollup(rows: list[tuple[Any, ...]], close: datetime) -> tuple[Any, ..
         return (last, last, last, last, Decimal(0), Decimal(0), 0, None, None, None)
     volume = sum(r[7] for r in traded)
     quote = sum(r[8] for r in traded)
-    return (traded[0][3], max(r[4] for r in traded), min(r[5] for r in traded), traded[-1][6], volume, quote,
-            sum(r[9] for r in traded), (quote / volume), traded[0][11], traded[-1][12])
+    return (
+        traded[0][3],
+        max(r[4] for r in traded),
+        min(r[5] for r in traded),
+        traded[-1][6],
+        volume,
+        quote,
+        sum(r[9] for r in traded),
+        (quote / volume),
+        traded[0][11],
+        traded[-1][12],
+    )
 
 
-INSERT = ("INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,"
-          " trade_count, vwap, first_trade_id, last_trade_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-          " %s, %s, %s)")
+INSERT = (
+    "INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,"
+    " trade_count, vwap, first_trade_id, last_trade_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s)"
+)
 
 
 @pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
@@ -143,8 +179,11 @@ def write(url: str, rows: list[tuple[Any, ...]]) -> None:
 def test_an_interval_appears_only_once_every_minute_is_in_and_then_never_changes(empty_db: str) -> None:
     m = lambda k: T0 + timedelta(minutes=k)  # noqa: E731 - the close of minute k
     # 12:00-12:05: first minute flat, then traded; 12:05-12:10 all flat; 12:10-12:15 traded
-    first = [minute(m(1), None), minute(m(2), ("11", "13", "11", "12"), first_id=100),
-             minute(m(3), ("12", "12", "9", "9.5"), first_id=200)]
+    first = [
+        minute(m(1), None),
+        minute(m(2), ("11", "13", "11", "12"), first_id=100),
+        minute(m(3), ("12", "12", "9", "9.5"), first_id=200),
+    ]
     write(empty_db, first)
     for timeframe in HIGHER:
         assert stored(empty_db, f"candles_{timeframe}") == {}, timeframe

@@ -85,8 +85,13 @@ def serve_dashboard(env: dict[str, str], log_path: Path) -> tuple[subprocess.Pop
     environment; returns the process (output to ``log_path``) and the page URL once it listens."""
     port = free_port()
     with log_path.open("wb") as log:
-        process = subprocess.Popen(dashboard_argv("127.0.0.1", port), cwd=REPO_ROOT,
-                                   env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            dashboard_argv("127.0.0.1", port),
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_for_port(port, process)
     return process, f"http://127.0.0.1:{port}/app"
