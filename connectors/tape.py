@@ -77,7 +77,7 @@ class TapeSummary:
 def _open(path: PathLike) -> tuple[TextIO, _RowParser]:
     """Open a tape and check its header; return it (at its first row) and the parser of its rows."""
     try:
-        handle = open(path, newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        handle = open(path, newline="", encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         raise TapeError(path, 0, f"cannot open: {exc.strerror or exc}") from None
     first = handle.readline()
