@@ -321,7 +321,7 @@ def parse_frame(raw: bytes | str, ts_recv: datetime) -> FrameResult:
         return OtherPush(channel, inst_id if type(inst_id) is str else None, data, _as_bytes(raw), ts_recv)
     except _Bad as exc:
         return Rejected(_as_bytes(raw), str(exc), ts_recv)
-    except Exception as exc:
+    except Exception as exc:  # boundary: a frame must never crash the stream
         return Rejected(_as_bytes(raw), f"unparseable frame ({type(exc).__name__}: {exc})", ts_recv)
 
 

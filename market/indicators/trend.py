@@ -90,14 +90,14 @@ class _DI(Indicator):
         return {"value": value / 100.0 if self.params["timeperiod"] == 1 else value}
 
 
-class PLUS_DI(_DI):
+class PLUS_DI(_DI):  # TA-Lib's name
     """Plus directional indicator."""
 
     name = "PLUS_DI"
     plus_side = True
 
 
-class MINUS_DI(_DI):
+class MINUS_DI(_DI):  # TA-Lib's name
     """Minus directional indicator."""
 
     name = "MINUS_DI"
