@@ -324,33 +324,18 @@ class SeriesWindows:
             return NOTHING
         minute = self._cursor
         assert minute is not None  # _due is finite only once a window exists
-        closed_to = (wm - EPOCH) // MINUTE  # windows m < closed_to are closed
         out: list[Candle] = []
-        windows = self._windows
+        minute = self._close_until(minute, (wm - EPOCH) // MINUTE, out)
+        self._move_cursor(minute, wm)
+        return Emitted(tuple(out)) if out else NOTHING
+
+    def _close_until(self, minute: int, closed_to: int, out: list[Candle]) -> int:
+        """Emit into ``out`` the 1m windows from ``minute`` up to (not including) ``closed_to`` and the
+        longer candles they complete; return the next minute to emit."""
         rollups = self._rollups
-        incomplete = self._incomplete
         while minute < closed_to:
-            builder = windows.pop(minute, None)
-            if builder is not None:
-                candle = builder.build(EPOCH + minute * MINUTE)
-                if incomplete and self._is_incomplete(minute):
-                    candle = replace(candle, complete=False)
-                self._last_close = candle.close
-                if self._emit_1m:
-                    out.append(candle)
-                for rollup, _ in rollups:
-                    rollup.update(candle)
-            elif self.emit_flat:
-                flat = self._flat(minute)
-                if incomplete and self._is_incomplete(minute):
-                    flat = replace(flat, complete=False)
-                    for rollup, _ in rollups:
-                        rollup.update(flat)
-                if self._emit_1m:
-                    out.append(flat)
-            elif not windows and all(rollup.is_empty for rollup, _ in rollups) and not incomplete:
-                minute = closed_to  # nothing can be emitted before the watermark: skip the quiet minutes
-                break
+            if not self._close_minute(minute, out):
+                return closed_to  # nothing can be emitted before the watermark: skip the quiet minutes
             minute += 1
             for rollup, span in rollups:
                 if minute % span == 0:
@@ -358,15 +343,46 @@ class SeriesWindows:
                         close = EPOCH + minute * MINUTE
                         out.append(rollup.build(close - rollup.timeframe.length, self._last_close))
                     rollup.reset()
+        return minute
+
+    def _close_minute(self, minute: int, out: list[Candle]) -> bool:
+        """Emit the closed 1m window ``minute`` (traded, or flat by policy) and feed it to the rollups.
+        False when there is nothing to emit from here on until a trade comes."""
+        builder = self._windows.pop(minute, None)
+        if builder is not None:
+            candle = builder.build(EPOCH + minute * MINUTE)
+            if self._incomplete and self._is_incomplete(minute):
+                candle = replace(candle, complete=False)
+            self._last_close = candle.close
+            if self._emit_1m:
+                out.append(candle)
+            for rollup, _ in self._rollups:
+                rollup.update(candle)
+        elif self.emit_flat:
+            flat = self._flat(minute)
+            if self._incomplete and self._is_incomplete(minute):
+                flat = replace(flat, complete=False)
+                for rollup, _ in self._rollups:
+                    rollup.update(flat)
+            if self._emit_1m:
+                out.append(flat)
+        elif (
+            not self._windows and all(rollup.is_empty for rollup, _ in self._rollups) and not self._incomplete
+        ):
+            return False
+        return True
+
+    def _move_cursor(self, minute: int, wm: datetime) -> None:
+        """After emitting up to ``minute`` at watermark ``wm``: the next window due, the trade cache, the
+        remembered ids and the incomplete ranges still ahead."""
         self._cursor = minute
         self._due = EPOCH + (minute + 1) * MINUTE
         if self._cur_close <= wm:
             self._cur_open = self._cur_close = EPOCH
             self._cur_ids = []
         self._forget((wm - self.dedup_retention - EPOCH) // MINUTE)
-        if incomplete:
-            self._incomplete = [(a, b) for a, b in incomplete if b >= minute]
-        return Emitted(tuple(out)) if out else NOTHING
+        if self._incomplete:
+            self._incomplete = [(a, b) for a, b in self._incomplete if b >= minute]
 
     def _is_incomplete(self, minute: int) -> bool:
         return any(a <= minute <= b for a, b in self._incomplete)

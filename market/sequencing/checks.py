@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from market.sequencing.messages import Limits, Position
-from market.types import Trade, ms_from_utc
+from market.sequencing.lane import Fill
+from market.sequencing.messages import FetchBackfill, Limits, Position
+from market.types import Trade, ms_from_utc, utc_from_ms
 
 
 def chained(after_id: int, trades: Sequence[Trade], last_id: int) -> bool:
@@ -78,3 +79,17 @@ def ahead_problem(trade: Trade, position: Position, limits: Limits) -> str | Non
             f"(at most {limit} after {elapsed:.0f} s)"
         )
     return None
+
+
+def hole_problem(trade: Trade, request: FetchBackfill, fill: Fill) -> str | None:
+    """A backfilled trade outside the hole it was asked for: its ids ``(after_id, until_id)`` or its
+    time bounds."""
+    if not request.after_id < trade.trade_id < request.until_id:
+        return f"outside the ids asked for ({request.after_id}, {request.until_id})"
+    ms = ms_from_utc(trade.ts_event)
+    if (fill.from_ms is None or ms >= fill.from_ms) and ms <= fill.to_ms:
+        return None
+    low = "" if fill.from_ms is None else utc_from_ms(fill.from_ms).isoformat()
+    return (
+        f"time {trade.ts_event.isoformat()} outside the hole's [{low}, {utc_from_ms(fill.to_ms).isoformat()}]"
+    )

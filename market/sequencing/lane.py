@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from market.sequencing.messages import FetchBackfill, FetchLatest, GapReason, Position
+from market.sequencing.messages import FetchBackfill, FetchLatest, GapReason, Limits, Position
 from market.types import FeedState, Trade
 
 
@@ -49,6 +49,30 @@ class Lane:
 
     def lowest(self) -> tuple[Trade, bytes] | None:
         return self.held[min(self.held)] if self.held else None
+
+    def stalled(self) -> float:
+        """Seconds over which pushes arrived and none was accepted (0 when one was)."""
+        if self.unaccepted_since is None or self.last_push_at is None:
+            return 0.0
+        return (self.last_push_at - self.unaccepted_since).total_seconds()
+
+    def due(self, limits: Limits, connection_heard: datetime | None) -> list[datetime]:
+        """When a tick has work for this instrument: its reorder window ends, a retry or a feed state
+        is due, or an unreadable frame's suspicion lapses."""
+        times = []
+        if self.hole_since is not None and self.request is None:
+            times.append(self.hole_since + limits.reorder_window)
+        if self.retry_at is not None:
+            times.append(self.retry_at)
+        if self.suspect_at is not None:
+            times.append(self.suspect_at + limits.reorder_window)
+        if (
+            self.sent == (True, "")
+            and self.sent_at is not None
+            and self.heard(connection_heard) != self.complete_until
+        ):
+            times.append(self.sent_at + limits.feed_interval)
+        return times
 
     def heard(self, connection_heard: datetime | None) -> datetime | None:
         """The receive time of the newest frame whose trades of this instrument were all handled."""

@@ -6,7 +6,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from market.plausibility import trade_problem
-from market.sequencing.checks import ahead_problem, chained, future_problem, push_time_problem, trade_json
+from market.sequencing.checks import (
+    ahead_problem,
+    chained,
+    future_problem,
+    hole_problem,
+    push_time_problem,
+    trade_json,
+)
 from market.sequencing.lane import Fill, Lane
 from market.sequencing.messages import (
     Action,
@@ -93,47 +100,37 @@ class Sequencer:
         with that instrument."""
         worst: tuple[float, str | None] = (0.0, None)
         for lane in self._lanes.values():
-            if lane.unaccepted_since is not None and lane.last_push_at is not None:
-                span = (lane.last_push_at - lane.unaccepted_since).total_seconds()
-                if span > worst[0]:
-                    worst = (span, lane.symbol)
+            if lane.stalled() > worst[0]:
+                worst = (lane.stalled(), lane.symbol)
         return worst
 
     def next_wakeup(self) -> datetime | None:
         """When a :class:`Tick` has work: a reorder window ends, a retry or a feed state is due."""
-        limits, times = self.limits, []
-        for lane in self._lanes.values():
-            if lane.hole_since is not None and lane.request is None:
-                times.append(lane.hole_since + limits.reorder_window)
-            if lane.retry_at is not None:
-                times.append(lane.retry_at)
-            if lane.suspect_at is not None:
-                times.append(lane.suspect_at + limits.reorder_window)
-            if (
-                lane.sent == (True, "")
-                and lane.sent_at is not None
-                and lane.heard(self._heard) != lane.complete_until
-            ):
-                times.append(lane.sent_at + limits.feed_interval)
-        return min(times, default=None)
+        return min(
+            (t for lane in self._lanes.values() for t in lane.due(self.limits, self._heard)), default=None
+        )
 
     # ---------------------------------------------------------------------------------- input
     def feed(self, event: Event) -> list[Action]:
         """The actions that follow from ``event``, in order."""
         out: list[Action] = []
+        now = self._apply(event, out)
+        for lane in self._lanes.values():
+            self._advance(lane, now, out)
+            state = lane.report(self.exchange, self._heard, now, self.limits.feed_interval)
+            if state is not None:
+                out.append(state)
+        return out
+
+    def _apply(self, event: Event, out: list[Action]) -> datetime:
+        """Take ``event`` into the state (rejections go to ``out``); return its time."""
         match event:
             case Start(now):
-                for lane in self._lanes.values():
-                    lane.complete_until = now
+                self._on_start(now)
             case Subscribed(symbol, now):
-                lane = self._lanes[symbol]
-                lane.subscribed, lane.checked, lane.down_reason = True, False, ""
-                self._hear(now)
+                self._on_subscribed(self._lanes[symbol], now)
             case Refused(symbol, now, reason):
-                lane = self._lanes[symbol]
-                lane.refused, lane.subscribed, lane.down_reason = True, False, f"refused: {reason}"
-                lane.held.clear()
-                self._hear(now)
+                self._on_refused(self._lanes[symbol], now, reason)
             case Push(_, _, now):
                 self._on_push(event, out)
             case Heard(now):
@@ -148,14 +145,25 @@ class Sequencer:
             case Tick(now):
                 self._on_tick(now)
             case Disconnected(now, reason):
-                for lane in self._lanes.values():
-                    self._lose(lane, now, reason)
+                self._on_disconnected(now, reason)
+        return now
+
+    def _on_start(self, now: datetime) -> None:
         for lane in self._lanes.values():
-            self._advance(lane, now, out)
-            state = lane.report(self.exchange, self._heard, now, self.limits.feed_interval)
-            if state is not None:
-                out.append(state)
-        return out
+            lane.complete_until = now
+
+    def _on_disconnected(self, now: datetime, reason: str) -> None:
+        for lane in self._lanes.values():
+            self._lose(lane, now, reason)
+
+    def _on_subscribed(self, lane: Lane, now: datetime) -> None:
+        lane.subscribed, lane.checked, lane.down_reason = True, False, ""
+        self._hear(now)
+
+    def _on_refused(self, lane: Lane, now: datetime, reason: str) -> None:
+        lane.refused, lane.subscribed, lane.down_reason = True, False, f"refused: {reason}"
+        lane.held.clear()
+        self._hear(now)
 
     def _hear(self, now: datetime) -> None:
         self._heard = now if self._heard is None else max(self._heard, now)
@@ -270,17 +278,7 @@ class Sequencer:
             self._reject_rest(trade, f"outside the ids asked for {ids}", now, out)
         accepted: list[Trade] = []
         for trade in sorted(answer.trades, key=lambda t: t.trade_id):
-            problem = self._rest_problem(trade, lane)
-            if problem is None and not request.after_id < trade.trade_id < request.until_id:
-                problem = f"outside the ids asked for {ids}"
-            if problem is None and not (
-                (fill.from_ms is None or _ms(trade) >= fill.from_ms) and _ms(trade) <= fill.to_ms
-            ):
-                low = "" if fill.from_ms is None else utc_from_ms(fill.from_ms).isoformat()
-                problem = (
-                    f"time {trade.ts_event.isoformat()} outside the hole's "
-                    f"[{low}, {utc_from_ms(fill.to_ms).isoformat()}]"
-                )
+            problem = self._rest_problem(trade, lane) or hole_problem(trade, request, fill)
             if problem is not None:
                 self._reject_rest(trade, problem, now, out)
             elif not accepted or trade.trade_id > accepted[-1].trade_id:
@@ -322,43 +320,54 @@ class Sequencer:
                 return
             if lane.position is None and not self._start_by_chain(lane, now, out):
                 return
-            assert lane.position is not None
-            position = lane.position
-            if lane.target is not None and lane.target.trade_id <= position[0]:
-                lane.target = None
-            lowest, target = lane.lowest(), lane.target
-            if target is not None and (lowest is None or target.trade_id < _first_id(lowest[0])):
-                self._ask(lane, target.trade_id + 1, _ms(target), out)
+            if not self._step(lane, now, out):
                 return
-            if lowest is None:  # caught up
-                lane.hole_since = lane.urgent = None
-                return
-            trade, raw = lowest
-            if trade.trade_id <= position[0]:
-                del lane.held[trade.trade_id]
-                self.duplicates += 1
-                continue
-            problem = push_time_problem(trade, self.limits) or ahead_problem(trade, position, self.limits)
-            if problem is not None:
-                del lane.held[trade.trade_id]
-                self._reject(raw, f"{trade.symbol} trade {trade.trade_id}: {problem}", now, out)
-                continue
-            if lane.suspect_at is not None and trade.ts_recv is not None and trade.ts_recv > lane.suspect_at:
-                lane.suspect_at = lane.heard_cap = None  # this push shows whether anything is missing
-            if trade.trade_id - trade.count <= position[0]:
-                del lane.held[trade.trade_id]
-                self._emit(lane, trade, out)
-                lane.hole_since = None
-                continue
-            if lane.hole_since is None:
-                lane.hole_since = now
-            if (
-                lane.urgent is not None
-                or now - lane.hole_since >= self.limits.reorder_window
-                or len(lane.held) >= self.limits.reorder_max
-            ):
-                self._ask(lane, _first_id(trade), _ms(trade), out)
-            return
+
+    def _step(self, lane: Lane, now: datetime, out: list[Action]) -> bool:
+        """From a known position: ask for the trades up to REST's newest, or settle the lowest held
+        push. False when nothing more can happen until the next event."""
+        position = lane.position
+        assert position is not None
+        if lane.target is not None and lane.target.trade_id <= position[0]:
+            lane.target = None
+        lowest, target = lane.lowest(), lane.target
+        if target is not None and (lowest is None or target.trade_id < _first_id(lowest[0])):
+            self._ask(lane, target.trade_id + 1, _ms(target), out)
+            return False
+        if lowest is None:  # caught up
+            lane.hole_since = lane.urgent = None
+            return False
+        trade, raw = lowest
+        if trade.trade_id <= position[0]:
+            del lane.held[trade.trade_id]
+            self.duplicates += 1
+            return True
+        problem = push_time_problem(trade, self.limits) or ahead_problem(trade, position, self.limits)
+        if problem is not None:
+            del lane.held[trade.trade_id]
+            self._reject(raw, f"{trade.symbol} trade {trade.trade_id}: {problem}", now, out)
+            return True
+        return self._take(lane, trade, position, now, out)
+
+    def _take(self, lane: Lane, trade: Trade, position: Position, now: datetime, out: list[Action]) -> bool:
+        """A plausible held push: emit it if it continues the sequence (True); else keep holding it and
+        ask for the hole once the reorder window or buffer is spent (False)."""
+        if lane.suspect_at is not None and trade.ts_recv is not None and trade.ts_recv > lane.suspect_at:
+            lane.suspect_at = lane.heard_cap = None  # this push shows whether anything is missing
+        if trade.trade_id - trade.count <= position[0]:
+            del lane.held[trade.trade_id]
+            self._emit(lane, trade, out)
+            lane.hole_since = None
+            return True
+        if lane.hole_since is None:
+            lane.hole_since = now
+        if (
+            lane.urgent is not None
+            or now - lane.hole_since >= self.limits.reorder_window
+            or len(lane.held) >= self.limits.reorder_max
+        ):
+            self._ask(lane, _first_id(trade), _ms(trade), out)
+        return False
 
     def _ask(self, lane: Lane, until_id: int, to_ms: int, out: list[Action]) -> None:
         assert lane.position is not None
