@@ -164,39 +164,48 @@ class Market:
         by_inst: dict[str, list[Trade]] = {}
         for trade in batch:
             by_inst.setdefault(trade.symbol, []).append(trade)
-        hub = self.hub
         for inst, trades in by_inst.items():
-            history = self.history[inst]
-            series_list = self.candles[inst]
-            for trade in trades:
-                history.trades.append(trade)
-                history.ids.append(trade.trade_id)
-                history.times.append(ts_ms)
-                quote = trade.price * trade.size
-                for series in series_list:
-                    series.add(ts_ms, trade.price, trade.size, quote)
-            self.played += len(trades)
-            self.seq[inst] += 1
-            pushes = aggregate(inst, ts_ms, trades, self.seq[inst], self.aggregate_fills)
-            self.last_push[inst] = pushes[-1]
-            self.last_trade[inst] = trades[-1]
-            if not live:
-                for series in series_list:
+            pushes = self._record(inst, ts_ms, trades)
+            if live:
+                self._push_trades(inst, ts_ms, trades, pushes)
+            else:
+                for series in self.candles[inst]:
                     series.forming_due(ts_ms)
-                continue
-            key = ("trades", inst)
-            if hub.has(key):
-                for push in pushes:
-                    self._publish(key, messages.trades_push(push, self.legacy))
-            key = ("trades-all", inst)
-            if hub.has(key):
-                for trade in trades:
-                    self._publish(key, messages.trades_all_push(trade, ts_ms, self.legacy))
+
+    def _record(self, inst: str, ts_ms: int, trades: list[Trade]) -> list[TradesPush]:
+        """Add one instrument's trades at ``ts_ms`` to its history and candles; return their pushes."""
+        history = self.history[inst]
+        series_list = self.candles[inst]
+        for trade in trades:
+            history.trades.append(trade)
+            history.ids.append(trade.trade_id)
+            history.times.append(ts_ms)
+            quote = trade.price * trade.size
             for series in series_list:
-                forming = series.forming_due(ts_ms)
-                key = (series.spec.channel, inst)
-                if forming is not None and hub.has(key):
-                    self._publish(key, messages.candle_push(key[0], inst, forming))
+                series.add(ts_ms, trade.price, trade.size, quote)
+        self.played += len(trades)
+        self.seq[inst] += 1
+        pushes = aggregate(inst, ts_ms, trades, self.seq[inst], self.aggregate_fills)
+        self.last_push[inst] = pushes[-1]
+        self.last_trade[inst] = trades[-1]
+        return pushes
+
+    def _push_trades(self, inst: str, ts_ms: int, trades: list[Trade], pushes: list[TradesPush]) -> None:
+        """Publish one instrument's trades at ``ts_ms`` to its subscribers, then due forming candles."""
+        hub = self.hub
+        key = ("trades", inst)
+        if hub.has(key):
+            for push in pushes:
+                self._publish(key, messages.trades_push(push, self.legacy))
+        key = ("trades-all", inst)
+        if hub.has(key):
+            for trade in trades:
+                self._publish(key, messages.trades_all_push(trade, ts_ms, self.legacy))
+        for series in self.candles[inst]:
+            forming = series.forming_due(ts_ms)
+            key = (series.spec.channel, inst)
+            if forming is not None and hub.has(key):
+                self._publish(key, messages.candle_push(key[0], inst, forming))
 
     def finish(self) -> None:
         """End of the tapes: push forming updates still held back by the 1/s throttle."""

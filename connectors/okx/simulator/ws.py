@@ -176,25 +176,48 @@ class Session:
         if text == "ping":
             self.reply("pong")
             return
+        request = self._request(text)
+        if request is None:
+            return
+        op, args, request_id = request
+        clean = self._clean_args(op, args, request_id)
+        if clean is None:
+            return
+        for arg in clean:
+            self.reply(messages.ack(op, arg, self.wire_conn_id, request_id))
+            if op == "subscribe":
+                self._subscribe((arg["channel"], arg["instId"]))
+            else:
+                self._unsubscribe((arg["channel"], arg["instId"]))
+        if op == "subscribe":
+            self.sim.subscribed()
+
+    def _request(self, text: str) -> tuple[str, list[Any], str | None] | None:
+        """The op, args and id of a well-formed (un)subscribe request; else reply its error, None."""
         try:
             request = orjson.loads(text)
         except orjson.JSONDecodeError:
             request = None
         if not isinstance(request, dict):
             self._error("60012", f"Invalid request: {text[:200]}", None)
-            return
+            return None
         request_id = request.get("id")
         if request_id is not None and not _is_request_id(request_id):
             self._error("60012", f"Invalid request: {text[:200]}", None)
-            return
+            return None
         op = request.get("op")
         if op not in ("subscribe", "unsubscribe"):
             self._error("60019", f"Invalid OP: {op}", request_id)
-            return
+            return None
         args = request.get("args")
         if not isinstance(args, list) or not args:
             self._error("60012", f"Invalid request: {text[:200]}", request_id)
-            return
+            return None
+        return op, args, request_id
+
+    def _clean_args(self, op: str, args: list[Any], request_id: str | None) -> list[dict[str, str]] | None:
+        """Every arg as channel + instId if all are valid and served here; else reply the first error,
+        None (a request is taken whole or not at all)."""
         clean: list[dict[str, str]] = []
         for arg in args:
             if (
@@ -203,33 +226,31 @@ class Session:
                 or not all(isinstance(v, str) for v in arg.values())
             ):
                 self._error("60013", f"Invalid args: {orjson.dumps(arg).decode()[:200]}", request_id)
-                return
+                return None
             problem = self._channel_error(op, arg)
             if problem is not None:
                 self._error("60018", problem, request_id)
-                return
+                return None
             clean.append({"channel": arg["channel"], "instId": arg.get("instId", "")})
-        for arg in clean:
-            key = (arg["channel"], arg["instId"])
-            self.reply(messages.ack(op, arg, self.wire_conn_id, request_id))
-            if op == "subscribe":
-                self.ever_subscribed = True
-                if key not in self.subscriptions:
-                    self.subscriptions.add(key)
-                    self.sim.hub.add(key, self)
-                    poison = self.sim.config.faults.poison_first
-                    for frame in self.sim.market.initial_frames(*key):
-                        if poison is not None and key[0] == "trades":
-                            log.info(
-                                "fault: conn %s poison: %s frame before the first push", self.conn_id, poison
-                            )
-                            self.reply(poisoned(frame, poison))
-                        self.push(frame)
-            else:
-                self.subscriptions.discard(key)
-                self.sim.hub.remove(key, self)
-        if op == "subscribe":
-            self.sim.subscribed()
+        return clean
+
+    def _subscribe(self, key: tuple[str, str]) -> None:
+        """Join ``key``'s pushes (once) and send its initial frames, poisoned first if so configured."""
+        self.ever_subscribed = True
+        if key in self.subscriptions:
+            return
+        self.subscriptions.add(key)
+        self.sim.hub.add(key, self)
+        poison = self.sim.config.faults.poison_first
+        for frame in self.sim.market.initial_frames(*key):
+            if poison is not None and key[0] == "trades":
+                log.info("fault: conn %s poison: %s frame before the first push", self.conn_id, poison)
+                self.reply(poisoned(frame, poison))
+            self.push(frame)
+
+    def _unsubscribe(self, key: tuple[str, str]) -> None:
+        self.subscriptions.discard(key)
+        self.sim.hub.remove(key, self)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> None:
