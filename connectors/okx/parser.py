@@ -15,182 +15,47 @@ Entry points (all pure, safe on arbitrary input):
 
 The wire format is documented in tests/data/okx-samples/PROTOCOL-NOTES.md: every number is a JSON string
 (except the integer ``seqId``); ``count``, ``source`` and ``seqId`` only exist in newer ``trades`` pushes;
-acks carry ``connId`` only since 2023 and ``id`` only when the request had one.
+acks carry ``connId`` only since 2023 and ``id`` only when the request had one. The result types, the
+errors and the field readers are in :mod:`connectors.okx.wire`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 
+from connectors.okx.wire import (
+    DECIMAL,
+    INTEGER,
+    PONG,
+    BadField,
+    ErrorEvent,
+    Event,
+    ExchangeCandle,
+    FrameResult,
+    Notice,
+    OkxParseError,
+    OkxRestError,
+    OtherEvent,
+    OtherPush,
+    SubscriptionAck,
+    integer_string,
+    optional_string,
+    positive_decimal,
+    show,
+    string_field,
+)
 from market.types import EPOCH as _EPOCH
 from market.types import Rejected, Side, Trade, utc_from_ms
 
 EXCHANGE = "okx"
 TRADE_CHANNELS: frozenset[str] = frozenset({"trades", "trades-all"})
 
-# Strict shapes of OKX's decimal and integer strings: no sign, exponent, whitespace, NaN or Infinity.
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_INTEGER = re.compile(r"[0-9]+")
-_MAX_REASON_VALUE = 40
 
-
-# --------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionAck:
-    """``{"event":"subscribe"|"unsubscribe","arg":{...}}``, one per requested arg.
-
-    ``conn_id`` (8 hex chars) is absent before 2023; ``request_id`` echoes the request's ``id`` if any.
-    """
-
-    op: Literal["subscribe", "unsubscribe"]
-    arg: dict[str, str]
-    conn_id: str | None = None
-    request_id: str | None = None
-
-    @property
-    def channel(self) -> str:
-        return self.arg.get("channel", "")
-
-    @property
-    def inst_id(self) -> str | None:
-        return self.arg.get("instId")
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    """``{"event":"error","code":..,"msg":..}``: a refused request (it has no ``arg``; match on ``id``)."""
-
-    code: str
-    msg: str
-    conn_id: str | None = None
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """``{"event":"notice","code":"64008",..}``: the server will close this connection soon; reconnect."""
-
-    code: str
-    msg: str
-    conn_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    """The text ``pong`` answering our text ``ping``."""
-
-
-@dataclass(frozen=True, slots=True)
-class OtherEvent:
-    """Any other ``event`` (``login``, ``channel-conn-count``, ...): not consumed, worth logging."""
-
-    event: str
-    msg: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class OtherPush:
-    """A data push of a channel the trade pipeline does not consume (books, tickers, candles, ...).
-
-    ``data`` is the decoded ``data`` member, kept so that e.g. :func:`parse_candle_push` can read it.
-    """
-
-    channel: str
-    inst_id: str | None
-    data: Any
-    raw: bytes
-    ts_recv: datetime
-
-
-Event = SubscriptionAck | ErrorEvent | Notice | Pong | OtherEvent | OtherPush
-FrameResult = list[Trade] | Event | Rejected
-
-PONG = Pong()
-
-
-@dataclass(frozen=True, slots=True)
-class ExchangeCandle:
-    """One OKX candle row ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` (open-time labelled).
-
-    For SPOT ``vol`` is in base currency and ``vol_ccy`` = ``vol_ccy_quote`` in quote currency; for
-    derivatives ``vol`` is in contracts, ``vol_ccy`` in base currency. ``confirmed`` is the bar closed.
-    """
-
-    inst_id: str | None
-    channel: str | None
-    open_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    vol: Decimal
-    vol_ccy: Decimal
-    vol_ccy_quote: Decimal
-    confirmed: bool
-
-
-class OkxParseError(ValueError):
-    """A malformed REST body or candle row."""
-
-
-class OkxRestError(RuntimeError):
-    """A REST answer whose envelope ``code`` is not ``"0"`` (e.g. 51001 instrument doesn't exist)."""
-
-    def __init__(self, code: str, msg: str) -> None:
-        super().__init__(f"OKX REST error {code}: {msg}")
-        self.code = code
-        self.msg = msg
-
-
-class _Bad(Exception):
-    """Internal: a field failed validation; the message becomes the Rejected reason."""
-
-
-# --------------------------------------------------------------------------- field readers
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_REASON_VALUE else text[: _MAX_REASON_VALUE - 3] + "..."
-
-
-def _string(
-    item: dict[str, Any], key: str, shape: re.Pattern[str] | None = None, what: str = "a non-empty string"
-) -> str:
-    value = item.get(key)
-    if value is None:
-        raise _Bad(f"missing {key}")
-    if type(value) is not str or not value or (shape is not None and shape.fullmatch(value) is None):
-        raise _Bad(f"{key} {_show(value)} is not {what}")
-    return value
-
-
-def _positive_decimal(item: dict[str, Any], key: str) -> Decimal:
-    number = Decimal(_string(item, key, _DECIMAL, "a decimal string"))
-    if not number:
-        raise _Bad(f"{key} {_show(item[key])} is zero")
-    return number
-
-
-def _integer_string(item: dict[str, Any], key: str) -> int:
-    return int(_string(item, key, _INTEGER, "an integer string"))
-
-
-def _optional_string(msg: dict[str, Any], key: str) -> str | None:
-    value = msg.get(key)
-    if value is None:
-        return None
-    if type(value) is not str:
-        raise _Bad(f"{key} {_show(value)} is not a string")
-    return value
+# --------------------------------------------------------------------------- trades
 
 
 def _trade(item: object, ts_recv: datetime | None) -> Trade:
@@ -212,9 +77,9 @@ def _trade(item: object, ts_recv: datetime | None) -> Trade:
             and trade_id.isascii()
             and trade_id.isdigit()
             and type(px) is str
-            and _DECIMAL.fullmatch(px) is not None
+            and DECIMAL.fullmatch(px) is not None
             and type(sz) is str
-            and _DECIMAL.fullmatch(sz) is not None
+            and DECIMAL.fullmatch(sz) is not None
             and (side == "buy" or side == "sell")
             and type(ts) is str
             and ts.isascii()
@@ -248,31 +113,31 @@ def _trade(item: object, ts_recv: datetime | None) -> Trade:
 
 def _checked_trade(item: object, ts_recv: datetime | None) -> Trade:
     if type(item) is not dict:
-        raise _Bad(f"item {_show(item)} is not an object")
+        raise BadField(f"item {show(item)} is not an object")
     side = item.get("side")
     if side != "buy" and side != "sell":
-        raise _Bad(f"unknown side {_show(side)}")
+        raise BadField(f"unknown side {show(side)}")
     count = 1
     if "count" in item:
-        count = _integer_string(item, "count")
+        count = integer_string(item, "count")
         if count < 1:
-            raise _Bad(f"count {_show(item['count'])} is below 1")
+            raise BadField(f"count {show(item['count'])} is below 1")
     seq_id = item.get("seqId")
     if seq_id is not None and type(seq_id) is not int:
-        raise _Bad(f"seqId {_show(seq_id)} is not an integer")
+        raise BadField(f"seqId {show(seq_id)} is not an integer")
     side_: Side = side
     return Trade(
         exchange=EXCHANGE,
-        symbol=_string(item, "instId"),
-        trade_id=_integer_string(item, "tradeId"),
-        price=_positive_decimal(item, "px"),
-        size=_positive_decimal(item, "sz"),
+        symbol=string_field(item, "instId"),
+        trade_id=integer_string(item, "tradeId"),
+        price=positive_decimal(item, "px"),
+        size=positive_decimal(item, "sz"),
         side=side_,
-        ts_event=utc_from_ms(_integer_string(item, "ts")),
+        ts_event=utc_from_ms(integer_string(item, "ts")),
         ts_recv=ts_recv,
         count=count,
         seq_id=seq_id,
-        source=_optional_string(item, "source"),
+        source=optional_string(item, "source"),
     )
 
 
@@ -307,19 +172,19 @@ def parse_frame(raw: bytes | str, ts_recv: datetime) -> FrameResult:
         if arg is None:
             return Rejected(_as_bytes(raw), "neither event nor arg", ts_recv)
         if type(arg) is not dict:
-            return Rejected(_as_bytes(raw), f"arg {_show(arg)} is not an object", ts_recv)
+            return Rejected(_as_bytes(raw), f"arg {show(arg)} is not an object", ts_recv)
         channel = arg.get("channel")
         if type(channel) is not str or not channel:
-            reason = f"arg.channel {_show(channel)} is not a non-empty string"
+            reason = f"arg.channel {show(channel)} is not a non-empty string"
             return Rejected(_as_bytes(raw), reason, ts_recv)
         data = msg.get("data")
         if type(data) is not list:
-            return Rejected(_as_bytes(raw), f"{channel} push: data {_show(data)} is not an array", ts_recv)
+            return Rejected(_as_bytes(raw), f"{channel} push: data {show(data)} is not an array", ts_recv)
         if channel in TRADE_CHANNELS:
             return _trades(data, raw, ts_recv, channel)
         inst_id = arg.get("instId")
         return OtherPush(channel, inst_id if type(inst_id) is str else None, data, _as_bytes(raw), ts_recv)
-    except _Bad as exc:
+    except BadField as exc:
         return Rejected(_as_bytes(raw), str(exc), ts_recv)
     except Exception as exc:  # boundary: a frame must never crash the stream
         return Rejected(_as_bytes(raw), f"unparseable frame ({type(exc).__name__}: {exc})", ts_recv)
@@ -332,7 +197,7 @@ def _trades(data: list[Any], raw: bytes | str, ts_recv: datetime, channel: str) 
     for index, item in enumerate(data):
         try:
             trades.append(_trade(item, ts_recv))
-        except _Bad as exc:
+        except BadField as exc:
             return Rejected(_as_bytes(raw), f"{channel} item {index}: {exc}", ts_recv)
     return trades
 
@@ -340,26 +205,28 @@ def _trades(data: list[Any], raw: bytes | str, ts_recv: datetime, channel: str) 
 def _event(msg: dict[str, Any], raw: bytes | str, ts_recv: datetime) -> Event | Rejected:
     event = msg["event"]
     if type(event) is not str:
-        return Rejected(_as_bytes(raw), f"event {_show(event)} is not a string", ts_recv)
+        return Rejected(_as_bytes(raw), f"event {show(event)} is not a string", ts_recv)
     if event == "subscribe" or event == "unsubscribe":
         arg = msg.get("arg")
         if type(arg) is not dict or not all(type(v) is str for v in arg.values()):
-            reason = f"{event} ack: arg {_show(arg)} is not an object of strings"
+            reason = f"{event} ack: arg {show(arg)} is not an object of strings"
             return Rejected(_as_bytes(raw), reason, ts_recv)
         if type(arg.get("channel")) is not str:
             return Rejected(_as_bytes(raw), f"{event} ack: arg has no channel", ts_recv)
         op: Literal["subscribe", "unsubscribe"] = "subscribe" if event == "subscribe" else "unsubscribe"
-        return SubscriptionAck(op, arg, _optional_string(msg, "connId"), _optional_string(msg, "id"))
+        return SubscriptionAck(op, arg, optional_string(msg, "connId"), optional_string(msg, "id"))
     if event == "error":
         return ErrorEvent(
-            _string(msg, "code"),
-            _optional_string(msg, "msg") or "",
-            _optional_string(msg, "connId"),
-            _optional_string(msg, "id"),
+            string_field(msg, "code"),
+            optional_string(msg, "msg") or "",
+            optional_string(msg, "connId"),
+            optional_string(msg, "id"),
         )
     if event == "notice":
         return Notice(
-            _string(msg, "code"), _optional_string(msg, "msg") or "", _optional_string(msg, "connId")
+            string_field(msg, "code"),
+            optional_string(msg, "msg") or "",
+            optional_string(msg, "connId"),
         )
     return OtherEvent(event, msg)
 
@@ -369,11 +236,11 @@ def _event(msg: dict[str, Any], raw: bytes | str, ts_recv: datetime) -> Event | 
 
 def _candle_row(row: object, inst_id: str | None, channel: str | None) -> ExchangeCandle:
     if type(row) is not list or len(row) < 9:
-        raise OkxParseError(f"candle row {_show(row)} is not an array of 9 strings")
+        raise OkxParseError(f"candle row {show(row)} is not an array of 9 strings")
     if not all(type(v) is str for v in row[:9]):
-        raise OkxParseError(f"candle row {_show(row)} has non-string fields")
+        raise OkxParseError(f"candle row {show(row)} has non-string fields")
     ts, o, h, low, c, vol, vol_ccy, vol_ccy_quote, confirm = row[:9]
-    if _INTEGER.fullmatch(ts) is None:
+    if INTEGER.fullmatch(ts) is None:
         raise OkxParseError(f"candle open time {ts!r} is not an integer string")
     for name, value in (
         ("o", o),
@@ -384,7 +251,7 @@ def _candle_row(row: object, inst_id: str | None, channel: str | None) -> Exchan
         ("volCcy", vol_ccy),
         ("volCcyQuote", vol_ccy_quote),
     ):
-        if _DECIMAL.fullmatch(value) is None:
+        if DECIMAL.fullmatch(value) is None:
             raise OkxParseError(f"candle {name} {value!r} is not a decimal string")
     if confirm not in ("0", "1"):
         raise OkxParseError(f"candle confirm {confirm!r} is neither '0' nor '1'")
@@ -430,7 +297,7 @@ def _rest_data(body: bytes | str) -> list[Any]:
         raise OkxRestError(str(code), str(envelope.get("msg", "")))
     data = envelope.get("data")
     if type(data) is not list:
-        raise OkxParseError(f"REST data {_show(data)} is not an array")
+        raise OkxParseError(f"REST data {show(data)} is not an array")
     return data
 
 
@@ -442,7 +309,7 @@ def parse_rest_trades(body: bytes | str, ts_recv: datetime | None = None) -> lis
     for index, item in enumerate(_rest_data(body)):
         try:
             trades.append(_trade(item, ts_recv))
-        except _Bad as exc:
+        except BadField as exc:
             raise OkxParseError(f"REST trade {index}: {exc}") from None
     return trades
 

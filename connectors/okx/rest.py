@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
-from connectors.okx.parser import OkxParseError, OkxRestError, parse_rest_trades
+from connectors.okx.parser import parse_rest_trades
+from connectors.okx.wire import OkxParseError, OkxRestError
 from market.sequencing import chained
 from market.types import Trade
 

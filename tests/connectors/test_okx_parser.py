@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.okx.parser import (
+from connectors.okx.parser import parse_candle_push, parse_frame, parse_rest_candles, parse_rest_trades
+from connectors.okx.wire import (
     ErrorEvent,
     ExchangeCandle,
     Notice,
@@ -26,10 +27,6 @@ from connectors.okx.parser import (
     OtherPush,
     Pong,
     SubscriptionAck,
-    parse_candle_push,
-    parse_frame,
-    parse_rest_candles,
-    parse_rest_trades,
 )
 from market.types import Rejected, Trade
 

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.okx.parser import OkxRestError
 from connectors.okx.rest import OkxRestClient, http_get
+from connectors.okx.wire import OkxRestError
 from market.types import ms_from_utc
 
 REPO = Path(__file__).parents[2]
