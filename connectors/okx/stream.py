@@ -3,18 +3,17 @@
 :class:`TradeStream` owns the socket and does the I/O, nothing else: connect (at most 3 new connections
 per second process-wide, :class:`ConnectLimiter`), subscribe ``trades`` and check the per-arg acks, probe
 a silent socket with OKX's text ``ping``, reconnect with exponential backoff and jitter after any loss
-(64008 notices, server closes and 1009 included), and perform REST requests. Every decision about trades
-belongs to the pure :class:`market.sequencing.Sequencer`: the stream feeds it frames, timer ticks,
-connection events and REST answers, and hands the items it returns to an :class:`Outbox`
-(see docs/okx-connectivity.md). Given a :class:`SessionRecorder`, the sequencer records every input.
+(64008 notices, server closes and 1009 included). Every decision about trades belongs to the pure
+:class:`market.sequencing.Sequencer`: the stream feeds it frames, timer ticks and connection events, and
+its :class:`Handover` performs the actions it returns (REST requests whose answers go back to it, items
+handed to an :class:`Outbox`; see docs/okx-connectivity.md). Given a :class:`SessionRecorder`, the
+sequencer records every input.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -24,28 +23,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
-from connectors.okx.events import ConnectionHealth, ConnectionState, Gap
-from connectors.okx.parser import (
-    EXCHANGE,
-    ErrorEvent,
-    Notice,
-    OkxParseError,
-    OkxRestError,
-    Pong,
-    SubscriptionAck,
-    parse_frame,
-)
+from connectors.okx.events import ConnectionHealth, ConnectionState
+from connectors.okx.handover import Handover
+from connectors.okx.parser import EXCHANGE, parse_frame
 from connectors.okx.recording import RecordedSequencer, SessionRecorder
 from connectors.okx.rest import OkxRestClient
+from connectors.okx.wire import ErrorEvent, Notice, Pong, SubscriptionAck
 from market.sequencing import (
-    Action,
-    Backfilled,
     Disconnected,
     Event,
-    FetchBackfill,
-    FetchLatest,
     Heard,
-    Latest,
     Position,
     Push,
     Refused,
@@ -55,9 +42,7 @@ from market.sequencing import (
     Tick,
     Unreadable,
 )
-from market.types import Rejected, Trade
-
-log = logging.getLogger(__name__)
+from market.types import Rejected
 
 MESSAGE_TOO_BIG = 1009
 
@@ -107,12 +92,13 @@ class TradeStream:
             push_source="okx-ws",
             rest_source="okx-rest",
         )
-        self.rest = OkxRestClient(
+        rest = OkxRestClient(
             rest_url,
             timeout=options.rest_timeout,
             retries=options.rest_retries,
             min_interval=options.rest_min_interval,
         )
+        self._handover = Handover(name, self.sequencer, rest, outbox, options)
         self.refused: set[str] = set()
         self._attempts = 0
         self._requests = 0
@@ -128,19 +114,14 @@ class TradeStream:
         self.connected_since: datetime | None = None
         self.last_message_at: datetime | None = None
         self.messages_received = 0
-        self.trades_emitted = 0
-        self.trades_backfilled = 0
         self.reconnects = 0
-        self.gaps_filled = 0
-        self.gaps_unfilled = 0
-        self.rejects = 0
         self.subscribe_errors = 0
-        self.last_error: str | None = None
         self.pings_sent = 0
         self.pongs_received = 0
 
     def health(self) -> ConnectionHealth:
         stalled, symbol = self.sequencer.stall()
+        handover = self._handover
         return ConnectionHealth(
             EXCHANGE,
             self.name,
@@ -150,17 +131,17 @@ class TradeStream:
             self.connected_since,
             self.last_message_at,
             self.messages_received,
-            self.trades_emitted,
-            self.trades_backfilled,
+            handover.trades_emitted,
+            handover.trades_backfilled,
             self.sequencer.duplicates,
             self.reconnects,
-            self.gaps_filled,
-            self.gaps_unfilled,
-            self.rejects,
+            handover.gaps_filled,
+            handover.gaps_unfilled,
+            handover.rejects,
             self.subscribe_errors,
             self.pings_sent,
             self.pongs_received,
-            self.last_error,
+            handover.last_error,
             stalled,
             symbol,
             len(self.outbox),
@@ -170,7 +151,7 @@ class TradeStream:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         health_task = loop.create_task(self._health_loop())
-        self._hand_all(self.sequencer.feed(Start(_now())))
+        self._handover.hand_all(self.sequencer.feed(Start(_now())))
         try:
             while not self.sequencer.finished:
                 delay = self._limiter.reserve()
@@ -197,7 +178,9 @@ class TradeStream:
                 self._subscribed_at = self.connected_since = None
                 self.reconnects += 1
                 self.state = "backoff"
-                await self._apply(self.sequencer.feed(Disconnected(_now(), f"connection lost: {reason}")))
+                await self._handover.apply(
+                    self.sequencer.feed(Disconnected(_now(), f"connection lost: {reason}"))
+                )
                 ceiling = min(self.options.reconnect_max, self.options.reconnect_initial * 2**self._attempts)
                 self._attempts += 1
                 await asyncio.sleep(ceiling * random.uniform(0.5, 1.0))
@@ -206,7 +189,7 @@ class TradeStream:
             await asyncio.gather(health_task, return_exceptions=True)
             self.state = "stopped"
             self.connected_since = None
-            self._hand_all(self.sequencer.feed(Disconnected(_now(), "stopped")))
+            self._handover.hand_all(self.sequencer.feed(Disconnected(_now(), "stopped")))
             self.outbox.put(self.health())
 
     async def _health_loop(self) -> None:
@@ -216,15 +199,14 @@ class TradeStream:
                 self.outbox.put(self.health())
 
     def _error(self, text: str) -> None:
-        self.last_error = text
-        log.warning("okx %s: %s", self.name, text)
+        self._handover.error(text)
 
     async def _closed(self, exc: ConnectionClosed) -> str:
         """Why the connection closed; a frame too large for the websocket library is also a reject."""
         if exc.sent is not None and exc.sent.code == MESSAGE_TOO_BIG:
             limit = 4 * self.options.max_frame_bytes
             reason = f"frame over {limit} bytes: the connection was closed with 1009 (message too big)"
-            await self._apply(self.sequencer.feed(Unreadable(b"", reason, _now())))
+            await self._handover.apply(self.sequencer.feed(Unreadable(b"", reason, _now())))
             return reason
         if exc.rcvd is not None:
             return f"closed by the server: {exc.rcvd.code} {exc.rcvd.reason}".rstrip()
@@ -254,7 +236,7 @@ class TradeStream:
                 await self.outbox.room()
                 raw = await self._receive(ws)
                 if raw is None:
-                    await self._apply(self.sequencer.feed(Tick(_now())))
+                    await self._handover.apply(self.sequencer.feed(Tick(_now())))
                 else:
                     if await self._on_frame(ws, raw, _now()):
                         ack_deadline = loop.time() + options.ack_timeout
@@ -336,7 +318,7 @@ class TradeStream:
                 self._error(f"notice {result.code}: {result.msg}")
                 if result.code == "64008":
                     notice = "64008 service-upgrade notice: reconnecting"
-        await self._apply(self.sequencer.feed(event))
+        await self._handover.apply(self.sequencer.feed(event))
         if notice is not None:
             raise _Reconnect(notice)
         return resent
@@ -360,60 +342,3 @@ class TradeStream:
                 raise _Finished
             return Refused(refused, now, f"{error.code} {error.msg}"), False
         return Heard(now), False
-
-    # ------------------------------------------------------------------ actions
-    async def _apply(self, actions: list[Action]) -> None:
-        """Hand items over in order; perform requests and feed their answers back (breadth first, so an
-        answer's items follow everything decided before it)."""
-        work = deque(actions)
-        while work:
-            action = work.popleft()
-            if isinstance(action, FetchLatest):
-                await self.outbox.room()
-                work.extend(self.sequencer.feed(await self._latest(action)))
-            elif isinstance(action, FetchBackfill):
-                await self.outbox.room()
-                work.extend(self.sequencer.feed(await self._backfill(action)))
-            else:
-                self._hand(action)
-
-    def _hand_all(self, actions: list[Action]) -> None:
-        """Hand over the items of an input that cannot raise requests (no instrument is subscribed)."""
-        for action in actions:
-            assert not isinstance(action, FetchLatest | FetchBackfill), action
-            self._hand(action)
-
-    def _hand(self, item: object) -> None:
-        if isinstance(item, Trade):
-            self.trades_emitted += 1
-            self.trades_backfilled += item.origin == "rest"
-        elif isinstance(item, Rejected):
-            self.rejects += 1
-            self.last_error = f"rejected ({item.source}): {item.reason[:300]}"
-            log.debug("okx %s: %s", self.name, self.last_error)
-        elif isinstance(item, Gap):
-            if item.filled:
-                self.gaps_filled += 1
-            else:
-                self.gaps_unfilled += 1
-                self._error(
-                    f"unfilled gap {item.symbol} ({item.from_trade_id}, {item.to_trade_id}): "
-                    f"{item.trades_backfilled} trades backfilled, "
-                    f"{item.error or 'REST history does not reach back far enough'}"
-                )
-        self.outbox.put(item)
-
-    async def _latest(self, request: FetchLatest) -> Latest:
-        try:
-            trades = await self.rest.latest_trades(request.symbol, self.options.latest_limit)
-        except (OkxRestError, OkxParseError, OSError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("okx %s: newest %s trades unavailable: %s", self.name, request.symbol, error)
-            return Latest(request.symbol, (), error, _now())
-        return Latest(request.symbol, tuple(trades), None, _now())
-
-    async def _backfill(self, request: FetchBackfill) -> Backfilled:
-        result = await self.rest.backfill(
-            request.symbol, request.after_id, request.until_id, max_pages=self.options.backfill_max_pages
-        )
-        return Backfilled(request, tuple(result.trades), tuple(result.outside), result.error, _now())
