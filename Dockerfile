@@ -28,6 +28,7 @@ COPY flows flows
 COPY sql sql
 COPY dashboards dashboards
 COPY configs configs
+COPY app app
 RUN find /app -name __pycache__ -prune -exec rm -rf {} + \
  && python -m compileall -q /app \
  && chown -R root:root /app \

@@ -110,7 +110,7 @@ def main(argv: list[str]) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command == "up":
-        _exec(ensure_environment(dev=False), "-m", "flows.stack", "up", *rest)
+        _exec(ensure_environment(dev=False), "-m", "app.stack", "up", *rest)
     elif command == "test":
         python = ensure_environment(dev=True)
         ensure_chromium()

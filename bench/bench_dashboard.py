@@ -36,12 +36,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
+from app.embedded_redis import EmbeddedRedis  # noqa: E402
 from configs.indicators import load_indicator_config  # noqa: E402
 from connectors.database import DatabaseSink  # noqa: E402
-from connectors.embedded_postgres import EmbeddedPostgres  # noqa: E402
-from connectors.embedded_redis import EmbeddedRedis  # noqa: E402
-from connectors.live_items import ProvisionalCandle  # noqa: E402
 from connectors.redis_fanout import RedisFanout  # noqa: E402
+from market.provisional import ProvisionalCandle  # noqa: E402
 from market.types import Candle, IndicatorValue  # noqa: E402
 from sql import queries  # noqa: E402
 from sql.migrate import migrate  # noqa: E402

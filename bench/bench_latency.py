@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from connectors.embedded_postgres import EmbeddedPostgres  # noqa: E402
-from connectors.embedded_redis import EmbeddedRedis  # noqa: E402
-from connectors.redis_fanout import RedisLiveReader  # noqa: E402
+from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
+from app.embedded_redis import EmbeddedRedis  # noqa: E402
+from connectors.redis_reader import RedisLiveReader  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 
 BTC = ROOT / "tests/data/tapes/BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"

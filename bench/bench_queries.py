@@ -191,7 +191,7 @@ def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[st
 @contextmanager
 def server(engine: str, data_dir: Path) -> Iterator[str]:
     if engine == "postgres":
-        from connectors.embedded_postgres import EmbeddedPostgres
+        from app.embedded_postgres import EmbeddedPostgres
 
         with EmbeddedPostgres(data_dir / "pg") as pg:
             assert pg.url is not None

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
 from connectors.database import DatabaseWriter  # noqa: E402
-from connectors.embedded_postgres import EmbeddedPostgres  # noqa: E402
 from connectors.tape import read_tape  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 

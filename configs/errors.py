@@ -100,9 +100,9 @@ def explain(error: BaseException) -> UserError | None:
         return UserError(yaml_problem(error), "Fix the YAML syntax there.")
     if _is(error, "connectors.tape", "TapeError"):
         return UserError(f"tape: {error}", "Name an OKX trades CSV tape (bundled ones: tests/data/tapes).")
-    if _is(error, "connectors.embedded_postgres", "EmbeddedPostgresError"):
+    if _is(error, "app.embedded_postgres", "EmbeddedPostgresError"):
         return UserError(str(error))
-    if _is(error, "connectors.embedded_redis", "EmbeddedRedisError"):
+    if _is(error, "app.embedded_redis", "EmbeddedRedisError"):
         return UserError(str(error))
     # connection-level failures only: any other database or Redis error is a bug, shown with its traceback
     if _is(error, "psycopg", "OperationalError") or "must be preloaded" in str(error):

@@ -184,7 +184,7 @@ class RecordingSettings(BaseModel):
 
 
 class SupervisorSettings(BaseModel):
-    """How ``tcp.py up`` restarts a service that exits (flows/supervisor.py)."""
+    """How ``tcp.py up`` restarts a service that exits (app/supervisor.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

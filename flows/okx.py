@@ -10,7 +10,6 @@ With ``RECORDING__ENABLED=true`` the source records the session under ``DATA_DIR
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from bytewax.dataflow import Dataflow
@@ -19,12 +18,11 @@ from bytewax.inputs import Source
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
-from connectors.resume import StoredEnds, StoredHistory, load_stored_ends
+from connectors.resume import StoredEnds
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from flows.health import NO_RESTARTS, Restarts
 from flows.indicators import History
-from flows.runtime import database_url, graceful_stop, production_sinks, settings_or_exit
 from flows.session import session_recording
 
 
@@ -62,21 +60,11 @@ def live_flow(
 
 
 def __getattr__(name: str) -> Dataflow:
-    """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects."""
+    """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects.
+    The run's wiring (settings, database, Redis, stop signal) is the run command's room: the one import of
+    ``app`` from ``flows/`` is this lazy one, in each flow module's entry point."""
     if name != "flow":
         raise AttributeError(name)
-    settings, indicators = settings_or_exit()
-    url = database_url(settings)
-    sinks = production_sinks(settings, url)
-    stored = load_stored_ends(url, "okx", settings.instruments)
-    source = OkxTradesSource(
-        settings.okx_ws_url,
-        settings.okx_rest_url,
-        settings.instruments,
-        start_after=stored.last_trades,
-        stop=graceful_stop(),
-        recording=session_recording(settings),
-        **settings.feed.model_dump(),
-    )
-    restarts = Restarts.from_environ(os.environ)
-    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url), restarts)
+    from app.entrypoints import live_dataflow
+
+    return live_dataflow()

@@ -37,7 +37,6 @@ from connectors.database import DatabaseSink, StoredItem, WriterStats
 from connectors.replay import TapeSource
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
-from flows.runtime import check_tapes, database_url, production_sinks, settings_or_exit
 from market.types import Candle, IndicatorValue, Rejected, Signal
 from market.windowing import LateTrade
 
@@ -55,6 +54,8 @@ def tape_source(settings: Settings) -> TapeSource:
             "REPLAY_TAPES is empty: there is nothing to replay.",
             "Name one or more OKX archive CSV tapes, comma-separated (bundled ones: tests/data/tapes).",
         )
+    from app.resources import check_tapes  # lazily, as every flow module imports app (app/__init__.py)
+
     check_tapes(settings.replay_tapes, "REPLAY_TAPES")
     return TapeSource(settings.replay_tapes, until=settings.replay_end)
 
@@ -303,6 +304,8 @@ def __getattr__(name: str) -> Dataflow:
     The tapes are checked before any database is started."""
     if name != "flow":
         raise AttributeError(name)
+    from app.resources import database_url, production_sinks, settings_or_exit  # lazily (app/__init__.py)
+
     settings, indicators = settings_or_exit()
     with exit_on_user_error():
         source = tape_source(settings)

@@ -20,17 +20,15 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from configs.errors import USER_ERROR_EXIT, UserError, report
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.recording import SessionRecording
 from connectors.okx.session import SessionSource
 from connectors.okx.session_format import SessionError
-from connectors.resume import StoredEnds, StoredHistory, load_stored_ends
+from connectors.resume import StoredEnds
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from flows.indicators import History
-from flows.runtime import database_url, production_sinks, settings_or_exit
 
 log = logging.getLogger("tcp.flows.session")
 
@@ -108,31 +106,9 @@ def session_paths(paths: list[Path]) -> list[Path]:
 
 def __getattr__(name: str) -> Dataflow:
     """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects.
-    The session is checked before any database is started."""
+    The run's wiring (settings, database, sinks) is the run command's room (app/entrypoints.py)."""
     if name != "flow":
         raise AttributeError(name)
-    settings, indicators = settings_or_exit()
-    try:
-        source = SessionSource(session_paths(settings.session_files))
-    except SessionError as error:
-        report(
-            UserError(
-                f"SESSION_FILES: {error}",
-                "Name a recorded session: its directory under "
-                "DATA_DIR/sessions (RECORDING__ENABLED=true records one) or its files.",
-            ),
-            error,
-        )
-        raise SystemExit(USER_ERROR_EXIT) from None
-    url = database_url(settings)
-    stored = load_stored_ends(url, source.header.exchange, source.instruments)
-    if stored.last_trades != source.positions:
-        log.warning(
-            "the database does not end where the recorded session began (stored %s, recorded %s): "
-            "the rows will differ from the live run's",
-            stored.last_trades,
-            source.positions,
-        )
-    return session_flow(
-        settings, production_sinks(settings, url), source, indicators, stored, StoredHistory(url)
-    )
+    from app.entrypoints import session_dataflow
+
+    return session_dataflow()

@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.embedded_postgres import EmbeddedPostgres
-from connectors.embedded_redis import EmbeddedRedis
+from app.embedded_postgres import EmbeddedPostgres
+from app.embedded_redis import EmbeddedRedis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = REPO_ROOT / "tests" / "data"

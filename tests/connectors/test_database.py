@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from app.embedded_postgres import EmbeddedPostgres
 from connectors.database import DatabaseWriter, drain_spool
-from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.okx.events import Gap
 from connectors.tape import read_tape
 from market.types import Candle, IndicatorValue, Rejected, Signal, Trade

@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.embedded_postgres import EmbeddedPostgres
+from app.embedded_postgres import EmbeddedPostgres
 from connectors.health_table import HealthTableWriter, latest_health
-from connectors.live_items import CollectorHealth, HealthRules, assess_health
 from connectors.okx.events import ConnectionHealth, ConnectionState
 from flows.health import health_step
+from market.health import CollectorHealth, HealthRules, assess_health
 from sql.migrate import migrate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

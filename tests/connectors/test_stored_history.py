@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from app.embedded_postgres import EmbeddedPostgres
 from connectors.database import DatabaseWriter
-from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.resume import StoredHistory
 from market.types import Candle
 from sql.migrate import migrate

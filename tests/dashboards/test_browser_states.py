@@ -20,11 +20,11 @@ import pytest
 import yaml
 from playwright.sync_api import Browser
 
+from app.embedded_redis import EmbeddedRedis
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.embedded_redis import EmbeddedRedis
-from connectors.live_items import ProvisionalCandle
 from connectors.redis_fanout import RedisFanout
+from market.provisional import ProvisionalCandle
 from market.timeframes import TIMEFRAMES
 from market.types import Candle
 from sql import queries

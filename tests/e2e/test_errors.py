@@ -22,8 +22,8 @@ import psycopg
 import pytest
 import redis
 
-from connectors.embedded_postgres import EmbeddedPostgres
-from connectors.embedded_redis import EmbeddedRedis
+from app.embedded_postgres import EmbeddedPostgres
+from app.embedded_redis import EmbeddedRedis
 from tests.conftest import REPO_ROOT, TEST_DATA
 
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
 
-from connectors.embedded_postgres import EmbeddedPostgres
+from app.embedded_postgres import EmbeddedPostgres
 from tests.conftest import REPO_ROOT
 from tests.dashboards.test_browser import eventually
 from tests.support.browser import INSTALL_HINT, chromium, find_chromium, free_port, wait_for_port

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app.resources import recovery_env
 from configs.settings import RecoverySettings, Settings
-from flows.runtime import recovery_env
 from sql.migrate import migrate
 from tests.e2e.livekit import (
     FIELDS,

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from connectors.embedded_postgres import EmbeddedPostgres
-from connectors.embedded_redis import EmbeddedRedis
+from app.embedded_postgres import EmbeddedPostgres
+from app.embedded_redis import EmbeddedRedis
 from tests.conftest import REPO_ROOT
 from tests.e2e.compose_file import environment_of, image_sources, load
 from tests.e2e.livekit import start_simulator

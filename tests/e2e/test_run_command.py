@@ -136,7 +136,7 @@ def test_a_bad_setting_stops_the_run_command_naming_the_field(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CANDLE_GRACE"] = "forever"
     result = subprocess.run(
-        [sys.executable, "-m", "flows.stack", "up", "--once"],
+        [sys.executable, "-m", "app.stack", "up", "--once"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

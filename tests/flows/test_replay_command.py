@@ -155,7 +155,7 @@ def test_after_a_replay_the_continuous_aggregates_cover_it_and_the_next_start_ke
 ) -> None:
     """2019 is far outside the refresh jobs' window: only the refresh at the end of the replay covers it.
     The policies `up` applies at start, and every job run once, then keep it all."""
-    from flows.stack import _apply_storage_policies
+    from app.stack import _apply_storage_policies
     from sql.policies import run_maintenance
 
     migrate(timescale_url, "on")

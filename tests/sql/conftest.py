@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app.embedded_postgres import EmbeddedPostgres
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.embedded_postgres import EmbeddedPostgres
 from sql.migrate import migrate
 from sql.policies import refresh_rollups
 from tests.flows.flowkit import XRP_TAPE, Captured, run_replay

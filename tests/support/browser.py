@@ -17,7 +17,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
-from flows.stack import dashboard_argv
+from app.services import dashboard_argv
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 

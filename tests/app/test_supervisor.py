@@ -12,9 +12,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from app.supervisor import Service, Supervisor
 from configs.sections import SupervisorSettings
 from dashboards.collectors import collector_states, collectors_sentence, empty_message
-from flows.supervisor import Service, Supervisor
 from sql.migrate import migrate
 
 QUICK = SupervisorSettings(

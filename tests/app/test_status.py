@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app.status import OFFLINE_HINT, StatusWatch
 from connectors.health_table import HealthTableWriter
-from connectors.live_items import CollectorHealth
-from flows.status import OFFLINE_HINT, StatusWatch
+from market.health import CollectorHealth
 from sql.migrate import migrate
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

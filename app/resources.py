@@ -1,24 +1,22 @@
-"""What the flow entry points share: settings, the database to write to, the sinks."""
+"""What the flow entry points and the run command resolve: settings, the database and Redis to use
+(given, or the embedded servers), the recovery store, the sinks of a real run, the tapes named."""
 
 from __future__ import annotations
 
 import atexit
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import yaml
 from bytewax.recovery import init_db_dir
 from pydantic import ValidationError
 
+from app.embedded_postgres import EmbeddedPostgres
+from app.embedded_redis import EmbeddedRedis
 from configs.errors import UserError, check_database, check_redis, exit_on_user_error, yaml_problem
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
 from connectors.database import DatabaseSink, drain_spool
-from connectors.embedded_postgres import EmbeddedPostgres
-from connectors.embedded_redis import EmbeddedRedis
 from connectors.health_table import HealthTableSink
 from connectors.redis_fanout import RedisSink
 from flows.graph import FlowSinks
@@ -35,22 +33,6 @@ def settings_or_exit() -> tuple[Settings, IndicatorsConfig]:
         indicators = load_indicators(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return settings, indicators
-
-
-def graceful_stop() -> threading.Event:
-    """An event set by the first SIGINT/SIGTERM, for live sources to end their input so the flow
-    closes its sinks and exits cleanly; a second signal stops at once."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
 
 
 def load_indicators(settings: Settings) -> IndicatorsConfig:

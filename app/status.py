@@ -24,8 +24,8 @@ from typing import Any
 
 import psycopg
 
+from app.supervisor import SERVICE_PREFIX
 from connectors.health_table import latest_health
-from flows.supervisor import SERVICE_PREFIX
 
 STATUS_EVERY = 30.0
 """Seconds between status lines."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from connectors.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
+from app.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_server_binary
 
 Connect = Callable[[str], redis.Redis]
 

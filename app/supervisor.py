@@ -29,8 +29,8 @@ from typing import IO
 
 from configs.sections import SupervisorSettings
 from connectors.health_table import HealthTableWriter
-from connectors.live_items import CollectorHealth, Status
 from flows.health import RESTARTS_ENV
+from market.health import CollectorHealth, Status
 
 log = logging.getLogger("tcp.stack")
 

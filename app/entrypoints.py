@@ -1,0 +1,97 @@
+"""The flows as ``python -m bytewax.run`` runs them: each ``flow`` of a flow module is built here, on first
+access, from the settings and the resources of a real run (app/resources.py).
+
+The flow modules keep their graph factories (``flows.okx.live_flow``, ``flows.session.session_flow``)
+and hand the wiring of a run to this module from their ``__getattr__``, so importing a flow module starts
+nothing and ``flows/`` never decides which database, Redis or stop signal a run uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from bytewax.dataflow import Dataflow
+
+from app.resources import database_url, production_sinks, settings_or_exit
+from configs.errors import USER_ERROR_EXIT, UserError, report
+from connectors.okx.session import SessionSource
+from connectors.okx.session_format import SessionError
+from connectors.okx.source import OkxTradesSource
+from connectors.resume import StoredHistory, load_stored_ends
+from flows.health import Restarts
+from flows.okx import live_flow
+from flows.session import session_flow, session_paths, session_recording
+
+log = logging.getLogger("tcp.flows")
+session_log = logging.getLogger("tcp.flows.session")
+
+
+def graceful_stop() -> threading.Event:
+    """An event set by the first SIGINT/SIGTERM, for live sources to end their input so the flow
+    closes its sinks and exits cleanly; a second signal stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def live_dataflow() -> Dataflow:
+    """``flows.okx``'s ``flow``: OKX's websocket for the configured instruments into the resolved
+    database and Redis, continuing from where the stored data end; the first SIGINT/SIGTERM ends the
+    input; restarts by ``up`` are reported in the collectors' health."""
+    settings, indicators = settings_or_exit()
+    url = database_url(settings)
+    sinks = production_sinks(settings, url)
+    stored = load_stored_ends(url, "okx", settings.instruments)
+    source = OkxTradesSource(
+        settings.okx_ws_url,
+        settings.okx_rest_url,
+        settings.instruments,
+        start_after=stored.last_trades,
+        stop=graceful_stop(),
+        recording=session_recording(settings),
+        **settings.feed.model_dump(),
+    )
+    restarts = Restarts.from_environ(os.environ)
+    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url), restarts)
+
+
+def session_dataflow() -> Dataflow:
+    """``flows.session``'s ``flow``: the recorded session named by ``SESSION_FILES`` into the resolved
+    database. The session is checked before any database is started."""
+    settings, indicators = settings_or_exit()
+    try:
+        source = SessionSource(session_paths(settings.session_files))
+    except SessionError as error:
+        report(
+            UserError(
+                f"SESSION_FILES: {error}",
+                "Name a recorded session: its directory under "
+                "DATA_DIR/sessions (RECORDING__ENABLED=true records one) or its files.",
+            ),
+            error,
+        )
+        raise SystemExit(USER_ERROR_EXIT) from None
+    url = database_url(settings)
+    stored = load_stored_ends(url, source.header.exchange, source.instruments)
+    if stored.last_trades != source.positions:
+        session_log.warning(
+            "the database does not end where the recorded session began (stored %s, recorded %s): "
+            "the rows will differ from the live run's",
+            stored.last_trades,
+            source.positions,
+        )
+    return session_flow(
+        settings, production_sinks(settings, url), source, indicators, stored, StoredHistory(url)
+    )

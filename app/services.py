@@ -1,0 +1,118 @@
+"""The processes ``up`` runs: the live flow (``python -m bytewax.run flows.okx``), the dashboard and,
+with ``--offline``, the local OKX simulator, each a :class:`~app.supervisor.Service` with the resolved
+URLs in its environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from app.resources import recovery_env
+from app.supervisor import Service
+from configs.settings import Settings
+
+TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
+DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
+"""The tape ``up --offline`` replays when none is named."""
+
+
+def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict[str, str]]:
+    """Start the local OKX simulator on the tapes (rebased to now); returns it and the settings that
+    point the flow at it. The simulated market continues the stored one: its trade ids follow the newest
+    stored id of each instrument and its trades come after that trade's time (docs/okx-simulator.md).
+    A restart keeps its port and continues from what is stored then."""
+    from connectors.resume import load_stored_ends
+    from connectors.tape import tape_instruments
+
+    instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
+    stored = load_stored_ends(database_url, "okx", instruments).last_trades
+
+    def argv(port: int) -> list[str]:
+        ends = stored if port == 0 else load_stored_ends(database_url, "okx", instruments).last_trades
+        args = [
+            sys.executable,
+            "-m",
+            "connectors.okx.simulator",
+            "--rebase-now",
+            "--start-offset",
+            "60",
+            "--port",
+            str(port),
+        ]
+        for tape in tapes:
+            args += ["--tape", str(tape)]
+        for symbol, (trade_id, ms) in ends.items():
+            args += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
+        return args
+
+    simulator = Service("okx-simulator", argv(0))
+    simulator.start(stdout=subprocess.PIPE)
+    assert simulator.process is not None and simulator.process.stdout is not None
+    line = simulator.process.stdout.readline()
+    if not line:
+        raise RuntimeError("the OKX simulator exited before it was ready")
+    ready = json.loads(line)
+    port = urlsplit(ready["rest"]).port or 0
+    simulator.prepare = lambda: argv(port)
+    simulator.stdout = subprocess.DEVNULL
+    env = {
+        "OKX_WS_URL": ready["ws_public"],
+        "OKX_REST_URL": ready["rest"],
+        "INSTRUMENTS": ",".join(instruments),
+    }
+    print(
+        f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
+        flush=True,
+    )
+    for symbol, (trade_id, _) in stored.items():
+        print(f"Offline: {symbol} continues the stored market (trade ids from {trade_id + 1})", flush=True)
+    return simulator, env
+
+
+def dashboard_argv(host: str, port: int) -> list[str]:
+    """How the dashboard is served: by the run command, and by the tests and benchmarks."""
+    return [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        "dashboards/app.py",
+        "--address",
+        host,
+        "--port",
+        str(port),
+        "--allow-websocket-origin",
+        f"{host}:{port}",
+    ]
+
+
+def services_for(
+    settings: Settings,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    dashboard_url: str | None = None,
+) -> list[Service]:
+    """The processes that make up the running system, given the resolved database URL (and the
+    read-only one the dashboard reads with)."""
+    env = {"DATABASE_URL": database_url, **(extra_env or {})}
+    services = []
+    if importlib.util.find_spec("flows.okx") is not None:
+        services.append(
+            Service(
+                "flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], {**env, **recovery_env(settings)}
+            )
+        )
+    if importlib.util.find_spec("dashboards.app") is not None:
+        dash = settings.dashboard
+        services.append(
+            Service(
+                "dashboard",
+                dashboard_argv(dash.host, dash.port),
+                {**env, "DATABASE_URL": dashboard_url or database_url},
+            )
+        )
+    return services
