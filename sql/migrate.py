@@ -4,6 +4,9 @@ Files are ``sql/migrations/NNNN_name.sql`` (every engine) or ``NNNN_name.timesca
 TimescaleDB is used). A database records its engine on first migration; later runs keep it. An
 applied file whose text has changed is an error: released migrations are never edited.
 
+What follows a line ``-- migrate: after commit`` in a file runs once the file's transaction has committed,
+one statement at a time (for statements no transaction may hold, e.g. refreshing a continuous aggregate).
+
 Usage: ``python -m sql.migrate`` (uses the configured ``DATABASE_URL``) or :func:`migrate`.
 """
 
@@ -26,6 +29,7 @@ import psycopg
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+?)(?:\.(?P<engine>timescale|postgres))?\.sql$")
 _LOCK_KEY = 7_160_815_001  # pg_advisory_lock key serialising concurrent migrators
+AFTER_COMMIT = "-- migrate: after commit"
 
 Engine = Literal["timescale", "postgres"]
 log = logging.getLogger("sql.migrate")
@@ -48,6 +52,15 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def parts(self) -> tuple[str, list[str]]:
+        """The text run in the migration's transaction, and the statements run after it commits."""
+        text = self.path.read_text()
+        inside, marker, after = text.partition(f"\n{AFTER_COMMIT}\n")
+        if not marker:
+            return text, []
+        code = "\n".join(line for line in after.splitlines() if not line.lstrip().startswith("--"))
+        return inside, [statement.strip() for statement in code.split(";") if statement.strip()]
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -216,13 +229,7 @@ def _migrate(
                         )
                     continue
                 started = time.monotonic()
-                with conn.transaction():
-                    conn.execute(migration.path.read_text())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, engine, file, checksum)"
-                        " VALUES (%s, %s, %s, %s, %s)",
-                        (migration.version, migration.name, engine, migration.path.name, migration.checksum),
-                    )
+                _apply(conn, migration, engine)
                 took = time.monotonic() - started
                 log.info("applied %s in %.2f s", migration.path.name, took)
                 report.applied.append((migration.path.name, took))
@@ -232,6 +239,26 @@ def _migrate(
             if not conn.closed:  # a FATAL error (e.g. TimescaleDB not preloaded) has closed it already
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report
+
+
+def _apply(conn: psycopg.Connection, migration: Migration, engine: Engine) -> None:
+    inside, after_commit = migration.parts()
+    with conn.transaction():
+        conn.execute(inside)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, engine, file, checksum)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (migration.version, migration.name, engine, migration.path.name, migration.checksum),
+        )
+    for statement in after_commit:
+        try:
+            conn.execute(statement)
+        except psycopg.Error as error:
+            raise MigrationError(
+                f"{migration.path.name} is applied, but its step after commit failed: {error}",
+                f"Run what follows '{AFTER_COMMIT}' in it by hand (the rollups: python -m sql.policies"
+                " --refresh-all).",
+            ) from error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,3 +256,76 @@ def test_a_fatal_error_is_reported_as_itself_not_as_a_closed_connection(pg_url: 
     (copied / "0999_fatal.sql").write_text("SELECT pg_terminate_backend(pg_backend_pid());\n")
     with pytest.raises(psycopg.errors.AdminShutdown):
         migrate(pg_url, directory=copied)
+
+
+def _swap_and_spot_minutes() -> list[tuple[Any, ...]]:
+    """Two hours of 1m rows as the writer stored them before 0013 (no contract value column): a swap
+    whose contracts are worth 10 (with flat minutes) and a spot series."""
+    from datetime import UTC, datetime, timedelta
+
+    from market.candles import vwap_of
+
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    rows = []
+    for symbol, contract_value in (("MATIC-USDT-SWAP", Decimal(10)), ("BTC-USDT", Decimal(1))):
+        for k in range(1, 121):
+            close = start + timedelta(minutes=k)
+            if k % 7 == 3:  # flat at the previous close
+                p = Decimal("0.55")
+                rows.append(("okx", symbol, close, p, p, p, p, 0, 0, 0, None, None, None))
+                continue
+            price, size = Decimal("0.55") + Decimal(k % 5) / 100, Decimal(3 + k % 4)
+            quote = price * size * contract_value + Decimal(k) / 1000
+            vwap = vwap_of(quote, size, contract_value)
+            rows.append(
+                ("okx", symbol, close, price, price, price, price, size, quote, 2, vwap, 10 * k, 10 * k + 1)
+            )
+    return rows
+
+
+def _rollup_rows(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored rollup row (relation names are constants)."""
+    return {
+        name: conn.execute(
+            "SELECT exchange, symbol, time, open, high, low, close, volume, quote_volume, trade_count, vwap,"
+            f" first_trade_id, last_trade_id, contract_value, last_minute, sealed FROM {name}"
+            " ORDER BY exchange, symbol, time"
+        ).fetchall()
+        for name in ("rollup_5m", "rollup_15m", "rollup_1h", "rollup_4h", "rollup_1d")
+    }
+
+
+@pytest.mark.parametrize("engine", ["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def test_the_contract_value_column_is_backfilled_and_the_rollups_stay_the_same(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from sql.policies import refresh_rollups
+
+    url: str = request.getfixturevalue("pg_url" if engine == "postgres" else "timescale_url")
+    released = tmp_path / "migrations"
+    released.mkdir()
+    for migration in discover():
+        if migration.version <= 12:
+            shutil.copy(migration.path, released)
+    migrate(url, "off" if engine == "postgres" else "on", directory=released)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO candles_1m (exchange, symbol, time, open, high, low, close, volume, quote_volume,"
+            " trade_count, vwap, first_trade_id, last_trade_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            _swap_and_spot_minutes(),
+        )
+        refresh_rollups(conn)
+        before = _rollup_rows(conn)
+    assert before["rollup_1h"] and before["rollup_5m"]
+
+    applied = migrate(url, "off" if engine == "postgres" else "on")
+    assert [name[:4] for name in applied] == ["0013", "0014", "0015"]
+    with psycopg.connect(url) as conn:
+        values = dict(
+            conn.execute(
+                "SELECT symbol, array_agg(DISTINCT contract_value) FROM candles_1m GROUP BY symbol"
+            ).fetchall()
+        )
+        assert values == {"MATIC-USDT-SWAP": [Decimal(10)], "BTC-USDT": [Decimal(1)]}
+        assert _rollup_rows(conn) == before

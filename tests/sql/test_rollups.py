@@ -32,7 +32,7 @@ FIELDS = [
     "first_trade_id",
     "last_trade_id",
 ]
-COLUMNS = ["exchange", "symbol", "time", *FIELDS, "inserted_at", "complete"]
+COLUMNS = ["exchange", "symbol", "time", *FIELDS, "inserted_at", "complete", "contract_value"]
 WIDTH = {
     "5m": timedelta(minutes=5),
     "15m": timedelta(minutes=15),
