@@ -2,11 +2,13 @@
 
 ``python -m app.stack up`` (what ``python3 tcp.py up`` runs):
 1. loads settings once (a bad value stops here, naming the field);
-2. starts an embedded PostgreSQL under ``data_dir`` unless ``DATABASE_URL`` is set;
-3. applies the migrations;
+2. starts an embedded PostgreSQL and Redis under ``data_dir`` unless ``DATABASE_URL``/``REDIS_URL`` are
+   set;
+3. applies the migrations and the storage policies;
 4. starts the services (the live flow ``python -m bytewax.run flows.okx`` and the dashboard, as they
    become available) as child processes with the resolved URLs in their environment;
-5. on Ctrl-C or SIGTERM stops the services, then the embedded database, and exits 0.
+5. keeps them running (app/supervisor.py) and says how they do (app/status.py);
+6. on Ctrl-C or SIGTERM stops the services, then the embedded servers, and exits 0.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
 def _run(
     settings: Settings, once: bool, offline_tapes: list[Path] | None, stop: _StopRequest, running: _Running
 ) -> int:
+    """``up``'s steps in order, each adding what it starts to ``running``; returns the exit code."""
     url = _start_database(settings, running)
     redis_url = _start_redis(settings, running)
     plain = _prepare_database(settings, url)
