@@ -12,22 +12,29 @@ failure shows a message, never a traceback.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 import panel as pn
-from bokeh.server.contexts import BokehSessionContext
+from bokeh.application.application import SessionContext
+from panel.viewable import ServableMixin
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, load_settings
+from dashboards.chart_store import ChartStore
 from dashboards.data import DashboardData, DataUnavailable
+from dashboards.health import HealthView
 from dashboards.shaping import instrument_list
-from dashboards.views import CandleChart, HealthView
+from dashboards.views import CandleChart
 
 log = logging.getLogger("tcp.dashboard")
 
 LIVE_PERIOD_MS = 500
 HEALTH_PERIOD_MS = 5000
 TITLE = "TCP Dashboard"
+Page = pn.viewable.Viewable | ServableMixin
+"""A session's page: the template, or a message when the dashboard cannot start."""
+Stop = Callable[[], None]
+"""What to call when the session ends: stop a periodic callback, unregister the chart's live queue."""
 
 
 def shared_settings() -> Settings:
@@ -47,7 +54,7 @@ def shared_data(settings: Settings) -> DashboardData:
         )
     return pn.state.as_cached(
         "tcp-dashboard-data",
-        DashboardData.connect,
+        DashboardData.connect,  # type: ignore[arg-type]  # Panel calls fn(**kwargs); its hint says fn()
         database_url=settings.database_url.get_secret_value(),
         redis_url=None if settings.redis_url is None else settings.redis_url.get_secret_value(),
         pool_max_size=settings.database.pool_max_size,
@@ -70,33 +77,36 @@ def message_page(text: str) -> pn.viewable.Viewable:
     )
 
 
-def build_app() -> tuple[pn.viewable.Viewable, list[Any]]:
-    """The page of one session and the objects to stop when it ends."""
+def build_app() -> tuple[Page, list[Stop]]:
+    """The page of one session and what to call when it ends."""
     try:
         settings = shared_settings()
         config = shared_indicators(settings)
         data = shared_data(settings)
     except ConfigError as error:
         return message_page(f"The dashboard cannot start: {error}"), []
-    chart = CandleChart(data, instruments(settings, data), config)
+    store = ChartStore(data, instruments(settings, data), config)
     health = HealthView(data)
     tabs = pn.Tabs(
-        ("Chart", chart),
+        ("Chart", CandleChart(store)),
         ("Health", health),
         dynamic=False,
         sizing_mode="stretch_width",
         css_classes=["tcp-tabs"],
     )
-    live = pn.state.add_periodic_callback(_guarded(chart.poll_live), period=LIVE_PERIOD_MS)
-    checks = pn.state.add_periodic_callback(
-        _guarded(lambda: tabs.active == 1 and health.refresh()), period=HEALTH_PERIOD_MS
-    )
-    tabs.param.watch(lambda event: event.new == 1 and health.refresh(), "active")
+
+    def refresh_shown_health() -> None:
+        if tabs.active == 1:
+            health.refresh()
+
+    live = pn.state.add_periodic_callback(_guarded(store.poll_live), period=LIVE_PERIOD_MS)
+    checks = pn.state.add_periodic_callback(_guarded(refresh_shown_health), period=HEALTH_PERIOD_MS)
+    tabs.param.watch(lambda _: refresh_shown_health(), "active")
     template = pn.template.BootstrapTemplate(title=TITLE, main=[tabs], header_background="#263238")
-    return template, [live, checks, chart]
+    return template, [live.stop, checks.stop, store.close]
 
 
-def _guarded(callback: Any) -> Any:
+def _guarded(callback: Callable[[], object]) -> Callable[[], None]:
     """A periodic callback that logs an unexpected error instead of ending the session's updates."""
 
     def run() -> None:
@@ -108,15 +118,15 @@ def _guarded(callback: Any) -> Any:
     return run
 
 
-def _stop(handles: list[Any]) -> Any:
-    def on_destroyed(_: BokehSessionContext) -> None:
-        for handle in handles:
-            handle.stop() if hasattr(handle, "stop") else handle.close()
+def _stop(handles: list[Stop]) -> Callable[[SessionContext], None]:
+    def on_destroyed(_: SessionContext) -> None:
+        for stop in handles:
+            stop()
 
     return on_destroyed
 
 
-def session_page() -> pn.viewable.Viewable:
+def session_page() -> Page:
     """Build one session's page and arrange for its callbacks to stop when the session ends."""
     try:
         page, handles = build_app()

@@ -122,7 +122,9 @@ WINDOWS = {
 class HealthView(pn.viewable.Viewer):
     """Collector health from Redis; gaps, late trades and rejects from the database; server status."""
 
-    window = param.Selector(default="last 24 hours", objects=list(WINDOWS), label="Counts over")
+    window: param.Selector[str] = param.Selector(
+        default="last 24 hours", objects=list(WINDOWS), label="Counts over"
+    )
 
     def __init__(self, data: DashboardData, **params: Any) -> None:
         super().__init__(**params)

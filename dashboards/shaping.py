@@ -11,15 +11,18 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from configs.indicators import IndicatorsConfig
-from connectors.redis_fanout import LiveMessage
+from connectors.redis_reader import LiveMessage
 from dashboards.data import candle_frame
 from market.timeframes import TIMEFRAMES
+
+if TYPE_CHECKING:
+    from bokeh.models.sources import DataDict
 
 OVERLAY_INDICATORS = frozenset(
     (
@@ -76,7 +79,7 @@ def utc_text(ms: float, seconds: bool = False) -> str:
     )
 
 
-def chart_columns(frame: pd.DataFrame, timeframe: str, provisional: bool = False) -> dict[str, list[Any]]:
+def chart_columns(frame: pd.DataFrame, timeframe: str, provisional: bool = False) -> DataDict:
     """Columns of the candle source: times in ms (the close), prices, body bounds, colour, exact text."""
     length = TIMEFRAMES[timeframe].length / MS
     closes = to_ms(frame["time"])
@@ -96,7 +99,7 @@ def chart_columns(frame: pd.DataFrame, timeframe: str, provisional: bool = False
     }
 
 
-def indicator_columns(values: pd.DataFrame, label: str, outputs: Sequence[str]) -> dict[str, list[Any]]:
+def indicator_columns(values: pd.DataFrame, label: str, outputs: Sequence[str]) -> DataDict:
     """One label's long rows (``time, indicator, output, value``) as wide columns ``time`` + outputs."""
     rows = values[values["indicator"] == label]
     wide = rows.pivot_table(index="time", columns="output", values="value", aggfunc="last")
@@ -104,7 +107,16 @@ def indicator_columns(values: pd.DataFrame, label: str, outputs: Sequence[str]) 
     return {"time": to_ms(wide.index).tolist(), **{o: wide[o].astype(float).tolist() for o in outputs}}
 
 
-def has_values(columns: Mapping[str, Sequence[Any]]) -> bool:
+def indicator_row(payload: Mapping[str, Any], outputs: Iterable[str]) -> DataDict:
+    """A live indicator value as one row of its label's source: the close time in ms and each output
+    (NaN where the payload has none, drawn as a gap)."""
+    values = payload["values"]
+    row: DataDict = {"time": to_ms([payload["time"]]).tolist()}
+    row |= {k: [math.nan if values.get(k) is None else float(values[k])] for k in outputs}
+    return row
+
+
+def has_values(columns: Mapping[str, Iterable[Any]]) -> bool:
     """Whether any output column (not ``time``) holds a finite number."""
     return any(math.isfinite(v) for k, vs in columns.items() if k != "time" for v in vs)
 
@@ -119,9 +131,7 @@ def price_at(times: Sequence[float], closes: Sequence[float], t: float) -> float
     return math.nan
 
 
-def signal_columns(
-    signals: pd.DataFrame, times: Sequence[float], closes: Sequence[float]
-) -> dict[str, list[Any]]:
+def signal_columns(signals: pd.DataFrame, times: Sequence[float], closes: Sequence[float]) -> DataDict:
     """Signal markers at the close of the candle that caused them, styled by action."""
     ts = to_ms(signals["time"]).tolist()
     actions = signals["action"].tolist()
