@@ -6,7 +6,6 @@ socket; the websocket side is checked against the real OKX captures in test_okx_
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import REPO_ROOT, TEST_DATA
+from tests.support.tapes import tape_rows
 
 BTC = TEST_DATA / "tapes" / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 
@@ -42,8 +42,7 @@ def simulator_rest() -> Iterator[str]:
 def test_the_official_sdk_reads_trades_and_pages_history(simulator_rest: str) -> None:
     from okx import MarketData
 
-    with BTC.open() as handle:
-        tape = list(csv.DictReader(handle))
+    tape = tape_rows(BTC)
     api = MarketData.MarketAPI(flag="0", domain=simulator_rest, debug=False)
     deadline = time.monotonic() + 30
     while True:  # speed 0: the replay finishes quickly; wait until every trade has been played

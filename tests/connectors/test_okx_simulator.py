@@ -7,7 +7,6 @@ the csv module, and the exchange's own klines for the XRP-ETH tape (tests/data/S
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from connectors.okx.parser import parse_frame
 from connectors.okx.simulator import FaultConfig, Simulator, SimulatorConfig, parse_args
 from connectors.okx.simulator.continuation import rebase
 from market.types import Rejected
+from tests.support.tapes import tape_rows
 
 DATA = Path(__file__).parents[1] / "data"
 SAMPLES = DATA / "okx-samples"
@@ -41,11 +41,6 @@ REPO = Path(__file__).parents[2]
 
 
 # ----------------------------------------------------------------------------- oracles
-
-
-def tape_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def sample_messages(name: str) -> list[tuple[str, dict[str, Any]]]:

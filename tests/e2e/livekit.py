@@ -21,7 +21,8 @@ import psycopg
 
 from market.types import Candle
 from tests.conftest import REPO_ROOT
-from tests.flows.flowkit import ms, run_replay, tape_rows
+from tests.flows.flowkit import ms, run_replay
+from tests.support.tapes import tape_rows
 
 TIMEFRAMES = ("1m", "5m", "15m", "1h", "4h", "1d")
 FIELDS = (

@@ -16,10 +16,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.redis_fanout import RedisLiveReader
+from connectors.redis_reader import RedisLiveReader
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
-from tests.flows.flowkit import BTC_TAPE, ms, run_replay, tape_rows
+from tests.flows.flowkit import BTC_TAPE, ms, run_replay
+from tests.support.tapes import tape_rows
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -63,20 +62,6 @@ def run_replay(
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
     return captured
-
-
-def exchange_candles(path: Path) -> dict[datetime, tuple[Decimal, ...]]:
-    """The exchange's own klines keyed by close time (= open time + interval), read with csv only."""
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    interval = ms(rows[1]["open_time"]) - ms(rows[0]["open_time"])
-    fields = ("open", "high", "low", "close", "volume")
-    return {ms(r["open_time"]) + interval: tuple(Decimal(r[k]) for k in fields) for r in rows}
-
-
-def tape_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
 
 
 def ohlcv(candle: Candle) -> tuple[Decimal, ...]:

@@ -9,7 +9,6 @@ sorted replay they are also compared with is itself checked against the klines i
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
 import random
@@ -18,7 +17,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 import pytest
@@ -29,43 +28,11 @@ from hypothesis import strategies as st
 from market.types import Candle, Rejected, TradeBatch
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
-from tests.flows.flowkit import BTC_TAPE, TAPES, XRP_TAPE, Captured, exchange_candles, ohlcv, run_replay
+from tests.flows.flowkit import BTC_TAPE, TAPES, XRP_TAPE, Captured, ohlcv, run_replay
+from tests.support.tapes import MINUTE_MS, TapeRow, exchange_candles, tape_records
 
 HEADER = "instrument_name,trade_id,side,price,size,created_time\n"
-MINUTE_MS = 60_000
 FEW = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-class Row(NamedTuple):
-    symbol: str
-    trade_id: int
-    side: str
-    price: str
-    size: str
-    ms: int
-
-    @property
-    def line(self) -> str:
-        return f"{self.symbol},{self.trade_id},{self.side},{self.price},{self.size},{self.ms}"
-
-    @property
-    def close_ms(self) -> int:
-        return (self.ms // MINUTE_MS + 1) * MINUTE_MS
-
-
-def rows_of(path: Path) -> list[Row]:
-    with path.open() as handle:
-        return [
-            Row(
-                r["instrument_name"],
-                int(r["trade_id"]),
-                r["side"],
-                r["price"],
-                r["size"],
-                int(r["created_time"]),
-            )
-            for r in csv.DictReader(handle)
-        ]
 
 
 def write_tape(path: Path, lines: list[str]) -> Path:
@@ -73,15 +40,15 @@ def write_tape(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def shuffle_within(rows: list[Row], span_ms: int, seed: int) -> list[Row]:
+def shuffle_within(rows: list[TapeRow], span_ms: int, seed: int) -> list[TapeRow]:
     """Cut the time-ordered rows into blocks spanning less than ``span_ms`` (and at random points) and
     permute each block. With ``span_ms`` <= the grace no trade becomes late: a trade of block B arrives
     after earlier blocks (all stamped <= min(B) <= its time) and part of B (stamped < min(B) + span), so
     the watermark at its arrival (newest - grace) stays below its own time, hence below its close."""
     rng = random.Random(seed)
     ordered = sorted(rows, key=lambda r: (r.ms, r.trade_id))
-    out: list[Row] = []
-    block: list[Row] = []
+    out: list[TapeRow] = []
+    block: list[TapeRow] = []
     for row in ordered:
         if block and (row.ms - block[0].ms >= span_ms or rng.random() < 0.02):
             rng.shuffle(block)
@@ -92,7 +59,9 @@ def shuffle_within(rows: list[Row], span_ms: int, seed: int) -> list[Row]:
     return out + block
 
 
-def displace_late(rows: list[Row], victim: Row, grace_ms: int, extra: int = 0) -> tuple[list[Row], int]:
+def displace_late(
+    rows: list[TapeRow], victim: TapeRow, grace_ms: int, extra: int = 0
+) -> tuple[list[TapeRow], int]:
     """Move ``victim`` to arrive right after the ``extra``-th row following the first one stamped at or
     after its close + grace (so its window is closed when it arrives); return the rows and its expected
     lateness in ms (the watermark at its arrival, newest time before it - grace, minus its time)."""
@@ -108,7 +77,7 @@ def utc_ms(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
-def pandas_candles(rows: list[Row], end_ms: int, rule: str = "1min") -> dict[datetime, tuple[Any, ...]]:
+def pandas_candles(rows: list[TapeRow], end_ms: int, rule: str = "1min") -> dict[datetime, tuple[Any, ...]]:
     """Candles closing at or before the end, from the trades alone (rules 1, 2, 5, 6): OHLCV and count
     of each [open, close) bin ordered by (time, id); a bin without trades is flat at the previous close
     (rolled-up flat bins are skipped, since traded-minute rollups only define traded bins)."""
@@ -156,7 +125,7 @@ def replay(tapes: list[Path], grace_ms: int = 2000, **kwargs: Any) -> tuple[Capt
     return captured, stored
 
 
-BTC_ROWS = rows_of(BTC_TAPE)
+BTC_ROWS = tape_records(BTC_TAPE)
 BTC_END = max(r.ms for r in BTC_ROWS)
 
 
@@ -199,7 +168,7 @@ def test_shuffles_within_the_grace_give_identical_candles(
 def test_xrp_shuffled_within_a_minute_grace_still_equals_the_exchange_klines(
     tmp_path_factory: pytest.TempPathFactory, seed: int
 ) -> None:
-    rows = rows_of(XRP_TAPE)
+    rows = tape_records(XRP_TAPE)
     arrival = shuffle_within(rows, 60_000, seed)
     assert arrival != rows
     tape = write_tape(tmp_path_factory.mktemp("xrp") / "xrp.csv", [r.line for r in arrival])
@@ -214,7 +183,7 @@ def test_xrp_shuffled_within_a_minute_grace_still_equals_the_exchange_klines(
 
 def test_two_workers_replay_shuffled_tapes_like_one_worker_replays_sorted_ones(tmp_path: Path) -> None:
     tapes = [
-        write_tape(tmp_path / f"{n}.csv", [r.line for r in shuffle_within(rows_of(p), 2000, seed=7)])
+        write_tape(tmp_path / f"{n}.csv", [r.line for r in shuffle_within(tape_records(p), 2000, seed=7)])
         for n, p in (("btc", BTC_TAPE), ("xrp", XRP_TAPE))
     ]
     two, _ = replay(tapes, workers=2)

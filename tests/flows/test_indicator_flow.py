@@ -15,7 +15,8 @@ from configs.indicators import load_indicator_config, parse_indicator_config
 from connectors.database import DatabaseSink
 from market.types import IndicatorValue, Signal
 from sql.migrate import migrate
-from tests.flows.flowkit import BTC_TAPE, TAPES, XRP_TAPE, exchange_candles, ms, run_replay, tape_rows
+from tests.flows.flowkit import BTC_TAPE, TAPES, XRP_TAPE, ms, run_replay
+from tests.support.tapes import exchange_candles, tape_rows
 
 CONFIG = parse_indicator_config(
     {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import functools
 from datetime import timedelta
 from decimal import Decimal
@@ -22,12 +21,11 @@ from tests.flows.flowkit import (
     MINUTE,
     TAPES,
     XRP_TAPE,
-    exchange_candles,
     ms,
     ohlcv,
     run_replay,
-    tape_rows,
 )
+from tests.support.tapes import exchange_candles, tape_rows
 
 
 def test_xrp_eth_1m_and_5m_equal_the_exchange_candles(pg_url: str, tmp_path: Path) -> None:
@@ -62,8 +60,7 @@ def test_matic_swap_minute_equals_okx_candle() -> None:
     captured = run_replay(
         [MATIC_TAPE], replay_end=ms("1692547320000"), contract_values={"MATIC-USDT-SWAP": Decimal(10)}
     )
-    with (TAPES / "MATIC-USDT-SWAP-candle-1m-2023-08-20T1601Z.csv").open() as handle:
-        okx = next(csv.DictReader(handle))
+    okx = tape_rows(TAPES / "MATIC-USDT-SWAP-candle-1m-2023-08-20T1601Z.csv")[0]
     [candle] = captured.of("1m")
     assert candle.close_time == ms(okx["open_time_ms"]) + MINUTE
     assert ohlcv(candle) == tuple(Decimal(okx[k]) for k in ("open", "high", "low", "close", "vol_contracts"))

@@ -6,7 +6,6 @@ Oracles: OKX's own MATIC-USDT-SWAP candle, the exchange's XRP-ETH 1m/5m klines (
 
 from __future__ import annotations
 
-import csv
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, Inexact
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 from market.candles import CandleBuilder, RollupBuilder, flat_candle, rollup
 from market.timeframes import TF_1H, TF_1M, TF_5M, TF_15M, Timeframe
 from market.types import Candle, Trade, ms_from_utc, utc_from_ms
+from tests.support.tapes import tape_rows, tape_trades
 
 TAPES = Path(__file__).resolve().parents[1] / "data" / "tapes"
 MATIC = TAPES / "MATIC-USDT-SWAP-trades-2023-08-20T1601Z.csv"
@@ -27,27 +27,6 @@ MATIC_CANDLE = TAPES / "MATIC-USDT-SWAP-candle-1m-2023-08-20T1601Z.csv"
 XRP_1M = TAPES / "XRP-ETH-exchange-candles-1m.csv"
 XRP_5M = TAPES / "XRP-ETH-exchange-candles-5m.csv"
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def read_trades(path: Path, exchange: str = "okx") -> list[Trade]:
-    with path.open(newline="") as f:
-        return [
-            Trade(
-                exchange=exchange,
-                symbol=row["instrument_name"],
-                trade_id=int(row["trade_id"]),
-                price=Decimal(row["price"]),
-                size=Decimal(row["size"]),
-                side="buy" if row["side"] == "buy" else "sell",
-                ts_event=utc_from_ms(int(row["created_time"])),
-            )
-            for row in csv.DictReader(f)
-        ]
-
-
-def read_klines(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def trade(ms: int, price: str, size: str = "1", tid: int = 1, count: int = 1) -> Trade:
@@ -84,8 +63,8 @@ def as_tuple(c: Candle) -> tuple[object, ...]:
 
 def test_matic_swap_minute_equals_okx_candle() -> None:
     """Contracts: volume = OKX vol (contracts), quote volume = OKX volCcyQuote (sum px*sz*ctVal)."""
-    okx = read_klines(MATIC_CANDLE)[0]
-    trades = read_trades(MATIC)
+    okx = tape_rows(MATIC_CANDLE)[0]
+    trades = tape_trades(MATIC)
     builder = CandleBuilder("okx", "MATIC-USDT-SWAP", TF_1M, contract_value=Decimal(okx["ct_val"]))
     for t in reversed(trades):  # arrival order does not matter (rule 1)
         builder.update(t)
@@ -184,7 +163,7 @@ def test_empty_builder_builds_flat_candle_or_refuses() -> None:
 def exchange_1m_candles() -> list[Candle]:
     """The exchange's XRP-ETH 1m klines as Candles (a kline with volume 0 is a flat minute)."""
     out = []
-    for k in read_klines(XRP_1M):
+    for k in tape_rows(XRP_1M):
         open_time = utc_from_ms(int(k["open_time"]))
         o, h, low, c, v = (Decimal(k[f]) for f in ("open", "high", "low", "close", "volume"))
         traded = v != 0
@@ -201,7 +180,7 @@ def test_rollup_of_exchange_1m_klines_reproduces_exchange_5m() -> None:
     by_5m: dict[datetime, list[Candle]] = {}
     for c in minutes:
         by_5m.setdefault(TF_5M.open_of(c.open_time), []).append(c)
-    klines_5m = read_klines(XRP_5M)
+    klines_5m = tape_rows(XRP_5M)
     previous_close: Decimal | None = None
     naive_wrong_opens = 0
     for k in klines_5m:

@@ -8,11 +8,9 @@ scaled by 1e7 so that prices look like BTC's (catches absolute epsilons that onl
 
 from __future__ import annotations
 
-import csv
 import math
 import pickle
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,37 +24,14 @@ from hypothesis import strategies as st
 from talib import abstract
 
 from market.indicators import INDICATORS, build_indicator
-from market.types import Candle, utc_from_ms
+from market.types import Candle
+from tests.support.tapes import kline_candles
 
 TAPES = Path(__file__).resolve().parents[1] / "data" / "tapes"
 
 
 def load_candles(name: str, timeframe: str, scale: int = 0) -> tuple[Candle, ...]:
-    candles = []
-    with (TAPES / name).open() as f:
-        for row in csv.DictReader(f):
-            volume = Decimal(row["volume"])
-            prices = [Decimal(row[k]).scaleb(scale) for k in ("open", "high", "low", "close")]
-            candles.append(
-                Candle(
-                    exchange="okx",
-                    symbol="XRP-ETH",
-                    timeframe=timeframe,
-                    open_time=utc_from_ms(int(row["open_time"])),
-                    close_time=utc_from_ms(int(row["close_time"])),
-                    open=prices[0],
-                    high=prices[1],
-                    low=prices[2],
-                    close=prices[3],
-                    volume=volume,
-                    quote_volume=Decimal(0),
-                    trade_count=0 if volume == 0 else 1,
-                    vwap=None,
-                    first_trade_id=None,
-                    last_trade_id=None,
-                )
-            )
-    return tuple(candles)
+    return kline_candles(TAPES / name, "XRP-ETH", timeframe, scale)
 
 
 @cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,8 @@ import pytest
 import talib
 
 from market.strategies import STRATEGIES, build_strategy
-from market.types import Candle, Signal, utc_from_ms
+from market.types import Candle, Signal
+from tests.support.tapes import kline_candles
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CANDLES_1M = Path(__file__).resolve().parents[1] / "data" / "tapes" / "XRP-ETH-exchange-candles-1m.csv"
@@ -24,31 +24,7 @@ CANDLES_1M = Path(__file__).resolve().parents[1] / "data" / "tapes" / "XRP-ETH-e
 @cache
 def real_candles() -> tuple[Candle, ...]:
     """The exchange's own XRP-ETH 1m candles (flat bars included)."""
-    out = []
-    with CANDLES_1M.open() as f:
-        for row in csv.DictReader(f):
-            volume = Decimal(row["volume"])
-            o, h, lo, c = (Decimal(row[k]) for k in ("open", "high", "low", "close"))
-            out.append(
-                Candle(
-                    exchange="okx",
-                    symbol="XRP-ETH",
-                    timeframe="1m",
-                    open_time=utc_from_ms(int(row["open_time"])),
-                    close_time=utc_from_ms(int(row["close_time"])),
-                    open=o,
-                    high=h,
-                    low=lo,
-                    close=c,
-                    volume=volume,
-                    quote_volume=Decimal(0),
-                    trade_count=0 if volume == 0 else 1,
-                    vwap=None,
-                    first_trade_id=None,
-                    last_trade_id=None,
-                )
-            )
-    return tuple(out)
+    return kline_candles(CANDLES_1M, "XRP-ETH", "1m")
 
 
 def candle(i: int, close: float, high: float | None = None, low: float | None = None) -> Candle:

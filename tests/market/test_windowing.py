@@ -7,7 +7,6 @@ Oracles: the exchange's own XRP-ETH 1m/5m klines and OKX's own MATIC-USDT-SWAP c
 
 from __future__ import annotations
 
-import csv
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timefra
 from market.types import Candle, Trade, ms_from_utc, utc_from_ms
 from market.watermark import Watermark, live_watermark
 from market.windowing import Emitted, SeriesWindows
+from tests.support.tapes import tape_rows, tape_trades
 
 TAPES = Path(__file__).resolve().parents[1] / "data" / "tapes"
 XRP = TAPES / "XRP-ETH-2019-10-11T0000Z_2019-10-13T1119Z.csv"
@@ -36,28 +36,6 @@ T0_MS = 1_704_110_400_000  # 2024-01-01 12:00:00 UTC
 GRACE = timedelta(seconds=2)
 MIN = 60_000
 Row = tuple[object, ...]
-
-
-@cache
-def tape(path: Path) -> tuple[Trade, ...]:
-    with path.open(newline="") as f:
-        return tuple(
-            Trade(
-                exchange="okx",
-                symbol=row["instrument_name"],
-                trade_id=int(row["trade_id"]),
-                price=Decimal(row["price"]),
-                size=Decimal(row["size"]),
-                side="buy" if row["side"] == "buy" else "sell",
-                ts_event=utc_from_ms(int(row["created_time"])),
-            )
-            for row in csv.DictReader(f)
-        )
-
-
-def klines(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def trade(ms: int, price: str = "100", tid: int = 1, size: str = "1") -> Trade:
@@ -148,7 +126,7 @@ ALL = (TF_1M, TF_5M, TF_15M, TF_1H, TF_4H, TF_1D)
 
 @cache
 def xrp_replay() -> Emitted:
-    trades = tape(XRP)
+    trades = tape_trades(XRP)
     return run(SeriesWindows("okx", "XRP-ETH", GRACE), trades, trades[-1].ts_event)
 
 
@@ -162,7 +140,7 @@ def test_xrp_replay_equals_exchange_klines(path: Path, tf: Timeframe, count: int
             int(k["open_time"]) + tf.seconds * 1000,
             *(Decimal(k[f]) for f in ("open", "high", "low", "close", "volume")),
         )
-        for k in klines(path)
+        for k in tape_rows(path)
     ]
     assert len(got) == count == len(expected) - 1
     assert [(ms_from_utc(c.close_time), c.open, c.high, c.low, c.close, c.volume) for c in got] == expected[
@@ -181,10 +159,10 @@ def test_xrp_replay_order_and_no_late_or_duplicates() -> None:
 
 
 def test_matic_swap_with_contract_value_equals_okx_candle() -> None:
-    okx = klines(MATIC_CANDLE)[0]
+    okx = tape_rows(MATIC_CANDLE)[0]
     windows = SeriesWindows("okx", "MATIC-USDT-SWAP", GRACE, contract_value=Decimal(okx["ct_val"]))
     close = utc_from_ms(int(okx["open_time_ms"]) + MIN)
-    out = run(windows, tape(MATIC), close)  # the archive holds the whole minute: its end is the close
+    out = run(windows, tape_trades(MATIC), close)  # the archive holds the whole minute: its end is the close
     (candle,) = by_tf(out.candles, TF_1M)
     fields = ("open", "high", "low", "close", "vol_contracts", "vol_ccy_quote")
     assert candle[1:8] == (ms_from_utc(close), *(Decimal(okx[f]) for f in fields))
@@ -193,7 +171,7 @@ def test_matic_swap_with_contract_value_equals_okx_candle() -> None:
 
 @cache
 def btc_replay() -> Emitted:
-    trades = tape(BTC)
+    trades = tape_trades(BTC)
     return run(SeriesWindows("okx", "BTC-USDT", GRACE), trades, trades[-1].ts_event)
 
 
@@ -201,7 +179,7 @@ def btc_replay() -> Emitted:
                                           (TF_4H, "4h"), (TF_1D, "1D")])  # fmt: skip
 def test_btc_candles_equal_pandas_resample_of_the_trades(tf: Timeframe, rule: str) -> None:
     """1m against pandas, and the in-stream rollups against pandas straight from the trades (rule 6)."""
-    trades = tape(BTC)
+    trades = tape_trades(BTC)
     frame = pd.DataFrame(
         {
             "ts": pd.to_datetime([ms_from_utc(t.ts_event) for t in trades], unit="ms", utc=True),
@@ -421,7 +399,7 @@ def test_emit_flat_false_leaves_holes() -> None:
 @given(st.integers(0, 2_400 * MIN))
 def test_prefix_invariance_on_the_xrp_tape(cut_offset: int) -> None:
     """Rule 8: candles stamped <= C are identical whether the tape stops at C or continues."""
-    trades = tape(XRP)
+    trades = tape_trades(XRP)
     cut = trades[0].ts_event + timedelta(milliseconds=cut_offset)
     prefix = [t for t in trades if t.ts_event <= cut]
     got = run(SeriesWindows("okx", "XRP-ETH", GRACE), prefix, cut).candles
@@ -470,7 +448,7 @@ def with_overlaps(trades: tuple[Trade, ...], every: int, back: timedelta) -> lis
 def test_duplicates_from_replayed_overlaps_change_nothing() -> None:
     """Rule 10 on the XRP tape: overlaps reaching back over emitted candles (within the 1 h dedup
     retention) are dropped as duplicates, not reported late."""
-    trades = tape(XRP)
+    trades = tape_trades(XRP)
     noisy = with_overlaps(trades, 300, timedelta(minutes=55))
     assert len(noisy) > len(trades) + 1_000
     out = run(SeriesWindows("okx", "XRP-ETH", GRACE), noisy, trades[-1].ts_event)
@@ -518,7 +496,7 @@ def test_dedup_retention_bounds_memory_and_old_repeats_are_late() -> None:
 
 
 def test_state_stays_small_over_a_long_replay() -> None:
-    trades = tape(XRP)
+    trades = tape_trades(XRP)
     windows = SeriesWindows("okx", "XRP-ETH", GRACE)
     largest = 0
     for i, t in enumerate(trades):
@@ -534,7 +512,7 @@ def test_state_stays_small_over_a_long_replay() -> None:
 
 @pytest.mark.parametrize("cut", [1, 777, 6_000, 12_476])
 def test_pickled_state_continues_identically(cut: int) -> None:
-    trades = tape(XRP)
+    trades = tape_trades(XRP)
     windows = SeriesWindows("okx", "XRP-ETH", GRACE)
     first = windows.on_trades(trades[:cut])
     resumed = pickle.loads(pickle.dumps(windows))
