@@ -17,7 +17,8 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg.types.json import Jsonb
 
-from connectors.live_items import HEALTH_EXPIRES_AFTER, CollectorHealth, decode, encode, payload_of
+from connectors.redis_codec import decode, encode, payload_of
+from market.health import HEALTH_EXPIRES_AFTER, CollectorHealth
 
 __all__ = ["HEALTH_EXPIRES_AFTER", "HealthTableSink", "HealthTableWriter", "latest_health"]
 

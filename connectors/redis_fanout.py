@@ -23,65 +23,27 @@ after a recovery a message may repeat; consumers dedupe by (channel, ``time``));
 an outage: a batch that cannot be published is dropped and counted per kind, never retried or
 buffered, so the flow never blocks and memory stays bounded. That is acceptable because the fan-out
 is a live view; the database keeps the truth, and clients reload history from it.
+
+The wire format is connectors/redis_codec.py; clients read with connectors/redis_reader.py.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
 
 import redis
-import redis.asyncio
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from connectors.live_items import (  # the channels and payloads are defined with the items
-    ALL_PATTERNS,
-    HEALTH_CHANNEL,
-    HEALTH_EXPIRES_AFTER,
-    CollectorHealth,
-    HealthRules,
-    LiveItem,
-    assess_health,
-    candle_channel,
-    decode,
-    encode,
-    health_latest_key,
-    indicator_channel,
-    late_channel,
-    payload_of,
-    provisional_channel,
-    signal_channel,
-)
+from connectors.redis_codec import LiveItem, encode, health_latest_key, payload_of
+from market.health import HEALTH_EXPIRES_AFTER
 
-__all__ = [
-    "ALL_PATTERNS",
-    "HEALTH_CHANNEL",
-    "FanoutStats",
-    "HealthReporter",
-    "LiveItem",
-    "LiveMessage",
-    "RedisFanout",
-    "RedisLiveReader",
-    "RedisSink",
-    "StreamBounds",
-    "Subscription",
-    "candle_channel",
-    "decode",
-    "health_latest_key",
-    "indicator_channel",
-    "late_channel",
-    "payload_of",
-    "provisional_channel",
-    "signal_channel",
-]
+__all__ = ["FanoutStats", "RedisFanout", "RedisSink", "StreamBounds"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +77,6 @@ class StreamBounds:
         return int(getattr(self, {"indicator": "indicators", "signal": "signals"}.get(kind, kind)))
 
 
-# -- publishing -----------------------------------------------------------------------------------
 @dataclass
 class FanoutStats:
     """Counters of one publisher, per kind, for logs and health."""
@@ -178,15 +139,14 @@ class RedisFanout:
             kind, channel, payload = payload_of(item)
             data = encode(payload)
             pipe.publish(channel, data)
-            timeframe = getattr(item, "timeframe", None)
             pipe.xadd(
                 channel,
                 {"data": data},
-                maxlen=self.bounds.for_item(kind, timeframe),
+                maxlen=self.bounds.for_item(kind, payload.get("timeframe")),
                 approximate=self.bounds.approximate,
             )
-            if isinstance(item, CollectorHealth):
-                pipe.set(health_latest_key(item.collector), data, ex=HEALTH_EXPIRES_AFTER)
+            if kind == "health":
+                pipe.set(health_latest_key(payload["collector"]), data, ex=HEALTH_EXPIRES_AFTER)
             prepared.append((kind, 3 if kind == "health" else 2))
         if not prepared:
             return 0
@@ -290,191 +250,3 @@ class RedisSink(DynamicSink[LiveItem]):
         fanout = RedisFanout(self.url, self.bounds)
         fanout.connect()
         return _RedisPartition(fanout)
-
-
-class HealthReporter:
-    """Publishes a collector's health every ``interval`` seconds from a daemon thread.
-
-    ``snapshot()`` returns the collector's current counters; each is assessed (issues, is_healthy)
-    against the previous one with ``assess_health`` before it is published and kept as the latest.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        snapshot: Callable[[], CollectorHealth],
-        interval: float = 10.0,
-        rules: HealthRules | None = None,
-    ) -> None:
-        self.snapshot = snapshot
-        self.interval = interval
-        self.rules = rules or HealthRules()
-        self.fanout = RedisFanout(url)
-        self.last: CollectorHealth | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tcp-health-reporter", daemon=True)
-
-    def report(self) -> CollectorHealth:
-        """Assess and publish one snapshot now."""
-        health = assess_health(self.snapshot(), self.rules, self.last)
-        self.fanout.publish([health])
-        self.last = health
-        return health
-
-    def start(self) -> HealthReporter:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Publish a final snapshot, stop the thread and close the connection."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.fanout.close()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.report()
-            except Exception:  # a faulty snapshot must not end health reporting silently
-                log.exception("health snapshot failed")
-            if self._stop.wait(self.interval):
-                break
-        self.report()
-
-
-# -- reading --------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class LiveMessage:
-    """One decoded message; ``stream_id`` is set for messages read from a stream."""
-
-    channel: str
-    payload: dict[str, Any]
-    stream_id: str | None = None
-
-
-class Subscription:
-    """A pattern subscription, already confirmed by Redis when constructed; iterate or ``get()``.
-
-    ``close()`` may be called from another thread: the reading thread then stops within 0.25 s and
-    closes the connection itself (a connection is never closed under a reader).
-    """
-
-    def __init__(self, client: redis.Redis, patterns: Sequence[str], timeout: float = 5.0) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=False)
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._reading = False
-        self._pubsub.psubscribe(*patterns)
-        confirmed, deadline = 0, time.monotonic() + timeout
-        while confirmed < len(patterns) and time.monotonic() < deadline:
-            message = self._pubsub.get_message(timeout=0.1)
-            if message is not None and message["type"] == "psubscribe":
-                confirmed += 1
-        if confirmed < len(patterns):
-            self.close()
-            raise TimeoutError(f"subscription to {list(patterns)} not confirmed within {timeout} s")
-
-    def get(self, timeout: float = 1.0) -> LiveMessage | None:
-        """The next message, or None if none arrives within ``timeout`` seconds (or once closed)."""
-        with self._lock:
-            if self._closed.is_set() or self._reading:
-                return None
-            self._reading = True
-        try:
-            deadline = time.monotonic() + timeout
-            while not self._closed.is_set():
-                wait = max(0.0, min(0.25, deadline - time.monotonic()))
-                message = self._pubsub.get_message(timeout=wait)
-                if message is not None and message["type"] in ("pmessage", "message"):
-                    return LiveMessage(_text(message["channel"]), decode(message["data"]))
-                if time.monotonic() >= deadline:
-                    return None
-            return None
-        finally:
-            with self._lock:
-                self._reading = False
-                if self._closed.is_set():
-                    self._pubsub.close()
-
-    def __iter__(self) -> Iterator[LiveMessage]:
-        """Messages until ``close()``."""
-        while not self._closed.is_set():
-            message = self.get(timeout=0.25)
-            if message is not None:
-                yield message
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed.set()
-            if not self._reading:
-                self._pubsub.close()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class RedisLiveReader:
-    """What a live client (the dashboard) needs: catch up from the streams, then follow pub/sub.
-
-    Subscribe first, then catch up, and drop messages already seen by (channel, ``time``): nothing
-    published in between is then missed.
-    """
-
-    def __init__(self, url: str, *, socket_timeout: float = 5.0) -> None:
-        self.url = url
-        self._client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
-
-    def catch_up(self, channel: str, count: int = 500) -> list[LiveMessage]:
-        """The last ``count`` messages of ``channel``'s stream, oldest first."""
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrevrange(  # type: ignore[assignment]
-            channel, count=count
-        )
-        return [
-            LiveMessage(channel, decode(fields[b"data"]), _text(entry_id))
-            for entry_id, fields in reversed(entries)
-        ]
-
-    def latest_health(self) -> dict[str, dict[str, Any]]:
-        """The latest health snapshot of every collector, by collector name."""
-        keys = sorted(self._client.scan_iter(match=health_latest_key("*"), count=100))
-        values = self._client.mget(keys) if keys else []
-        return {payload["collector"]: payload for payload in (decode(v) for v in values if v is not None)}
-
-    def subscribe(self, patterns: Sequence[str] = ALL_PATTERNS, timeout: float = 5.0) -> Subscription:
-        """A confirmed pattern subscription (e.g. ``["tcp:candles:okx:BTC-USDT:*"]``); close it after use."""
-        return Subscription(self._client, patterns, timeout)
-
-    async def asubscribe(self, patterns: Sequence[str] = ALL_PATTERNS) -> AsyncGenerator[LiveMessage, None]:
-        """Messages for ``patterns`` as an async iterator (for an asyncio event loop, e.g. Panel's)."""
-        client = redis.asyncio.Redis.from_url(self.url)
-        try:
-            async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                await pubsub.psubscribe(*patterns)
-                async for message in pubsub.listen():
-                    if message["type"] in ("pmessage", "message"):
-                        yield LiveMessage(_text(message["channel"]), decode(message["data"]))
-        finally:
-            await client.aclose()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> RedisLiveReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from connectors.live_items import HEALTH_EXPIRES_AFTER, decode
+from connectors.redis_codec import decode
+from market.health import HEALTH_EXPIRES_AFTER
 from market.timeframes import TIMEFRAMES
 
 OFFLINE_HINT = "`python3 tcp.py up --offline` runs against the bundled simulator."

@@ -30,8 +30,8 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from connectors.live_items import candle_channel, indicator_channel, provisional_channel, signal_channel
-from connectors.redis_fanout import LiveMessage, RedisLiveReader
+from connectors.redis_codec import candle_channel, indicator_channel, provisional_channel, signal_channel
+from connectors.redis_reader import LiveMessage, RedisLiveReader
 from sql import queries
 
 log = logging.getLogger(__name__)

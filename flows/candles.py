@@ -5,7 +5,8 @@ complete up to now; while it is not, the wall clock does not close windows); ``G
 could not fill marks the candles of its minutes incomplete). Items out: the new (non-duplicate) trades of each
 batch as one ``TradeBatch`` (late ones included, so they are stored, TIME.md rule 4), every final
 ``Candle`` (1m and the higher timeframes, in close order), a ``LateTrade`` for each late trade, each
-``Gap`` passed on, and (live) a throttled ``ProvisionalCandle``.
+``Gap`` passed on, and (live) a throttled ``ProvisionalCandle`` (a candle's last provisional state
+always comes out, ahead of its final candle). ``split_candles`` splits this output into typed streams.
 
 Clock policies:
 - ``event`` (replay): the watermark moves only with event time; at the end of the input the windows
@@ -24,16 +25,18 @@ candle emitted is the one after the last stored, exactly as an uninterrupted run
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeGuard
 
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from connectors.live_items import ProvisionalCandle
 from connectors.okx.events import Gap
+from market.provisional import ProvisionalCandle, ProvisionalThrottle
 from market.types import Candle, FeedState, Trade, TradeBatch
 from market.watermark import Watermark
 from market.windowing import LateTrade, ResumePoint, SeriesWindows
@@ -56,7 +59,8 @@ class CandleConfig:
     """Per instrument end of a finite replay (rule 9); ignored by the live clock."""
     contract_values: dict[str, Decimal] = field(default_factory=dict)
     provisional_every: timedelta | None = None
-    """Live only: emit the in-progress 1m candle at most this often (marked provisional, rule 7)."""
+    """Live only: emit the in-progress 1m candle at most this often (marked provisional, rule 7); an
+    update held back is emitted when its slot comes or before the candle's final candle."""
     resume: dict[str, ResumePoint] = field(default_factory=dict)
     """Per instrument, where its stored data ends (a new series starts there; the stored open trades
     are fed again but not re-emitted)."""
@@ -79,7 +83,9 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
     def __init__(self, config: CandleConfig, state: CandleState | None) -> None:
         self.config = config
         self.state = state
-        self._provisional_at: datetime | None = None
+        every = config.provisional_every
+        self._throttle = ProvisionalThrottle.every(every) if every is not None else None
+        """Paces the provisional candle; never snapshotted (a live view, not state)."""
         if state is not None and config.clock == "wall":
             # Restored from a recovery snapshot: the time since it was taken must not close windows
             # before the source has caught up (it says so with a live FeedState).
@@ -112,76 +118,77 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         out: list[CandleOut] = []
         if self.state is None:
             self.state = self._new_state(values[0].symbol, out)
-        windows = self.state.windows
-        clock = self.state.clock
-        wall = self.config.clock == "wall"
         now = datetime.now(UTC)
-        accepted: list[Trade] = []
         if self.state.fresh and (first := next((t for t in values if type(t) is Trade), None)):
-            windows.mark_incomplete(first.ts_event, first.ts_event)
+            self.state.windows.mark_incomplete(first.ts_event, first.ts_event)
             self.state.fresh = False
-        for trade in values:
-            if type(trade) is not Trade:
-                if isinstance(trade, FeedState):
-                    # Every trade received up to heard_at came before: the feed's clock moves here, in
-                    # order, so the outputs are a function of the items alone (a recording replays them).
-                    clock.on_feed(trade)
-                    if wall and (watermark := clock.at(now)) is not None:
-                        out.extend(windows.advance(watermark).candles)
-                elif isinstance(trade, Gap):
-                    if not trade.filled:
-                        windows.mark_incomplete(trade.from_time, trade.to_time)
-                    out.append(trade)  # passed on to the database
-                continue
-            if wall:  # with a feed's clock a trade counts from its receive time, else from local time
-                seen = trade.ts_recv if clock.live is not None and trade.ts_recv is not None else now
-                clock.observe(trade.ts_event, seen)
-            emitted = windows.on_trade(trade)
-            if emitted.duplicates:
-                continue
-            accepted.append(trade)
-            if emitted.late:
-                out.extend(emitted.late)
-            if emitted.candles:
-                out.extend(emitted.candles)
+        accepted: list[Trade] = []
+        for item in values:
+            if type(item) is Trade:
+                self._on_trade(item, now, accepted, out)
+            elif isinstance(item, FeedState):
+                self._on_feed(item, now, out)
+            elif isinstance(item, Gap):
+                if not item.filled:
+                    self.state.windows.mark_incomplete(item.from_time, item.to_time)
+                out.append(item)  # passed on to the database
         if accepted:
             out.insert(0, TradeBatch(tuple(accepted)))
-        if wall:
+        if self.config.clock == "wall":
+            clock = self.state.clock
             if clock.live is None and (watermark := clock.at(now)) is not None:  # local time counts
-                out.extend(windows.advance(watermark).candles)
-            every = self.config.provisional_every
-            if every is not None and (self._provisional_at is None or now - self._provisional_at >= every):
-                if (provisional := self._provisional(now)) is not None:
-                    out.append(provisional)
-                    self._provisional_at = now
+                self._closed(self.state.windows.advance(watermark).candles, out)
+            self._provisional(now, out)
         return out, StatefulBatchLogic.RETAIN
 
-    def _provisional(self, now: datetime) -> ProvisionalCandle | None:
+    def _on_trade(self, trade: Trade, now: datetime, accepted: list[Trade], out: list[CandleOut]) -> None:
         assert self.state is not None
-        c = self.state.windows.in_progress()
-        if c is None:
-            return None
-        return ProvisionalCandle(
-            c.exchange,
-            c.symbol,
-            c.timeframe,
-            c.open_time,
-            c.close_time,
-            c.open,
-            c.high,
-            c.low,
-            c.close,
-            c.volume,
-            c.quote_volume,
-            c.trade_count,
-            c.vwap,
-            now,
-        )
+        clock = self.state.clock
+        if self.config.clock == "wall":  # with a feed's clock a trade counts from its receive time
+            seen = trade.ts_recv if clock.live is not None and trade.ts_recv is not None else now
+            clock.observe(trade.ts_event, seen)
+        emitted = self.state.windows.on_trade(trade)
+        if emitted.duplicates:
+            return
+        accepted.append(trade)
+        out.extend(emitted.late)
+        self._closed(emitted.candles, out)
+
+    def _on_feed(self, feed: FeedState, now: datetime, out: list[CandleOut]) -> None:
+        """Every trade received up to ``heard_at`` came before: the feed's clock moves here, in order,
+        so the outputs are a function of the items alone (a recording replays them)."""
+        assert self.state is not None
+        self.state.clock.on_feed(feed)
+        if self.config.clock == "wall" and (watermark := self.state.clock.at(now)) is not None:
+            self._closed(self.state.windows.advance(watermark).candles, out)
+
+    def _closed(self, candles: Sequence[Candle], out: list[CandleOut]) -> None:
+        """Final candles out, after the held provisional state of the candle they close (so a live
+        client sees each candle's last provisional state before its final candle)."""
+        if candles:
+            if self._throttle is not None:
+                out.extend(self._throttle.drain())
+            out.extend(candles)
+
+    def _provisional(self, now: datetime, out: list[CandleOut]) -> None:
+        """The in-progress 1m candle as of ``now``, through the throttle (live only)."""
+        if self._throttle is None or self.state is None:
+            return
+        candle = self.state.windows.in_progress()
+        if candle is not None:
+            out.extend(self._throttle.offer(ProvisionalCandle.of(candle, now)))
+        out.extend(self._throttle.due(now))
 
     def on_notify(self) -> tuple[Iterable[CandleOut], bool]:
-        if self.state is None or (watermark := self.state.clock.at(datetime.now(UTC))) is None:
-            return (), StatefulBatchLogic.RETAIN
-        return self.state.windows.advance(watermark).candles, StatefulBatchLogic.RETAIN
+        out: list[CandleOut] = []
+        if self.state is None:
+            return out, StatefulBatchLogic.RETAIN
+        now = datetime.now(UTC)
+        if (watermark := self.state.clock.at(now)) is not None:
+            self._closed(self.state.windows.advance(watermark).candles, out)
+        if self._throttle is not None:
+            out.extend(self._throttle.due(now))
+        return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[CandleOut], bool]:
         if self.config.clock != "event" or self.state is None:
@@ -208,3 +215,58 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
 
     def snapshot(self) -> CandleState | None:  # type: ignore[override]
         return copy.deepcopy(self.state)
+
+
+# -- the step's output, split by what it is for ------------------------------------------------------
+@dataclass(frozen=True)
+class CandlesOut:
+    """The candle step's output streams, each in the step's own order."""
+
+    trades: Stream[TradeBatch]
+    """The new trades of each input batch (late ones included: they are stored, TIME.md rule 4)."""
+    candles: Stream[Candle]
+    """Every final candle, 1m and the higher timeframes, in close order."""
+    stored: Stream[Candle | LateTrade | Gap]
+    """What the database keeps of the events: final 1m candles (longer timeframes are rollups there),
+    late trades and gaps; provisional candles are never stored."""
+    live: Stream[Candle | ProvisionalCandle | LateTrade]
+    """What the live fan-out publishes: all but gaps, in one stream, so a candle's last provisional
+    state stays ahead of its final candle."""
+    late: Stream[LateTrade]
+
+
+def _is_trade_batch(item: CandleOut) -> TypeGuard[TradeBatch]:
+    return type(item) is TradeBatch
+
+
+def _is_final(item: CandleOut) -> TypeGuard[Candle]:
+    return type(item) is Candle
+
+
+def _is_late(item: CandleOut) -> TypeGuard[LateTrade]:
+    return type(item) is LateTrade
+
+
+def _is_stored(item: CandleOut) -> TypeGuard[Candle | LateTrade | Gap]:
+    if type(item) is Candle:
+        return item.timeframe == "1m"
+    return type(item) is LateTrade or type(item) is Gap
+
+
+def _is_live(item: CandleOut) -> TypeGuard[Candle | ProvisionalCandle | LateTrade]:
+    return type(item) is not Gap and type(item) is not TradeBatch
+
+
+@operator
+def split_candles(step_id: str, up: Stream[CandleOut]) -> CandlesOut:
+    """Split the candle step's output (unkeyed) into typed streams."""
+    split = op.branch("trade_batches", up, _is_trade_batch)
+    events = split.falses
+    # Candle | LateTrade | ProvisionalCandle | Gap
+    return CandlesOut(
+        trades=split.trues,
+        candles=op.branch("final", events, _is_final).trues,
+        stored=op.branch("stored", events, _is_stored).trues,
+        live=op.branch("live", events, _is_live).trues,
+        late=op.branch("late", events, _is_late).trues,
+    )

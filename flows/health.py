@@ -2,7 +2,7 @@
 into the ``CollectorHealth`` snapshots the dashboard shows (status, counters, issues).
 
 A stateful step keyed by connection keeps the previous snapshot, so rates (errors, reconnects) are
-judged over the interval between snapshots (``connectors.live_items.assess_health``).
+judged over the interval between snapshots (``market.health.assess_health``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from connectors.live_items import CollectorHealth, Status, assess_health
 from connectors.okx.events import ConnectionHealth
+from market.health import CollectorHealth, Status, assess_health
 
 _STATUS: dict[str, Status] = {
     "connecting": "starting",

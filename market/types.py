@@ -76,12 +76,9 @@ class TradeBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class Candle:
-    """An OHLCV candle over ``[open_time, close_time)``, publicly stamped ``time`` = ``close_time``.
-
-    A flat candle (no trades in the interval, TIME.md rule 5) has ``trade_count == 0``, volume 0,
-    all four prices equal to the previous close, and ``vwap``/trade ids ``None``.
-    """
+class CandleBody:
+    """What every candle shows, final or provisional: its series, its interval ``[open_time,
+    close_time)`` and its OHLCV. Publicly stamped ``time`` = ``close_time`` (TIME.md rule 2)."""
 
     exchange: str
     symbol: str
@@ -96,16 +93,26 @@ class Candle:
     quote_volume: Decimal
     trade_count: int
     vwap: Decimal | None
-    first_trade_id: int | None
-    last_trade_id: int | None
-    complete: bool = True
-    """False when trades of the interval are known to be missing (a hole the exchange's REST history
-    could not fill, recorded as a gap): the candle is then partial, and says so."""
 
     @property
     def time(self) -> datetime:
         """The public timestamp of a candle: its close (TIME.md rule 2)."""
         return self.close_time
+
+
+@dataclass(frozen=True, slots=True)
+class Candle(CandleBody):
+    """An OHLCV candle over ``[open_time, close_time)``, publicly stamped ``time`` = ``close_time``.
+
+    A flat candle (no trades in the interval, TIME.md rule 5) has ``trade_count == 0``, volume 0,
+    all four prices equal to the previous close, and ``vwap``/trade ids ``None``.
+    """
+
+    first_trade_id: int | None
+    last_trade_id: int | None
+    complete: bool = True
+    """False when trades of the interval are known to be missing (a hole the exchange's REST history
+    could not fill, recorded as a gap): the candle is then partial, and says so."""
 
     @property
     def is_flat(self) -> bool:

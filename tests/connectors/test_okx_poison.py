@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from connectors.live_items import HealthRules, assess_health
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.okx.source import OkxTradesSource
 from flows.health import health_step
+from market.health import HealthRules, assess_health
 from market.types import Rejected, Trade
 from tests.connectors.test_okx_source import BTC_ROWS, assert_exact, build, collect_for, drain, of, simulator
 

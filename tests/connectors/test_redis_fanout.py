@@ -1,93 +1,31 @@
-"""The Redis fan-out against a real redis-server: payloads, pub/sub + bounded streams, one pipeline per
-batch, a real outage (server stopped and restarted), and a real Bytewax run through ``RedisSink``."""
+"""The Redis fan-out against a real redis-server: pub/sub + bounded streams, one pipeline per batch, a
+real outage (server stopped and restarted), the reader's catch-up and subscriptions, and a real Bytewax
+run through ``RedisSink``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import bytewax.operators as op
-import orjson
 import pytest
 import redis
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSource, cluster_main, run_main
 
-from connectors.embedded_redis import EmbeddedRedis
-from connectors.live_items import (
-    CollectorHealth,
-    HealthRules,
-    ProvisionalCandle,
-    ProvisionalThrottle,
-    assess_health,
-    health_issues,
-)
-from connectors.redis_fanout import (
-    HealthReporter,
-    LiveItem,
-    LiveMessage,
-    RedisFanout,
-    RedisLiveReader,
-    RedisSink,
-    StreamBounds,
-    candle_channel,
-    encode,
-    payload_of,
-)
-from market.types import Candle, IndicatorValue, Signal, Trade
-from market.windowing import LateTrade
-
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def candle(i: int, timeframe: str = "1m", symbol: str = "BTC-USDT", price: str = "61234.5") -> Candle:
-    length = {"1m": 1, "5m": 5}[timeframe]
-    open_time = T0 + timedelta(minutes=length * i)
-    p = Decimal(price)
-    return Candle(
-        exchange="okx",
-        symbol=symbol,
-        timeframe=timeframe,
-        open_time=open_time,
-        close_time=open_time + timedelta(minutes=length),
-        open=p,
-        high=p + 1,
-        low=p - 1,
-        close=p,
-        volume=Decimal("0.00012345678901234567890"),
-        quote_volume=Decimal("7.55955431372839"),
-        trade_count=3,
-        vwap=p,
-        first_trade_id=100 + i,
-        last_trade_id=102 + i,
-    )
-
-
-def provisional(minute: int, second: float, close: str = "1.5") -> ProvisionalCandle:
-    open_time = T0 + timedelta(minutes=minute)
-    p = Decimal(close)
-    return ProvisionalCandle(
-        exchange="okx",
-        symbol="BTC-USDT",
-        timeframe="1m",
-        open_time=open_time,
-        close_time=open_time + timedelta(minutes=1),
-        open=p,
-        high=p,
-        low=p,
-        close=p,
-        volume=Decimal(1),
-        quote_volume=p,
-        trade_count=1,
-        vwap=p,
-        as_of=open_time + timedelta(seconds=second),
-    )
+from app.embedded_redis import EmbeddedRedis
+from connectors.redis_codec import LiveItem, candle_channel
+from connectors.redis_fanout import RedisFanout, RedisSink, StreamBounds
+from connectors.redis_reader import LiveMessage, RedisLiveReader
+from market.health import CollectorHealth
+from market.types import Candle
+from tests.support.live_samples import T0, candle, provisional, until
 
 
 @pytest.fixture
@@ -128,89 +66,6 @@ def fanout_for() -> Iterator[Callable[..., RedisFanout]]:
         fanout.close()
 
 
-# -- payloads (pure) ------------------------------------------------------------------------------
-def test_candle_payload_is_labelled_by_close_and_keeps_decimals_exact() -> None:
-    kind, channel, payload = payload_of(candle(0))
-    raw = orjson.loads(encode(payload))
-    assert (kind, channel) == ("candle", "tcp:candles:okx:BTC-USDT:1m")
-    assert raw["time"] == "2024-03-01T12:01:00Z" and raw["open_time"] == "2024-03-01T12:00:00Z"
-    assert raw["volume"] == "0.00012345678901234567890" and raw["quote_volume"] == "7.55955431372839"
-    assert raw["open"] == "61234.5" and raw["high"] == "61235.5" and raw["trade_count"] == 3
-    assert raw["provisional"] is False and raw["kind"] == "candle"
-    # A non-UTC aware time is published in UTC; exponent decimals are written plainly.
-    shifted = Candle(
-        **{
-            **{f: getattr(candle(0), f) for f in Candle.__dataclass_fields__},
-            "close_time": T0.astimezone(timezone(timedelta(hours=2))),
-            "volume": Decimal("1E+2"),
-        }
-    )
-    raw = orjson.loads(encode(payload_of(shifted)[2]))
-    assert raw["time"] == "2024-03-01T12:00:00Z" and raw["volume"] == "100"
-
-
-def test_every_kind_has_its_channel_and_shape() -> None:
-    trade = Trade(
-        exchange="okx",
-        symbol="BTC-USDT",
-        trade_id=9,
-        price=Decimal("61000.1"),
-        size=Decimal("0.002"),
-        side="sell",
-        ts_event=T0 + timedelta(seconds=59, milliseconds=500),
-        ts_recv=T0 + timedelta(minutes=1, seconds=3),
-    )
-    late = LateTrade(
-        trade=trade, candle_close=T0 + timedelta(minutes=1), watermark=T0 + timedelta(minutes=1, seconds=1)
-    )
-    value = IndicatorValue(
-        exchange="okx",
-        symbol="BTC-USDT",
-        timeframe="5m",
-        time=T0,
-        indicator="ema_20",
-        values={"ema": 61000.25},
-    )
-    signal = Signal(
-        exchange="okx",
-        symbol="BTC-USDT",
-        timeframe="5m",
-        time=T0,
-        strategy="cross",
-        action="buy",
-        reason="ema crossed",
-        values={"fast": 2.0, "slow": 1.0},
-    )
-    health = CollectorHealth(collector="okx", time=T0, status="running", should_be_running=True)
-    items: list[LiveItem] = [provisional(0, 10), late, value, signal, health]
-    got = {kind: (channel, orjson.loads(encode(p))) for kind, channel, p in map(payload_of, items)}
-    assert got["provisional"][0] == "tcp:provisional:okx:BTC-USDT:1m"
-    assert got["provisional"][1]["provisional"] is True
-    assert got["provisional"][1]["time"] == "2024-03-01T12:01:00Z"
-    assert got["provisional"][1]["as_of"] == "2024-03-01T12:00:10Z"
-    assert got["late"][0] == "tcp:late:okx:BTC-USDT"
-    assert got["late"][1]["time"] == "2024-03-01T12:00:59.500000Z"
-    assert got["late"][1]["lateness_seconds"] == 1.5 and got["late"][1]["price"] == "61000.1"
-    assert got["late"][1]["candle_close"] == "2024-03-01T12:01:00Z"
-    assert got["indicator"] == (
-        "tcp:indicators:okx:BTC-USDT:5m",
-        {
-            "kind": "indicator",
-            "exchange": "okx",
-            "symbol": "BTC-USDT",
-            "timeframe": "5m",
-            "time": "2024-03-01T12:00:00Z",
-            "indicator": "ema_20",
-            "values": {"ema": 61000.25},
-        },
-    )
-    assert got["signal"][0] == "tcp:signals:okx:BTC-USDT:5m"
-    assert got["signal"][1]["action"] == "buy" and got["signal"][1]["values"] == {"fast": 2.0, "slow": 1.0}
-    assert got["health"][0] == "tcp:health" and got["health"][1]["last_message_time"] is None
-    with pytest.raises(TypeError):
-        payload_of(trade)  # type: ignore[arg-type]
-
-
 # -- pub/sub, streams, pipelines ------------------------------------------------------------------
 def test_subscriber_receives_and_late_client_catches_up(
     url: str, reader: RedisLiveReader, fanout_for: Callable[..., RedisFanout]
@@ -242,9 +97,7 @@ def test_threaded_iteration_ends_on_close_from_another_thread(
         thread = threading.Thread(target=received.extend, args=(sub,))
         thread.start()
         fanout.publish([candle(0)])
-        deadline = time.monotonic() + 2
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.01)
+        until(partial(bool, received), timeout=2, what="a message")
         sub.close()
         thread.join(timeout=2)
         assert not thread.is_alive() and len(received) == 1
@@ -321,9 +174,9 @@ def test_outage_drops_and_counts_then_recovers(
     assert len(caplog.records) == 1  # logging is rate limited
 
     server.start()
-    time.sleep(0.25)  # the backoff passes
     with RedisLiveReader(url) as reader, reader.subscribe() as sub:
-        assert fanout.publish([candle(4)]) == 1
+        # Published once the backoff has passed (attempts within it are dropped, not sent).
+        until(lambda: fanout.publish([candle(4)]) == 1, what="publishing after the outage")
         message = sub.get(timeout=2)
         assert message is not None and message.payload["time"] == T0 + timedelta(minutes=5)
         history = reader.catch_up(candle_channel("okx", "BTC-USDT", "1m"))
@@ -358,60 +211,6 @@ def test_health_is_published_and_kept_as_latest(
     assert 25 <= ttl <= 30
 
 
-def test_health_reporter_publishes_periodically_with_issues(url: str, reader: RedisLiveReader) -> None:
-    ticks = iter(range(1, 1000))
-
-    def snapshot() -> CollectorHealth:
-        n = next(ticks)
-        return health(
-            time=T0 + timedelta(seconds=n),
-            messages_received=1000 + 100 * n,
-            errors=10 * n,
-            reconnect_attempts=0,
-        )
-
-    with reader.subscribe(["tcp:health"]) as sub:
-        reporter = HealthReporter(url, snapshot, interval=0.05).start()
-        first, second = sub.get(timeout=2), sub.get(timeout=2)
-        reporter.stop()
-    assert first is not None and second is not None
-    assert first.payload["is_healthy"] is True  # 10 errors in 1100 messages since start
-    # 10 of the 100 messages since the previous snapshot failed.
-    assert second.payload["is_healthy"] is False
-    assert second.payload["issues"] == ["error rate 10.0% over 100 messages (limit 5.0%)"]
-    latest = reader.latest_health()["okx"]
-    assert reporter.last is not None and latest["time"] == reporter.last.time  # the final snapshot
-
-
-def test_async_subscription(
-    url: str, reader: RedisLiveReader, fanout_for: Callable[..., RedisFanout]
-) -> None:
-    fanout = fanout_for(url)
-
-    async def first_message() -> LiveMessage:
-        messages = reader.asubscribe(["tcp:signals:*"])
-        pending = asyncio.ensure_future(anext(messages))
-        signal = Signal(
-            exchange="okx",
-            symbol="BTC-USDT",
-            timeframe="1m",
-            time=T0,
-            strategy="s",
-            action="flat",
-            reason="r",
-            values={},
-        )
-        while not pending.done():  # until the subscription is in place
-            fanout.publish([signal])
-            await asyncio.sleep(0.02)
-        await messages.aclose()
-        return pending.result()
-
-    message = asyncio.run(first_message())
-    assert message.channel == "tcp:signals:okx:BTC-USDT:1m"
-    assert message.payload["time"] == T0
-
-
 # -- a real Bytewax run ---------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", [1, 2])
 def test_bytewax_flow_publishes_through_redis_sink(url: str, reader: RedisLiveReader, workers: int) -> None:
@@ -430,94 +229,3 @@ def test_bytewax_flow_publishes_through_redis_sink(url: str, reader: RedisLiveRe
     expected = [c.time for c in items if isinstance(c, Candle)]
     assert sorted(received) == expected
     assert [m.payload["time"] for m in reader.catch_up(candle_channel("okx", "BTC-USDT", "1m"))] == expected
-
-
-# -- pure helpers ---------------------------------------------------------------------------------
-def test_throttle_limits_rate_and_keeps_the_final_state() -> None:
-    throttle = ProvisionalThrottle(max_per_second=2)
-    sent = []
-    for tenth in range(0, 30):  # 10 updates per second for 3 s of minute 0
-        sent += throttle.offer(provisional(0, tenth / 10, close=str(tenth)))
-    assert [p.as_of.second + p.as_of.microsecond / 1e6 for p in sent] == [0, 0.5, 1.0, 1.5, 2.0, 2.5]
-    # The last state (close 29 at 2.9 s) is held, and comes out when the next candle starts...
-    out = throttle.offer(provisional(1, 0.1, close="100"))
-    assert [p.close for p in out] == [Decimal(29), Decimal(100)]
-    # ...or when its slot comes.
-    assert throttle.offer(provisional(1, 0.2, close="101")) == []
-    assert throttle.due(T0 + timedelta(minutes=1, seconds=0.3)) == []
-    assert [p.close for p in throttle.due(T0 + timedelta(minutes=1, seconds=0.6))] == [Decimal(101)]
-    assert throttle.drain() == []
-    # Series are independent.
-    other = ProvisionalCandle(
-        **{
-            **{f: getattr(provisional(1, 0.3), f) for f in ProvisionalCandle.__dataclass_fields__},
-            "symbol": "ETH-USDT",
-        }
-    )
-    assert throttle.offer(other) == [other]
-
-
-def health(**changes: object) -> CollectorHealth:
-    base: dict[str, object] = dict(
-        collector="okx",
-        time=T0,
-        status="running",
-        should_be_running=True,
-        messages_received=1000,
-        messages_processed=1000,
-        errors=0,
-        uptime_seconds=600.0,
-        last_message_time=T0 - timedelta(seconds=1),
-    )
-    return CollectorHealth(**{**base, **changes})  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({}, []),
-        ({"last_message_time": T0 - timedelta(seconds=61)}, ["no message for 61 s"]),
-        (
-            {
-                "last_message_time": T0 - timedelta(seconds=61),
-                "should_be_running": False,
-                "status": "stopped",
-            },
-            [],
-        ),
-        ({"last_message_time": None, "uptime_seconds": 30.0}, []),
-        ({"last_message_time": None, "uptime_seconds": 90.0}, ["no message received in 90 s"]),
-        ({"status": "reconnecting"}, ["status is reconnecting but the collector should be running"]),
-        ({"status": "error", "last_error": "boom"}, ["status is error: boom"]),
-        ({"errors": 50}, []),
-        ({"errors": 51}, ["error rate 5.1% over 1000 messages"]),
-        ({"reconnect_attempts": 4}, []),
-        ({"reconnect_attempts": 10}, ["reconnect storm: 10 reconnect attempts in 600 s"]),
-        ({"reconnect_attempts": 10, "uptime_seconds": 3600.0}, []),
-        ({"messages_processed": 0, "messages_received": 20_001}, ["backlog of 20001"]),
-    ],
-)
-def test_health_issues(changes: dict[str, object], expected: list[str]) -> None:
-    issues = health_issues(health(**changes))
-    assert len(issues) == len(expected), issues
-    for issue, start in zip(issues, expected, strict=True):
-        assert issue.startswith(start), issue
-    assessed = assess_health(health(**changes))
-    assert assessed.is_healthy == (not expected) and list(assessed.issues) == list(issues)
-
-
-def test_health_rates_use_the_previous_snapshot() -> None:
-    previous = health(
-        messages_received=100_000, errors=10, reconnect_attempts=2, time=T0 - timedelta(minutes=1)
-    )
-    # Lifetime error rate is low, but 100 of the last 1000 messages failed; 6 reconnects in one minute.
-    now = health(
-        messages_received=101_000,
-        messages_processed=101_000,
-        errors=110,
-        reconnect_attempts=8,
-        uptime_seconds=36_000.0,
-    )
-    assert health_issues(now) == ()
-    issues = health_issues(now, HealthRules(), previous)
-    assert [i.split(" ")[0] for i in issues] == ["error", "reconnect"]

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from connectors.live_items import CollectorHealth, encode, payload_of
+from connectors.redis_codec import encode, payload_of
+from market.health import CollectorHealth
 
 DDL = """
 CREATE TABLE collector_health (

@@ -25,8 +25,8 @@ from playwright.sync_api import Page
 
 from configs.indicators import parse_indicator_config
 from connectors.database import DatabaseSink
-from connectors.live_items import ProvisionalCandle
 from connectors.redis_fanout import RedisFanout
+from market.provisional import ProvisionalCandle
 from market.types import Candle, Signal
 from sql import queries
 from sql.migrate import migrate
