@@ -1,9 +1,10 @@
 """Writing the pipeline's output to PostgreSQL/TimescaleDB.
 
 ``DatabaseWriter`` takes batches of mixed items (trades, final 1m candles, late trades, rejects,
-indicator values, signals, gaps) and writes each batch in **one transaction**: trades by COPY (through a
-temporary table and ``ON CONFLICT DO NOTHING`` when the batch overlaps stored rows); candles in one
-``INSERT ... ON CONFLICT DO NOTHING`` statement per batch; everything else ``ON CONFLICT DO NOTHING``.
+indicator values, signals, gaps), sorts each by table (``connectors.stored_batch.StoredBatch``) and
+writes it in **one transaction**: trades by COPY (through a temporary table and ``ON CONFLICT DO
+NOTHING`` when the batch overlaps stored rows); candles in one ``INSERT ... ON CONFLICT DO NOTHING``
+statement per batch; everything else ``ON CONFLICT DO NOTHING``.
 
 Final is final (TIME.md rule 3): a stored candle, indicator value or signal is never updated. Offering
 the identical candle again changes nothing; a **different** candle for a stored key is a conflict: the
@@ -30,9 +31,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -40,7 +42,6 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors import database_writes as w
 from connectors.database_writes import Row, Written
-from connectors.okx.events import Gap
 from connectors.spool import (
     MB,
     ServerIdentity,
@@ -51,15 +52,12 @@ from connectors.spool import (
     encode_row,
     fingerprint,
 )
-from market.types import Candle, IndicatorValue, Rejected, Signal, Trade, TradeBatch
-from market.windowing import LateTrade
+from connectors.stored_batch import StoredBatch
+from market.types import Candle, Trade
 
 __all__ = ["DatabaseSink", "DatabaseWriter", "SpoolFull", "StoredItem", "WriterStats", "drain_spool"]
 
 log = logging.getLogger(__name__)
-
-
-_STORED = (Trade, TradeBatch, Candle, LateTrade, Rejected, IndicatorValue, Signal, Gap)
 
 
 @dataclass
@@ -96,8 +94,10 @@ class DatabaseWriter:
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
         spool_max_bytes: int = 1024 * MB,
+        contract_values: Mapping[str, Decimal] | None = None,
     ) -> None:
         self.url = url
+        self.contract_values = dict(contract_values or {})  # by symbol, stored with each 1m candle
         self.spool = Spool(spool_dir, url, max_bytes=spool_max_bytes)
         self.connect_timeout = connect_timeout
         self.retry_initial = retry_initial
@@ -194,20 +194,8 @@ class DatabaseWriter:
         self, conn: psycopg.Connection, items: Sequence[StoredItem], *, careful: bool
     ) -> None:
         """One transaction; ``careful``: each kind in savepoints, invalid rows found and refused."""
-        trades = [t for i in items if isinstance(i, TradeBatch) for t in i.trades]
-        trades += [i for i in items if isinstance(i, Trade)]
-        candles = [i for i in items if isinstance(i, Candle)]
-        late = [i for i in items if isinstance(i, LateTrade)]
-        rejects = [i for i in items if isinstance(i, Rejected)]
-        values = [i for i in items if isinstance(i, IndicatorValue)]
-        signals = [i for i in items if isinstance(i, Signal)]
-        gaps = [i for i in items if isinstance(i, Gap)]
-        unknown = sum(not isinstance(i, _STORED) for i in items)
-        if unknown:
-            raise TypeError(f"{unknown} item(s) of a type the database sink does not store")
-        for candle in candles:
-            if candle.timeframe != "1m":
-                raise ValueError(f"only 1m candles are stored, not {candle.timeframe} (those are rollups)")
+        batch = StoredBatch.of(items)
+        trades, candles = batch.trades, batch.candles
         refused: list[tuple[StoredItem, str]] = []
 
         def put(rows: list[Row], write: Callable[[list[Row]], Written]) -> Written:
@@ -217,12 +205,12 @@ class DatabaseWriter:
 
         with conn.transaction(), conn.cursor() as cur:
             new_trades = put(trades, lambda rows: w.write_trades(conn, cur, rows))
-            new_candles = put(candles, lambda rows: w.write_candles(cur, rows))
-            put(late, lambda rows: w.write_late(cur, rows))
-            put(rejects, lambda rows: w.write_rejects(cur, rows))
-            put(values, lambda rows: w.write_indicators(cur, rows))
-            put(signals, lambda rows: w.write_signals(cur, rows))
-            put(gaps, lambda rows: w.write_gaps(cur, rows))
+            new_candles = put(candles, lambda rows: w.write_candles(cur, rows, self.contract_values))
+            put(batch.late, lambda rows: w.write_late(cur, rows))
+            put(batch.rejects, lambda rows: w.write_rejects(cur, rows))
+            put(batch.values, lambda rows: w.write_indicators(cur, rows))
+            put(batch.signals, lambda rows: w.write_signals(cur, rows))
+            put(batch.gaps, lambda rows: w.write_gaps(cur, rows))
             if refused:
                 w.write_rejects(cur, [w.as_reject(item, why) for item, why in refused])
         s = self.stats
@@ -234,11 +222,11 @@ class DatabaseWriter:
         s.candles_written += new_candles.inserted
         s.candle_conflicts += len(new_candles.conflicts)
         s.candles_duplicate += len(candles) - new_candles.inserted - len(new_candles.conflicts) - bad_candles
-        s.late_written += len(late)
-        s.rejects_written += len(rejects)
-        s.indicator_values_written += len(values)
-        s.signals_written += len(signals)
-        s.gaps_written += len(gaps)
+        s.late_written += len(batch.late)
+        s.rejects_written += len(batch.rejects)
+        s.indicator_values_written += len(batch.values)
+        s.signals_written += len(batch.signals)
+        s.gaps_written += len(batch.gaps)
         s.rows_rejected += len(refused)
         for exchange, symbol, close, stored, offered in new_candles.conflicts:
             log.error(
@@ -337,11 +325,15 @@ def _server_identity(conn: psycopg.Connection) -> ServerIdentity:
     return ServerIdentity(system[0] if system else None, str(database), when)
 
 
-def drain_spool(url: str, spool_dir: Path, *, connect_timeout: float) -> None:
+def drain_spool(
+    url: str, spool_dir: Path, *, connect_timeout: float, contract_values: Mapping[str, Decimal] | None = None
+) -> None:
     """Write what earlier runs spooled for this database (every worker's spool under ``spool_dir``), so
     a flow starting now resumes after it; one attempt, with a warning if the database is unreachable."""
     for directory in sorted(spool_dir.glob(f"*/db-{fingerprint(url)}")):
-        writer = DatabaseWriter(url, directory.parent, connect_timeout=connect_timeout)
+        writer = DatabaseWriter(
+            url, directory.parent, connect_timeout=connect_timeout, contract_values=contract_values
+        )
         if not writer.flush(timeout=0):
             log.warning(
                 "database %s unreachable at start (%s): %d spooled batch(es) wait in %s",
@@ -366,15 +358,22 @@ class _DatabasePartition(StatelessSinkPartition[StoredItem]):
 
 class DatabaseSink(DynamicSink[StoredItem]):
     """Bytewax sink into the database; see the module docstring for the delivery guarantee.
-    ``spool_max_mb`` is shared by the workers (each gets an equal part)."""
+    ``spool_max_mb`` is shared by the workers (each gets an equal part); ``contract_values`` are those the
+    flow's candle builders use (``Settings.contract_values``), stored with each 1m candle."""
 
     def __init__(
-        self, url: str, spool_dir: Path, connect_timeout: float = 5.0, spool_max_mb: int = 1024
+        self,
+        url: str,
+        spool_dir: Path,
+        connect_timeout: float = 5.0,
+        spool_max_mb: int = 1024,
+        contract_values: Mapping[str, Decimal] | None = None,
     ) -> None:
         self.url = url
         self.spool_dir = spool_dir
         self.connect_timeout = connect_timeout
         self.spool_max_mb = spool_max_mb
+        self.contract_values = dict(contract_values or {})
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DatabasePartition:
         spool = self.spool_dir / f"{step_id}-worker{worker_index}"
@@ -384,5 +383,6 @@ class DatabaseSink(DynamicSink[StoredItem]):
                 spool,
                 connect_timeout=self.connect_timeout,
                 spool_max_bytes=self.spool_max_mb * MB // worker_count,
+                contract_values=self.contract_values,
             )
         )

@@ -1,87 +1,112 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
-source ─► split ─► rejects, gaps ─────────────────────────────────────────────────┐
-              ├─► trades, feed states, gaps ─► key by instrument ─► candles ──────┤
-              │                       candles ─► key by series ─► indicators ─────┼─► database
-              │                                                    + signals      ├─► fan-out (Redis)
-              └─► connection health ─► key by connection ─► collector health ─────┴─► collector_health
+source ─► split_source ─► rejects ───────────────────────────────────────────────────┐
+              ├─► trades, feed states, gaps ─► candles ─► split_candles ─► trades ───┤
+              │        stored (1m candles, late, gaps) ───────────────────────────────┼─► database
+              │        candles ─► key by series ─► indicators (values + signals) ────┤
+              │        live (candles, provisional, late) ─────────────────────────────┼─► fan-out (Redis)
+              └─► connection health ─► key by connection ─► collector health ─────────┴─► collector_health
+
+Streams are split by typed operators (``split_source``, ``flows.candles.split_candles``) that return
+small dataclasses of typed streams; each sink receives the one item type (or declared union) it stores.
+The stateful steps keep their ids (``candles``, ``indicators``, ``health``) so recovery snapshots resume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TypeGuard, TypeVar
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from configs.indicators import IndicatorsConfig
 from connectors.okx.events import ConnectionHealth, Gap
-from flows.candles import CandleConfig, CandleLogic, CandleState
+from connectors.redis_codec import LiveItem
+from connectors.spool import StoredItem
+from flows.candles import CandleConfig, CandleIn, CandleLogic, split_candles
 from flows.health import NO_RESTARTS, Restarts, health_step
-from flows.indicators import History, IndicatorStep, series_key
-from market.types import Candle, FeedState, Rejected, Trade, TradeBatch
+from flows.indicators import History, IndicatorOut, IndicatorStep, series_key
+from market.health import CollectorHealth
+from market.types import Candle, FeedState, Rejected, Trade
 from market.windowing import LateTrade
+
+X = TypeVar("X")
+
+SourceItem = Trade | Rejected | FeedState | Gap | ConnectionHealth
+"""What a source yields (anything else is ignored)."""
 
 
 @dataclass
 class FlowSinks:
-    """Where the flow's outputs go. ``database`` takes trades, final 1m candles, late trades, rejects,
-    indicator values and signals; ``candles`` every final candle of every timeframe; ``late`` the late
-    trades; ``indicators`` indicator values and signals."""
+    """Where the flow's outputs go."""
 
-    database: Sink | None = None
-    candles: list[Sink] = field(default_factory=list)
-    late: list[Sink] = field(default_factory=list)
-    indicators: list[Sink] = field(default_factory=list)
+    database: Sink[StoredItem] | None = None
+    """Trades, final 1m candles, late trades, gaps, rejects, indicator values and signals."""
+    candles: list[Sink[Candle]] = field(default_factory=list)
+    """Every final candle of every timeframe."""
+    late: list[Sink[LateTrade]] = field(default_factory=list)
+    indicators: list[Sink[IndicatorOut]] = field(default_factory=list)
     """Indicator values and signals."""
-    fanout: list[Sink] = field(default_factory=list)
+    fanout: list[Sink[LiveItem]] = field(default_factory=list)
     """Live fan-out (Redis): final candles of every timeframe, provisional candles, late trades,
     indicator values, signals and collector health."""
-    health: list[Sink] = field(default_factory=list)
+    health: list[Sink[CollectorHealth]] = field(default_factory=list)
     """Collector health snapshots (the ``collector_health`` table)."""
 
 
-def _candle_or_none(item: object) -> Candle | None:
-    return item if isinstance(item, Candle) else None
+@dataclass(frozen=True)
+class SourceOut:
+    """A source's items by kind."""
+
+    keyed: KeyedStream[CandleIn]
+    """Trades, feed states and gaps, keyed by instrument (what the candle step takes)."""
+    rejects: Stream[Rejected]
+    health: Stream[ConnectionHealth]
 
 
-def _is_keyed(item: object) -> bool:
-    """What the candle step takes, keyed by instrument: trades, feed states and gaps."""
+def _is_candle_input(item: SourceItem) -> TypeGuard[CandleIn]:
     kind = type(item)
     return kind is Trade or kind is FeedState or kind is Gap
 
 
-def _symbol(item: Trade | FeedState | Gap) -> str:
+def _is_reject(item: SourceItem) -> TypeGuard[Rejected]:
+    return type(item) is Rejected
+
+
+def _is_health(item: SourceItem) -> TypeGuard[ConnectionHealth]:
+    return type(item) is ConnectionHealth
+
+
+def _symbol(item: CandleIn) -> str:
     return item.symbol
 
 
-def _is_trade_batch(item: object) -> bool:
-    return type(item) is TradeBatch
+@operator
+def split_source(step_id: str, up: Stream[SourceItem]) -> SourceOut:
+    """Split a source's items: the trade path, and the rare records routed without touching it."""
+    split = op.branch("split_trades", up, _is_candle_input)
+    records = split.falses
+    # Rejected | ConnectionHealth
+    return SourceOut(
+        keyed=op.key_on("by_instrument", split.trues, _symbol),
+        rejects=op.branch("rejects", records, _is_reject).trues,
+        health=op.branch("health", records, _is_health).trues,
+    )
 
 
-def _reject_or_none(item: object) -> Rejected | None:
-    return item if isinstance(item, Rejected) else None
+def _connection(h: ConnectionHealth) -> str:
+    return f"{h.exchange}:{h.connection}"
 
 
-def _health_or_none(item: object) -> ConnectionHealth | None:
-    return item if isinstance(item, ConnectionHealth) else None
-
-
-def _is_stored(item: object) -> bool:
-    """Of the candle step's events, what the database keeps: late trades, gaps and final 1m candles
-    (longer timeframes are rollups there; provisional candles are never stored)."""
-    if isinstance(item, Candle):
-        return item.timeframe == "1m"
-    return isinstance(item, LateTrade | Gap)
-
-
-def _is_published(item: object) -> bool:
-    """Of the candle step's events, what the live fan-out publishes: all but gaps."""
-    return not isinstance(item, Gap)
+def _outputs(step_id: str, stream: Stream[X], sinks: Sequence[Sink[X]]) -> None:
+    for i, sink in enumerate(sinks):
+        op.output(f"{step_id}_{i}", stream, sink)
 
 
 def build_flow(
@@ -96,64 +121,34 @@ def build_flow(
     """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
     ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
     flow = Dataflow(flow_id)
-    items = op.input("source", flow, source)
-    # Trade | Rejected | FeedState | Gap | ConnectionHealth
-    split = op.branch("split_trades", items, _is_keyed)
-    keyed = op.key_on("by_instrument", split.trues, _symbol)
-    # (symbol, Trade | FeedState | Gap)
-    records = split.falses
-    # Rejected | ConnectionHealth (rare: routed without touching the trade path)
-    rejects = op.filter_map("rejects_only", records, _reject_or_none)
-
-    def builder(state: CandleState | None) -> CandleLogic:
-        return CandleLogic(candle_config, state)
-
-    out = op.stateful_batch("candles", keyed, builder)
+    items = split_source("split", op.input("source", flow, source))
+    # keyed: (symbol, Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
+    windows = op.stateful_batch("candles", items.keyed, partial(CandleLogic, candle_config))
     # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
-    results = op.branch("split_batches", op.key_rm("unkey", out), _is_trade_batch)
-    batches, events = results.trues, results.falses
-    # TradeBatch; and Candle | LateTrade | ProvisionalCandle | Gap
-    candles = op.filter_map("candles_only", events, _candle_or_none)
-    # Candle (every timeframe, final)
-    to_database: list[Stream[Any]] = [batches, op.filter("stored", events, _is_stored), rejects]
-    # TradeBatch, Candle(1m) | LateTrade | Gap, Rejected
+    out = split_candles("split_batches", op.key_rm("unkey", windows))
+    to_database: list[Stream[StoredItem]] = [out.trades, out.stored, items.rejects]
+    live: list[Stream[LiveItem]] = [out.live]
     if indicators is not None:
-        by_series = op.key_on("by_series", candles, series_key)
+        by_series = op.key_on("by_series", out.candles, series_key)
         # ("exchange|symbol|timeframe", Candle)
-        computed = op.key_rm(
-            "unkey_series", op.stateful_flat_map("indicators", by_series, IndicatorStep(indicators, history))
-        )
+        step = IndicatorStep(indicators, history)
+        computed = op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series, step))
         # IndicatorValue | Signal
         to_database.append(computed)
-        for i, sink in enumerate(sinks.indicators):
-            op.output(f"indicators_out_{i}", computed, sink)
-    else:
-        computed = None
+        live.append(computed)
+        _outputs("indicators_out", computed, sinks.indicators)
     if sinks.database is not None:
         op.output("database", op.merge("to_database", *to_database), sinks.database)
-    for i, sink in enumerate(sinks.candles):
-        op.output(f"candles_out_{i}", candles, sink)
+    _outputs("candles_out", out.candles, sinks.candles)
+    _outputs("late_out", out.late, sinks.late)
     if sinks.fanout or sinks.health:
-        health = op.filter_map("health_only", records, _health_or_none)
-        # ConnectionHealth
-        by_connection = op.key_on("by_connection", health, lambda h: f"{h.exchange}:{h.connection}")
-        step = partial(health_step, restarts=restarts)
-        snapshots = op.key_rm("unkey_health", op.stateful_map("health", by_connection, step))
+        by_connection = op.key_on("by_connection", items.health, _connection)
+        snapshots = op.key_rm(
+            "unkey_health", op.stateful_map("health", by_connection, partial(health_step, restarts=restarts))
+        )
         # CollectorHealth
-        for i, sink in enumerate(sinks.health):
-            op.output(f"health_out_{i}", snapshots, sink)
+        live.append(snapshots)
+        _outputs("health_out", snapshots, sinks.health)
     if sinks.fanout:
-        live = op.filter("published", events, _is_published)
-        # Candle | ProvisionalCandle | LateTrade
-        if computed is not None:
-            live = op.merge("with_indicators", live, computed)
-        # ... | IndicatorValue | Signal
-        live = op.merge("with_health", live, snapshots)
-        for i, sink in enumerate(sinks.fanout):
-            op.output(f"fanout_{i}", live, sink)
-    if sinks.late:
-        late = op.filter("late_only", events, lambda x: isinstance(x, LateTrade))
-        # LateTrade
-        for i, sink in enumerate(sinks.late):
-            op.output(f"late_out_{i}", late, sink)
+        _outputs("fanout", op.merge("to_fanout", *live), sinks.fanout)
     return flow
