@@ -3,6 +3,8 @@ decimals exact (docs/redis.md, "Payloads")."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta, timezone
 from decimal import Decimal
 
@@ -13,6 +15,7 @@ from connectors.redis_codec import LiveItem, encode, payload_of
 from market.health import CollectorHealth
 from market.types import Candle, IndicatorValue, Signal, Trade
 from market.windowing import LateTrade
+from tests.conftest import REPO_ROOT
 from tests.support.live_samples import T0, candle, provisional
 
 
@@ -96,3 +99,15 @@ def test_every_kind_has_its_channel_and_shape() -> None:
     assert got["health"][0] == "tcp:health" and got["health"][1]["last_message_time"] is None
     with pytest.raises(TypeError):
         payload_of(trade)  # type: ignore[arg-type]
+
+
+def test_the_reader_loads_neither_bytewax_nor_the_publisher() -> None:
+    """A live client (the dashboard) reads Redis without loading the dataflow engine."""
+    code = (
+        "import sys, connectors.redis_reader; "
+        "print(sorted(m for m in ('bytewax', 'connectors.redis_fanout') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
