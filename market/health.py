@@ -62,7 +62,7 @@ class CollectorHealth:
 
 
 Rule = Callable[[CollectorHealth, HealthRules, "CollectorHealth | None"], list[str]]
-"""One check: ``(snapshot, rules, previous snapshot newer than nothing or None) -> issues``."""
+"""One check: ``(snapshot, rules, the previous snapshot if it is older, else None) -> its issues``."""
 
 
 def _status(h: CollectorHealth, rules: HealthRules, base: CollectorHealth | None) -> list[str]:
