@@ -20,7 +20,7 @@ from connectors.okx.source import OkxTradesSource
 from flows.health import health_step
 from market.health import HealthRules, assess_health
 from market.types import Rejected, Trade
-from tests.connectors.test_okx_source import BTC_ROWS, assert_exact, build, collect_for, drain, of, simulator
+from tests.connectors.source_kit import BTC_ROWS, assert_exact, build, collect_for, drain, of, simulator
 
 pytestmark = pytest.mark.slow
 

@@ -56,7 +56,7 @@ from market.sequencing import (
     Unreadable,
 )
 from market.types import EPOCH, Rejected, Trade
-from tests.connectors.test_okx_source import FAST
+from tests.connectors.source_kit import FAST
 
 REPO = Path(__file__).parents[2]
 SAMPLES = REPO / "tests" / "data" / "okx-samples"
