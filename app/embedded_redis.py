@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import importlib.util
 import logging
 import os
@@ -28,8 +27,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Literal
+from typing import Literal
+
+from app.embedded import DirectoryLock, EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _quote(value: str | Path) -> str:
     return f'"{escaped}"'
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """A Redis server owned by this process: ``start()`` returns its URL, ``stop()`` shuts it down."""
 
     @staticmethod
@@ -130,7 +130,7 @@ class EmbeddedRedis:
         self.url: str | None = None
         self.started_in_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._lock_file: IO[str] | None = None
+        self._lock = DirectoryLock(self.data_dir / "lock", self.data_dir, EmbeddedRedisError)
 
     @property
     def socket_path(self) -> Path:
@@ -146,7 +146,7 @@ class EmbeddedRedis:
             raise EmbeddedRedisError("already started")
         binary = redis_server_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._acquire_lock()
+        self._lock.acquire()
         try:
             self._stop_orphan()
             began = time.monotonic()
@@ -161,7 +161,7 @@ class EmbeddedRedis:
             self._wait_ready()
         except BaseException:
             self._terminate()
-            self._release_lock()
+            self._lock.release()
             raise
         self.started_in_seconds = time.monotonic() - began
         (self.data_dir / _URL_FILE).write_text(self.url + "\n")
@@ -177,31 +177,9 @@ class EmbeddedRedis:
             log.info("embedded Redis stopped")
             with contextlib.suppress(OSError):
                 (self.data_dir / _URL_FILE).unlink()
-        self._release_lock()
+        self._lock.release()
 
     # -- internals --------------------------------------------------------------------------------
-    def _acquire_lock(self) -> None:
-        lock_path = self.data_dir / "lock"
-        handle = lock_path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise EmbeddedRedisError(
-                f"{self.data_dir} is in use by another TCP Dashboard process (lock {lock_path}).\n"
-                "  Stop the other python3 tcp.py up (or flow), or set DATA_DIR to another directory."
-            ) from None
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock_file = handle
-
-    def _release_lock(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-
     def _stop_orphan(self) -> None:
         """A server left behind by a process that died without stopping it holds the data: stop it."""
         try:
@@ -291,12 +269,3 @@ class EmbeddedRedis:
         path = self.data_dir / "redis.log"
         lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
         return lines[-1].strip() if lines else "(no log)"
-
-    def __enter__(self) -> EmbeddedRedis:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -63,13 +63,7 @@ def _database_url(settings: Settings) -> str:
         given = settings.database_url.get_secret_value()
         check_database(given, "DATABASE_URL", settings.database.connect_timeout_seconds)
         return given
-    data_dir = settings.data_dir / "pg"
-    url = EmbeddedPostgres.running_url(data_dir) if data_dir.exists() else None
-    if url is None:
-        server = EmbeddedPostgres(data_dir)
-        url = server.start()
-        atexit.register(server.stop)
-        log.info("started an embedded PostgreSQL for this flow at %s", url)
+    url = _embedded_url(EmbeddedPostgres, settings.data_dir / "pg", "PostgreSQL")
     migrate(url, settings.database.timescaledb)
     return url
 
@@ -87,13 +81,18 @@ def _redis_url(settings: Settings) -> str:
         given = settings.redis_url.get_secret_value()
         check_redis(given, "REDIS_URL")
         return given
-    data_dir = settings.data_dir / "redis"
-    url = EmbeddedRedis.running_url(data_dir) if data_dir.exists() else None
+    return _embedded_url(EmbeddedRedis, settings.data_dir / "redis", "Redis")
+
+
+def _embedded_url(server_type: type[EmbeddedPostgres | EmbeddedRedis], data_dir: Path, name: str) -> str:
+    """The embedded server running on ``data_dir`` (the run command's), else one started for this process
+    and stopped at its exit."""
+    url = server_type.running_url(data_dir) if data_dir.exists() else None
     if url is None:
-        server = EmbeddedRedis(data_dir)
+        server = server_type(data_dir)
         url = server.start()
         atexit.register(server.stop)
-        log.info("started an embedded Redis for this flow at %s", url)
+        log.info("started an embedded %s for this flow at %s", name, url)
     return url
 
 
@@ -131,9 +130,13 @@ def database_sink(settings: Settings, url: str) -> DatabaseSink:
     resumes from the database starts after it)."""
     spool = Path(settings.data_dir) / "spool"
     timeout = settings.database.connect_timeout_seconds
-    drain_spool(url, spool, connect_timeout=timeout)
+    drain_spool(url, spool, connect_timeout=timeout, contract_values=settings.contract_values)
     return DatabaseSink(
-        url, spool_dir=spool, connect_timeout=timeout, spool_max_mb=settings.database.spool_max_mb
+        url,
+        spool_dir=spool,
+        connect_timeout=timeout,
+        spool_max_mb=settings.database.spool_max_mb,
+        contract_values=settings.contract_values,
     )
 
 

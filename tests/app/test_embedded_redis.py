@@ -129,7 +129,7 @@ def test_an_orphaned_server_is_stopped_and_replaced(tmp_path: Path, connect: Con
     connect(url).set("tcp:test:key", "from before")
     # Simulate an owner that died without stopping its server: its lock is gone, the server is not.
     process, orphan_owner._process = orphan_owner._process, None
-    orphan_owner._release_lock()
+    orphan_owner._lock.release()
     assert process is not None
     try:
         with EmbeddedRedis(tmp_path / "redis") as server:
