@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from market.types import Candle, FeedState, Trade
 from market.watermark import Watermark
 from market.windowing import ResumePoint, SeriesWindows
-from tests.market.test_windowing import XRP
+from tests.market.windowing_kit import XRP
 from tests.support.tapes import tape_trades as tape
 
 GRACE = timedelta(seconds=2)
