@@ -115,26 +115,25 @@ def provisional_message(p: ProvisionalCandle) -> Message:
     return "provisional", provisional_channel(p.exchange, p.symbol, p.timeframe), payload
 
 
-def indicator_message(v: IndicatorValue) -> Message:
-    payload = {
-        "kind": "indicator",
-        "exchange": v.exchange,
-        "symbol": v.symbol,
-        "timeframe": v.timeframe,
-        "time": _utc(v.time),
-        "indicator": v.indicator,
-        "values": dict(v.values),
+def _series(kind: str, item: IndicatorValue | Signal) -> dict[str, Any]:
+    """The head of a value stamped on a series' candle close."""
+    return {
+        "kind": kind,
+        "exchange": item.exchange,
+        "symbol": item.symbol,
+        "timeframe": item.timeframe,
+        "time": _utc(item.time),
     }
+
+
+def indicator_message(v: IndicatorValue) -> Message:
+    payload = {**_series("indicator", v), "indicator": v.indicator, "values": dict(v.values)}
     return "indicator", indicator_channel(v.exchange, v.symbol, v.timeframe), payload
 
 
 def signal_message(s: Signal) -> Message:
     payload = {
-        "kind": "signal",
-        "exchange": s.exchange,
-        "symbol": s.symbol,
-        "timeframe": s.timeframe,
-        "time": _utc(s.time),
+        **_series("signal", s),
         "strategy": s.strategy,
         "action": s.action,
         "reason": s.reason,
