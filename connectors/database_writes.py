@@ -2,7 +2,8 @@
 or two statements, insert-only and idempotent (``ON CONFLICT DO NOTHING``), and says what it did.
 
 Candles are final (TIME.md rule 3): ``write_candles`` never updates a stored row; an offered candle that
-differs from the stored one for its key is a conflict, kept in ``candle_conflicts`` and returned.
+differs from the stored one for its key is a conflict, kept in ``candle_conflicts`` and returned. Each 1m
+candle is stored with the contract value its series' candles were built with (the rollups read it).
 
 When the database refuses a row, ``bisect`` finds it (halving the rows in savepoints) so the others are
 written, and ``as_reject`` turns it into a ``rejects`` row.
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import psycopg
@@ -39,7 +41,8 @@ _MERGE_TRADES = (
 _PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _CANDLE_VALUES = (
-    "open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id, last_trade_id, complete"
+    "open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id, last_trade_id,"
+    " complete, contract_value"
 )
 _CANDLE_COLUMNS = f"exchange, symbol, time, {_CANDLE_VALUES}"
 _TEMP_CANDLES = (
@@ -99,6 +102,7 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (exchange, symbol, from_trade_id, to_trade_id) DO NOTHING
 """
 
+_ONE = Decimal(1)
 ROW_ERRORS = (psycopg.errors.IntegrityError, psycopg.errors.DataError)
 """What the database says about a row it refuses (a constraint or a value out of range)."""
 Row = TypeVar("Row", bound=StoredItem)
@@ -134,8 +138,12 @@ def write_trades(conn: psycopg.Connection, cur: psycopg.Cursor, trades: list[Tra
     return Written(max(cur.rowcount, 0))
 
 
-def write_candles(cur: psycopg.Cursor, candles: list[Candle]) -> Written:
-    """One insert for the batch (statement-level triggers fire once); conflicts kept and returned."""
+def write_candles(
+    cur: psycopg.Cursor, candles: list[Candle], contract_values: Mapping[str, Decimal] | None = None
+) -> Written:
+    """One insert for the batch (statement-level triggers fire once); conflicts kept and returned.
+    ``contract_values``: by symbol, the contract value the candles were built with (default 1: spot)."""
+    values = contract_values or {}
     cur.execute(_TEMP_CANDLES)
     cur.execute("TRUNCATE _tcp_candles")
     with cur.copy(f"COPY _tcp_candles ({_CANDLE_COLUMNS}) FROM STDIN") as copy:
@@ -156,6 +164,7 @@ def write_candles(cur: psycopg.Cursor, candles: list[Candle]) -> Written:
                     c.first_trade_id,
                     c.last_trade_id,
                     c.complete,
+                    values.get(c.symbol, _ONE),
                 )
             )
     cur.execute(_INSERT_CANDLES)

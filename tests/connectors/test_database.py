@@ -183,7 +183,7 @@ def test_identical_redelivery_of_candles_changes_nothing(engine_url: str, tmp_pa
     assert rows(engine_url, "SELECT count(*) FROM candle_conflicts") == [(0,)]
     assert rollups(engine_url) == views
     # the minute closing 00:07 is incomplete, and so is the 5m interval holding it
-    assert [r[2].minute for r in before if not r[-1]] == [7]
+    assert [r[2].minute for r in before if not r[-2]] == [7]  # r[-2]: complete (contract_value is last)
     assert [(r[0].minute, r[2], r[4], r[6], r[7]) for r in views["5m"]] == [
         (5, Decimal("2.0"), Decimal("2.0"), 5, True),
         (10, Decimal("2.5"), Decimal("2.5"), 5, False),
