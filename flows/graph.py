@@ -1,11 +1,11 @@
 """The one dataflow graph shared by live, replay and backtest: only the source differs.
 
-source ─► split_source ─► rejects ───────────────────────────────────────────────────┐
-              ├─► trades, feed states, gaps ─► candles ─► split_candles ─► trades ───┤
-              │        stored (1m candles, late, gaps) ───────────────────────────────┼─► database
-              │        candles ─► key by series ─► indicators (values + signals) ────┤
-              │        live (candles, provisional, late) ─────────────────────────────┼─► fan-out (Redis)
-              └─► connection health ─► key by connection ─► collector health ─────────┴─► collector_health
+source ─► split_source ─┬─ rejects ──────────────────────────────────────────────► database
+                        ├─ trades, feed states, gaps (by instrument) ─► candles ─► split_candles:
+                        │     trades; stored (final 1m candles, late trades, gaps) ──► database
+                        │     candles ─► indicators (by series): values + signals ──► database, fan-out
+                        │     live (candles, provisional, late trades, in order) ────► fan-out (Redis)
+                        └─ connection health ─► health (by connection) ───► fan-out, collector_health
 
 Streams are split by typed operators (``split_source``, ``flows.candles.split_candles``) that return
 small dataclasses of typed streams; each sink receives the one item type (or declared union) it stores.
