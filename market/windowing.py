@@ -373,8 +373,7 @@ class SeriesWindows:
         return True
 
     def _move_cursor(self, minute: int, wm: datetime) -> None:
-        """After emitting up to ``minute`` at watermark ``wm``: the next window due, the trade cache, the
-        remembered ids and the incomplete ranges still ahead."""
+        """After emitting up to ``minute`` at ``wm``: next window due, trade cache, ids, incomplete ranges."""
         self._cursor = minute
         self._due = EPOCH + (minute + 1) * MINUTE
         if self._cur_close <= wm:

@@ -98,11 +98,8 @@ class Sequencer:
     def stall(self) -> tuple[float, str | None]:
         """The longest span (seconds) over which an instrument's pushes arrived and none was accepted,
         with that instrument."""
-        worst: tuple[float, str | None] = (0.0, None)
-        for lane in self._lanes.values():
-            if lane.stalled() > worst[0]:
-                worst = (lane.stalled(), lane.symbol)
-        return worst
+        worst = max(self._lanes.values(), key=Lane.stalled, default=None)  # the first of equals
+        return (worst.stalled(), worst.symbol) if worst is not None and worst.stalled() > 0 else (0.0, None)
 
     def next_wakeup(self) -> datetime | None:
         """When a :class:`Tick` has work: a reorder window ends, a retry or a feed state is due."""
@@ -324,8 +321,7 @@ class Sequencer:
                 return
 
     def _step(self, lane: Lane, now: datetime, out: list[Action]) -> bool:
-        """From a known position: ask for the trades up to REST's newest, or settle the lowest held
-        push. False when nothing more can happen until the next event."""
+        """Ask for the trades up to REST's newest, or settle the lowest held push; False: wait for input."""
         position = lane.position
         assert position is not None
         if lane.target is not None and lane.target.trade_id <= position[0]:
@@ -350,8 +346,8 @@ class Sequencer:
         return self._take(lane, trade, position, now, out)
 
     def _take(self, lane: Lane, trade: Trade, position: Position, now: datetime, out: list[Action]) -> bool:
-        """A plausible held push: emit it if it continues the sequence (True); else keep holding it and
-        ask for the hole once the reorder window or buffer is spent (False)."""
+        """Emit a plausible held push that continues the sequence (True); else hold it (False), asking for
+        the hole once the reorder window or buffer is spent."""
         if lane.suspect_at is not None and trade.ts_recv is not None and trade.ts_recv > lane.suspect_at:
             lane.suspect_at = lane.heard_cap = None  # this push shows whether anything is missing
         if trade.trade_id - trade.count <= position[0]:
