@@ -26,24 +26,12 @@ from market.timeframes import TF_1M, Timeframe, timeframe
 from market.types import Candle
 from sql.migrate import migrate
 from sql.policies import engine_of, refresh_rollups
+from tests.sql.test_rollups import FIELDS, HIGHER
 
 START = datetime(2024, 3, 1, tzinfo=UTC)  # a boundary of every timeframe
 MINUTES = 24 * 60 + 130  # one whole day and a bit: every timeframe closes at least once
 SWAP, SPOT = "TST-USDT-SWAP", "TST-USDT"
 CONTRACT_VALUES = {SWAP: Decimal("0.0001234567890123"), SPOT: Decimal(1)}
-HIGHER = ["5m", "15m", "1h", "4h", "1d"]
-FIELDS = [
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "vwap",
-    "first_trade_id",
-    "last_trade_id",
-]
 Key = tuple[str, datetime]  # (symbol, close)
 
 
