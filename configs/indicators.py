@@ -264,8 +264,3 @@ def load_indicator_config(path: str | Path = DEFAULT_CONFIG_PATH) -> IndicatorsC
     text = path.read_text(encoding="utf-8")
     data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     return parse_indicator_config(data)
-
-
-def plan_for(config: IndicatorsConfig, symbol: str, tf: str) -> RunPlan:
-    """Fresh indicator and strategy state objects to run on one (symbol, timeframe) series."""
-    return config.plan(symbol, tf)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from configs.indicators import DEFAULT_CONFIG_PATH, load_indicator_config, parse_indicator_config, plan_for
+from configs.indicators import DEFAULT_CONFIG_PATH, load_indicator_config, parse_indicator_config
 from market.indicators.averages import EMA
 from market.strategies import EmaCrossover
 from market.timeframes import TIMEFRAMES
@@ -22,7 +22,7 @@ from market.types import Candle
 def test_default_yaml_loads_and_plans_every_timeframe() -> None:
     config = load_indicator_config()
     for tf in TIMEFRAMES:
-        plan = plan_for(config, "BTC-USDT", tf)
+        plan = config.plan("BTC-USDT", tf)
         expected = {"ema_fast", "ema_slow", "sma_50", "rsi", "macd", "bbands", "atr", "keltner", "donchian"}
         assert expected <= set(plan.indicators)
         assert ("vwap" in plan.indicators) == (tf != "1d")
