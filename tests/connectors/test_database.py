@@ -1,112 +1,26 @@
 """The database sink against real servers: exact values, one transaction per batch, idempotence, final
-candles never updated (a different value is a conflict kept aside), invalid rows rejected one by one, and
-real outages (a server stopped and restarted) that lose nothing and never write into another database."""
+candles never updated (a different value is a conflict kept aside), invalid rows rejected one by one,
+hypertables (real outages: test_database_outages.py).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
-from app.embedded_postgres import EmbeddedPostgres
-from connectors.database import DatabaseWriter, drain_spool
+from connectors.database import DatabaseWriter
 from connectors.okx.events import Gap
-from connectors.tape import read_tape
-from market.types import Candle, IndicatorValue, Rejected, Signal, Trade
+from market.types import IndicatorValue, Rejected, Signal, Trade
 from market.windowing import LateTrade
 from sql.migrate import migrate
-from sql.policies import refresh_rollups
-from tests.conftest import TEST_DATA
-
-XRP_TAPE = TEST_DATA / "tapes" / "XRP-ETH-2019-10-11T0000Z_2019-10-13T1119Z.csv"
-T0 = datetime(2019, 10, 11, tzinfo=UTC)
-
-
-def tape_trades(n: int) -> list[Trade]:
-    trades = []
-    for trade in read_tape(XRP_TAPE):
-        trades.append(trade)
-        if len(trades) == n:
-            break
-    return trades
-
-
-def candle(close: datetime, price: str = "1.5", flat: bool = False, complete: bool = True) -> Candle:
-    p = Decimal(price)
-    return Candle(
-        exchange="okx",
-        symbol="XRP-ETH",
-        timeframe="1m",
-        open_time=close - timedelta(minutes=1),
-        close_time=close,
-        open=p,
-        high=p,
-        low=p,
-        close=p,
-        volume=Decimal(0) if flat else Decimal("2"),
-        quote_volume=Decimal(0) if flat else 2 * p,
-        trade_count=0 if flat else 1,
-        vwap=None if flat else p,
-        first_trade_id=None if flat else 7,
-        last_trade_id=None if flat else 7,
-        complete=complete,
-    )
-
-
-def minutes(n: int) -> list[Candle]:
-    """1m candles closing 00:01 ... 00:n, priced 1.6, 1.7, ... (the minute closing 00:07 incomplete)."""
-    return [
-        candle(T0 + timedelta(minutes=i), f"{Decimal('1.5') + Decimal(i) / 10}", complete=i != 7)
-        for i in range(1, n + 1)
-    ]
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]  # constant test queries
-
-
-@pytest.fixture
-def migrated(pg_url: str) -> str:
-    migrate(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
-def engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A migrated database on each engine in turn (PGlite serves one connection at a time: tests
-    disconnect the writer before reading)."""
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        migrate(url, "off")
-        yield url
-        return
-    from tests.support.timescale_server import TimescaleTestServer
-
-    with TimescaleTestServer() as server:
-        migrate(server.url, "on")
-        yield server.url
-
-
-def rollups(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT engine FROM schema_migrations LIMIT 1").fetchone() == ("timescale",):
-            refresh_rollups(conn)  # plain PostgreSQL keeps them in the writing transaction
-        columns = "time, open, high, low, close, volume, trade_count, complete"
-        return {
-            tf: conn.execute(f"SELECT {columns} FROM candles_{tf} ORDER BY time").fetchall()
-            for tf in ("5m", "15m")
-        }
+from tests.connectors.database_kit import T0, XRP_TAPE, candle, minutes, rollups, rows, tape_trades
 
 
 def test_trades_are_stored_exactly_and_only_once(migrated: str, tmp_path: Path) -> None:
@@ -300,140 +214,6 @@ def test_a_batch_is_one_transaction(migrated: str, tmp_path: Path) -> None:
     writer.close()
     assert rows(migrated, "SELECT count(*) FROM trades") == [(10,)]
     assert rows(migrated, "SELECT from_trade_id, to_trade_id FROM gaps") == [(1, 5)]
-
-
-def test_database_outage_spools_then_writes_everything(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
-    url = server.start()
-    migrate(url)
-    trades = tape_trades(3000)
-    at = T0 + timedelta(minutes=2)
-    others = [  # one row of every other kind, through the spool
-        candle(at, "1.25", complete=False),
-        LateTrade(trade=trades[0], candle_close=at, watermark=at + timedelta(seconds=3)),
-        Rejected(b"\x00\xffraw", "bad frame", at, source="okx-ws"),
-        IndicatorValue("okx", "XRP-ETH", "1m", at, "rsi", {"value": 0.1 + 0.2}),
-        Signal("okx", "XRP-ETH", "1m", at, "cross", "sell", "why", {"rsi": 70.5}),
-        Gap("okx", "XRP-ETH", 10, 20, at, None, False, 3, "reconnect", at, 1.5, "REST down"),
-    ]
-    writer = DatabaseWriter(url, tmp_path / "spool", retry_initial=0.05, retry_max=0.2, connect_timeout=1)
-    try:
-        writer.write(trades[:1000])
-        server.stop()  # a real outage: the server is gone
-        began = time.monotonic()
-        writer.write(trades[1000:2000])
-        writer.write([*trades[2000:2500], *others])
-        assert time.monotonic() - began < 5, "writes must not block while the database is down"
-        assert len(writer.pending_batches()) == 2
-        assert writer.stats.write_failures >= 1 and writer.stats.last_error
-        server.start()
-        writer.write(trades[2500:])
-        assert writer.flush(timeout=10)
-    finally:
-        writer.close()
-        ids = [r[0] for r in rows(url, "SELECT trade_id FROM trades ORDER BY trade_id")]
-        stored = [
-            rows(url, "SELECT time, open::text, volume::text, quote_volume::text, complete FROM candles_1m"),
-            rows(url, "SELECT trade_id, candle_close, lateness FROM late_trades"),
-            rows(url, "SELECT received_at, source, reason, raw FROM rejects"),
-            rows(url, "SELECT time, indicator, output, value FROM indicators"),
-            rows(url, "SELECT time, strategy, action, reason, values FROM signals"),
-            rows(
-                url,
-                "SELECT from_trade_id, to_time, filled, trades_backfilled, recovery_seconds, error FROM gaps",
-            ),
-        ]
-        server.stop()
-    assert ids == [t.trade_id for t in trades]
-    assert writer.pending_batches() == []
-    assert stored == [
-        [(at, "1.25", "2", "2.50", False)],
-        [(trades[0].trade_id, at, timedelta(seconds=3) + at - trades[0].ts_event)],
-        [(at, "okx-ws", "bad frame", b"\x00\xffraw")],
-        [(at, "rsi", "value", 0.30000000000000004)],
-        [(at, "cross", "sell", "why", {"rsi": 70.5})],
-        [(10, None, False, 3, 1.5, "REST down")],
-    ]
-
-
-def test_spooled_batches_survive_a_restart_of_the_writer(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
-    url = server.start()
-    migrate(url)
-    server.stop()
-    first = DatabaseWriter(url, tmp_path / "spool", connect_timeout=1)
-    first.write(tape_trades(100))  # never connected: the spool knows only the URL
-    first.close()
-    assert len(first.pending_batches()) == 1
-    server.start()
-    try:
-        second = DatabaseWriter(url, tmp_path / "spool")
-        second.write([])
-        second.close()
-        assert rows(url, "SELECT count(*) FROM trades") == [(100,)]
-    finally:
-        server.stop()
-
-
-def test_a_spool_for_one_database_is_never_written_into_another(migrated: str, tmp_path: Path) -> None:
-    """Database A (its own server) goes down with batches spooled; a start pointed at database B (another
-    server) writes none of them; once A is back, a start pointed at A writes them all."""
-    server = EmbeddedPostgres(tmp_path / "pg")
-    url_a = server.start()
-    migrate(url_a)
-    spool = tmp_path / "spool"
-    trades = tape_trades(300)
-    writer_a = DatabaseWriter(url_a, spool / "worker0", connect_timeout=1, retry_initial=0.01)
-    writer_a.write(trades[:100])
-    server.stop()
-    try:
-        writer_a.write(trades[100:200])
-        writer_a.close()
-        assert len(writer_a.pending_batches()) == 1
-        drain_spool(migrated, spool, connect_timeout=1)  # a start pointed at B
-        writer_b = DatabaseWriter(migrated, spool / "worker0")
-        writer_b.write(trades[200:])
-        writer_b.close()
-        assert [r[0] for r in rows(migrated, "SELECT trade_id FROM trades ORDER BY 1")] == [
-            t.trade_id for t in trades[200:]
-        ]
-        assert len(list((spool / "worker0").glob("db-*/*.batch"))) == 1
-        server.start()
-        drain_spool(url_a, spool, connect_timeout=1)  # a start pointed at A again
-        assert [r[0] for r in rows(url_a, "SELECT trade_id FROM trades ORDER BY 1")] == [
-            t.trade_id for t in trades[:200]
-        ]
-        assert list(spool.glob("*/db-*/*.batch")) == []
-    finally:
-        server.stop()
-
-
-def test_a_spool_is_not_written_into_a_new_database_at_the_same_url(
-    pg_server: str, pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The URL is the same, the database behind it is not (dropped and created again while the writer
-    could not reach it): the batches spooled for the old one are quarantined, never written."""
-    name = conninfo_to_dict(pg_url)["dbname"]
-    migrate(pg_url)
-    writer = DatabaseWriter(pg_url, tmp_path / "spool", connect_timeout=1, retry_initial=0.01, retry_max=0.01)
-    writer.write(tape_trades(10))
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-    writer.write(tape_trades(20)[10:])
-    assert len(writer.pending_batches()) == 1
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(pg_url)
-    with caplog.at_level(logging.ERROR, logger="connectors.database"):
-        assert writer.flush(timeout=5)
-    writer.close()
-    assert rows(pg_url, "SELECT count(*) FROM trades") == [(0,)]
-    quarantined = list((tmp_path / "spool").glob("db-*/quarantine/*.batch"))
-    assert len(quarantined) == 1 and writer.stats.batches_quarantined == 1
-    assert "another database" in quarantined[0].with_name(quarantined[0].name + ".why").read_text()
-    assert any("not written" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
 @pytest.mark.timescale
