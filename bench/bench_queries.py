@@ -1,4 +1,4 @@
-"""Latency of the dashboard's main reads (sql.queries) over synthetic 1m candles.
+"""Latency of the dashboard's main reads (sql.queries: Core selects run on psycopg) over synthetic 1m candles.
 
 Generates ``--days`` of 1m candles for ``--symbols`` symbols (a seeded random walk with ~5% flat
 minutes), COPYs them into ``candles_1m`` of a freshly migrated database, lets the engine build the
@@ -7,14 +7,19 @@ continuous aggregates), then times each named query ``--repeat`` times on random
 
     .venv/bin/python bench/bench_queries.py                    # embedded PostgreSQL, 10 symbols x 365 days
     .venv/bin/python bench/bench_queries.py --engine timescale --symbols 2   # PGlite TimescaleDB
+    git show REV:sql/queries.py > /tmp/former.py
+    .venv/bin/python bench/bench_queries.py --data-dir DIR --against /tmp/former.py   # before/after
 
 Prints a Markdown table for docs/benchmarks.md: median and p95 of the named query as the dashboard calls
-it (rows decoded to dicts of Decimal), and the server's own execution time (EXPLAIN ANALYZE).
+it (rows decoded to dicts of Decimal), and the server's own execution time (EXPLAIN ANALYZE). With
+``--against``, the same reads of a former ``sql/queries.py`` run alternately with the current ones (each
+going first in turn, on one connection), so machine load affects both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -23,16 +28,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sql import queries  # noqa: E402
+from sql import queries, statements  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 from sql.policies import engine_of, refresh_rollups  # noqa: E402
 
@@ -107,28 +112,45 @@ def load(url: str, names: list[str], minutes: int) -> dict[str, float]:
     return {"copy": copy_seconds, "refresh": refresh_seconds}
 
 
-def timed(run: Callable[[], list[Any]], repeat: int) -> tuple[float, float, int]:
-    samples, rows = [], 0
-    run()  # warm the cache
-    for _ in range(repeat):
-        began = time.perf_counter()
-        rows = len(run())
-        samples.append((time.perf_counter() - began) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))], rows
+def timed(runs: list[Callable[[], list[Any]]], repeat: int) -> tuple[list[list[float]], int]:
+    """Milliseconds of ``repeat`` calls of each of ``runs``, taking turns (each goes first in turn)."""
+    samples: list[list[float]] = [[] for _ in runs]
+    rows = 0
+    for run in runs:
+        run()  # warm the cache
+    for n in range(repeat):
+        for i in [(n + k) % len(runs) for k in range(len(runs))]:
+            began = time.perf_counter()
+            rows = len(runs[i]())
+            samples[i].append((time.perf_counter() - began) * 1000)
+    return [sorted(s) for s in samples], rows
 
 
-def server_ms(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> float:
+def load_former(path: Path) -> ModuleType:
+    """A former ``sql/queries.py`` (e.g. ``git show REV:sql/queries.py``), imported under another name."""
+    spec = importlib.util.spec_from_file_location("former_queries", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def server_ms(
+    conn: psycopg.Connection[Any], statement: statements.Statement, params: dict[str, Any]
+) -> float:
     """The server's own execution time of one run (EXPLAIN ANALYZE), without transfer and decoding."""
-    row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(query), params).fetchone()
+    row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.text, params).fetchone()
     assert row is not None
     return float(row[0][0]["Execution Time"])
 
 
-Case = tuple[str, str, Callable[[], dict[str, Any]], sql.Composed]
+Case = tuple[str, str, Callable[[], dict[str, Any]], statements.Statement]
 
 
-def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[str, float, float, float, int]]:
+Result = tuple[str, float, float, float, int, float | None]
+
+
+def measure(url: str, names: list[str], days: int, repeat: int, former: ModuleType | None) -> list[Result]:
     rng = np.random.default_rng(7)
     results = []
 
@@ -149,7 +171,7 @@ def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[st
     def newest(limit: int) -> dict[str, Any]:
         return {"symbol": pick(), "limit": limit}
 
-    between, latest = queries.CANDLES_BETWEEN, queries.LATEST_CANDLES
+    between, latest = statements.CANDLES_BETWEEN, statements.LATEST_CANDLES
     cases: list[Case] = [
         ("one day of 1m candles, one symbol (`candles_between`)", "1m", one_day, between["1m"]),
         (f"{days} days of 1h candles, one symbol (`candles_between`)", "1h", whole, between["1h"]),
@@ -161,26 +183,33 @@ def measure(url: str, names: list[str], days: int, repeat: int) -> list[tuple[st
             f"latest 1m close of {len(names)} symbols (`latest_closes`)",
             "1m",
             lambda: {"symbols": names},
-            queries.LATEST_CLOSES["1m"],
+            statements.LATEST_CLOSES["1m"],
         ),
     ]
     with psycopg.connect(url, autocommit=True) as conn:
         for label, timeframe, arguments, statement in cases:
 
-            def run(tf: str = timeframe, arguments: Callable[[], dict[str, Any]] = arguments) -> list[Any]:
+            def run(
+                module: Any = queries,
+                tf: str = timeframe,
+                arguments: Callable[[], dict[str, Any]] = arguments,
+            ) -> list[Any]:
                 args = arguments()
                 if "symbols" in args:
-                    return queries.latest_closes(conn, "okx", args["symbols"], tf)
+                    return module.latest_closes(conn, "okx", args["symbols"], tf)
                 if "limit" in args:
-                    return queries.latest_candles(conn, "okx", args["symbol"], tf, args["limit"])
-                return queries.candles_between(conn, "okx", args["symbol"], tf, args["start"], args["end"])
+                    return module.latest_candles(conn, "okx", args["symbol"], tf, args["limit"])
+                return module.candles_between(conn, "okx", args["symbol"], tf, args["start"], args["end"])
 
-            median, p95, rows = timed(run, repeat)
+            runs: list[Callable[[], list[Any]]] = [run] if former is None else [run, lambda: run(former)]
+            samples, rows = timed(runs, repeat)
+            median, p95 = statistics.median(samples[0]), samples[0][min(repeat - 1, int(repeat * 0.95))]
+            former_median = statistics.median(samples[1]) if former is not None else None
             server = statistics.median(
                 server_ms(conn, statement, {"exchange": "okx", "limit": queries.MAX_ROWS, **arguments()})
                 for _ in range(5)
             )
-            results.append((label, median, p95, server, rows))
+            results.append((label, median, p95, server, rows, former_median))
             print(
                 f"  {label}: median {median:.1f} ms, p95 {p95:.1f} ms, server {server:.1f} ms, {rows} rows",
                 file=sys.stderr,
@@ -212,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--against", type=Path, help="a former sql/queries.py to time alternately")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -232,17 +262,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"loading {args.symbols} x {minutes} 1m candles into {args.engine}", file=sys.stderr)
                 load_times = load(url, names, minutes)
-            results = measure(url, names, args.days, args.repeat)
+            former = None if args.against is None else load_former(args.against)
+            results = measure(url, names, args.days, args.repeat, former)
     copy_s, refresh_s = load_times["copy"], load_times["refresh"]
     print(
         f"\nEngine: {args.engine}; data: {args.symbols} symbols x {args.days} days of 1m candles "
         f"({total:,} rows). Load: COPY {copy_s:.1f} s ({total / copy_s:,.0f} rows/s, rollups included on "
         f"PostgreSQL), refresh {refresh_s:.1f} s. {args.repeat} runs each.\n"
     )
-    print("| read | median ms | p95 ms | server execution ms | rows |")
-    print("|---|---|---|---|---|")
-    for label, median, p95, server_time, rows in results:
-        print(f"| {label} | {median:.1f} | {p95:.1f} | {server_time:.1f} | {rows} |")
+    extra = "" if args.against is None else " former median ms |"
+    print(f"| read | median ms | p95 ms | server execution ms | rows |{extra}")
+    print("|---|---|---|---|---|" + ("---|" if extra else ""))
+    for label, median, p95, server_time, rows, former_median in results:
+        former_cell = "" if former_median is None else f" {former_median:.2f} |"
+        print(f"| {label} | {median:.2f} | {p95:.1f} | {server_time:.1f} | {rows} |{former_cell}")
     return 0
 
 

@@ -1,8 +1,7 @@
 """Data access of the dashboard: the database (read only) for history, Redis for the live view.
 
 - ``ReadOnlyDatabase``: a psycopg pool whose every session is ``READ ONLY`` (the dashboard can never
-  write); each read goes through a named query of ``sql.queries``, except the indicator history, which
-  has no named query yet and is the one bound-parameter statement below (``INDICATOR_HISTORY``).
+  write); each read goes through a named query of ``sql.queries``.
 - ``LiveHub``: one background thread per server process follows the Redis fan-out (pub/sub) and hands
   each message to the bounded queues of the sessions that asked for its channel; sessions drain their
   queue from a periodic callback, so no Redis I/O ever runs in a Panel callback. Redis is optional: a
@@ -41,15 +40,6 @@ LIVE_PATTERNS = ("tcp:candles:*", "tcp:provisional:*", "tcp:indicators:*", "tcp:
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
 NOT_CONFIGURED = "REDIS_URL is not set"
 T = TypeVar("T")
-
-# No named query returns an indicator's history (``latest_indicators`` gives only the newest value),
-# so the dashboard reads it here; bound parameters only, the primary key serves the range.
-INDICATOR_HISTORY = """
-SELECT time, indicator, output, value FROM indicators
-WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND timeframe = %(timeframe)s
-  AND indicator = ANY(%(labels)s::text[]) AND time >= %(start)s AND time <= %(end)s
-ORDER BY time, indicator, output
-"""
 
 
 class DataUnavailable(Exception):
@@ -130,15 +120,12 @@ class ReadOnlyDatabase:
         self, symbol: str, timeframe: str, labels: Sequence[str], start: datetime, end: datetime
     ) -> pd.DataFrame:
         """Long rows ``time, indicator, output, value`` of the given labels stamped in ``[start, end]``."""
-        params = {
-            "exchange": EXCHANGE,
-            "symbol": symbol,
-            "timeframe": queries.check_timeframe(timeframe),
-            "labels": list(labels),
-            "start": start,
-            "end": end,
-        }
-        rows = self.run(lambda c: c.execute(INDICATOR_HISTORY, params).fetchall()) if labels else []
+        queries.check_timeframe(timeframe)
+        rows = (
+            self.run(lambda c: queries.indicator_history(c, EXCHANGE, symbol, timeframe, labels, start, end))
+            if labels
+            else []
+        )
         frame = pd.DataFrame(rows, columns=["time", "indicator", "output", "value"])
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
         frame["value"] = frame["value"].astype(float)
