@@ -4,10 +4,6 @@ starting it, pulling partitions like Bytewax does, and the oracle, the tape read
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,13 +15,10 @@ from typing import Any
 from connectors.okx.events import Gap
 from connectors.okx.source import OkxItem, OkxTradesPartition, OkxTradesSource
 from market.types import Trade, ms_from_utc
+from tests.connectors.simulator_kit import BTC, cli_simulator
 from tests.support.live_samples import until
 from tests.support.tapes import tape_trades
 
-REPO = Path(__file__).parents[2]
-TAPES = REPO / "tests" / "data" / "tapes"
-BTC = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
-MATIC = TAPES / "MATIC-USDT-SWAP-trades-2023-08-20T1601Z.csv"
 # Short timings so a run stays within seconds; REST pacing low because the replay runs 50-100x real time,
 # which also stamps its trades minutes ahead of the clock: the future tolerance is widened accordingly.
 FAST: dict[str, Any] = {
@@ -53,24 +46,9 @@ class Sim:
 
 @contextmanager
 def simulator(tmp_path: Path, *args: str, path: Path = BTC) -> Iterator[Sim]:
-    log = tmp_path / "simulator.log"
-    command = [sys.executable, "-m", "connectors.okx.simulator", "--tape", str(path), "--port", "0", *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with (
-        log.open("w") as stderr,
-        subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-        ) as proc,
-    ):
-        try:
-            assert proc.stdout is not None
-            ready = json.loads(proc.stdout.readline())
-            yield Sim(ready["ws_public"], ready["rest"], log)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            assert proc.stdout is not None
-            proc.stdout.close()
+    """The simulator as a subprocess serving ``path``; its log is ``tmp_path / "simulator.log"``."""
+    with cli_simulator(tmp_path, "--tape", str(path), *args) as (_, ready):
+        yield Sim(ready["ws_public"], ready["rest"], tmp_path / "simulator.log")
 
 
 def drain(part: OkxTradesPartition, within: float) -> list[OkxItem]:

@@ -13,11 +13,10 @@ import pytest
 from connectors.okx.connection import ConnectLimiter
 from connectors.okx.events import ConnectionHealth
 from connectors.okx.source import OkxItem, OkxTradesSource
+from tests.connectors.simulator_kit import BTC, MATIC
 from tests.connectors.source_kit import (
-    BTC,
     BTC_ROWS,
     FAST,
-    MATIC,
     Sim,
     assert_exact,
     btc_source,
