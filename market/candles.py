@@ -209,6 +209,10 @@ class RollupBuilder:
     high/low span traded candles only, close is the last traded candle's close; volumes and trade counts
     are summed; ``vwap`` = quote volume / (volume x ``contract_value``). When nothing traded, ``build``
     gives a flat candle at the previous close. Candles must be given in increasing time order.
+
+    The stream's rollup: ``SeriesWindows`` emits with it the 5m ... 1d candles that indicators, signals
+    and the Redis fan-out use, with no database in the path. The database's rollups (docs/sql.md) are
+    tested equal to it on the same 1m candles (tests/sql/test_rollup_engines.py).
     """
 
     __slots__ = (
