@@ -22,7 +22,25 @@ from sql import statements
 from sql.schema import TIMEFRAMES
 from sql.statements import CANDLE_COLUMNS, Statement
 
-__all__ = ["CANDLE_COLUMNS", "MAX_ROWS", "RELATIONS", "TIMEFRAMES", "Row"]
+__all__ = [
+    "CANDLE_COLUMNS",
+    "MAX_ROWS",
+    "RELATIONS",
+    "TIMEFRAMES",
+    "Row",
+    "candles_between",
+    "check_timeframe",
+    "collector_health",
+    "gaps",
+    "indicator_history",
+    "late_trade_counts",
+    "latest_candles",
+    "latest_closes",
+    "latest_indicators",
+    "recent_signals",
+    "reject_counts",
+    "symbols",
+]
 
 RELATIONS: dict[str, str] = {tf: f"candles_{tf}" for tf in TIMEFRAMES}
 """The public relation of each timeframe: candles_1m (a table) and the rollup views of migration 0008."""
