@@ -329,3 +329,28 @@ def test_the_contract_value_column_is_backfilled_and_the_rollups_stay_the_same(
         )
         assert values == {"MATIC-USDT-SWAP": [Decimal(10)], "BTC-USDT": [Decimal(1)]}
         assert _rollup_rows(conn) == before
+
+
+def test_statements_after_the_marker_run_once_the_transaction_has_committed(
+    pg_url: str, tmp_path: Path
+) -> None:
+    copied = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copied)
+    (copied / "0998_after.sql").write_text(
+        "CREATE TABLE later (x int);\n"
+        f"{sql.migrate.AFTER_COMMIT}\n"
+        "-- no transaction may hold this one\n"
+        "CREATE INDEX CONCURRENTLY later_x ON later (x);\n"
+    )
+    (copied / "0999_after_fails.sql").write_text(
+        f"CREATE TABLE kept (x int);\n{sql.migrate.AFTER_COMMIT}\nSELECT no_such_function();\n"
+    )
+    with pytest.raises(
+        MigrationError, match="0999_after_fails.sql is applied, but its step after commit failed"
+    ):
+        migrate(pg_url, directory=copied)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('later_x')").fetchone() == ("later_x",)
+        assert conn.execute("SELECT to_regclass('kept')").fetchone() == ("kept",)
+        versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    assert {998, 999} <= versions
