@@ -16,15 +16,17 @@ from types import FrameType
 
 from bytewax.dataflow import Dataflow
 
-from app.resources import database_url, production_sinks, settings_or_exit
-from configs.errors import USER_ERROR_EXIT, UserError, report
+from app.resources import check_tapes, database_url, production_sinks, settings_or_exit
+from configs.errors import USER_ERROR_EXIT, UserError, exit_on_user_error, report
+from connectors.database import DatabaseSink
 from connectors.okx.session import SessionSource
 from connectors.okx.session_format import SessionError
 from connectors.okx.source import OkxTradesSource
 from connectors.resume import StoredHistory, load_stored_ends
 from flows.health import Restarts
 from flows.okx import live_flow
-from flows.session import session_flow, session_paths, session_recording
+from flows.replay import ReplayDatabaseSink, ReplayProgress, replay_flow, tape_source
+from flows.session import recorded_contract_values, session_flow, session_paths, session_recording
 
 log = logging.getLogger("tcp.flows")
 session_log = logging.getLogger("tcp.flows.session")
@@ -92,6 +94,22 @@ def session_dataflow() -> Dataflow:
             stored.last_trades,
             source.positions,
         )
-    return session_flow(
-        settings, production_sinks(settings, url), source, indicators, stored, StoredHistory(url)
-    )
+    # The database stores the contract values the candles are built with: the recorded ones.
+    values = recorded_contract_values(dict(source.header.flow), settings)
+    sinks = production_sinks(settings.model_copy(update={"contract_values": values}), url)
+    return session_flow(settings, sinks, source, indicators, stored, StoredHistory(url))
+
+
+def replay_dataflow() -> Dataflow:
+    """``flows.replay``'s ``flow``: the tapes named by ``REPLAY_TAPES`` into the resolved database, with a
+    progress line and a summary. The tapes are checked before any database is started."""
+    settings, indicators = settings_or_exit()
+    with exit_on_user_error():
+        check_tapes(settings.replay_tapes, "REPLAY_TAPES")
+        source = tape_source(settings)
+    url = database_url(settings)
+    sinks = production_sinks(settings, url)
+    assert isinstance(sinks.database, DatabaseSink)
+    progress = ReplayProgress(source).start()
+    sinks.database = ReplayDatabaseSink(sinks.database, source, progress)
+    return replay_flow(settings, sinks, indicators, source)

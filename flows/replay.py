@@ -30,7 +30,7 @@ from typing import TextIO
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from configs.errors import UserError, exit_on_user_error
+from configs.errors import UserError
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.database import DatabaseSink, StoredItem, WriterStats
@@ -48,15 +48,12 @@ TABLES = ("trades", "candles_1m", "late_trades", "rejects", "indicators", "signa
 
 
 def tape_source(settings: Settings) -> TapeSource:
-    """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` naming a file that is not a tape."""
+    """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` when it names no tape."""
     if not settings.replay_tapes:
         raise UserError(
             "REPLAY_TAPES is empty: there is nothing to replay.",
             "Name one or more OKX archive CSV tapes, comma-separated (bundled ones: tests/data/tapes).",
         )
-    from app.resources import check_tapes  # lazily, as every flow module imports app (app/__init__.py)
-
-    check_tapes(settings.replay_tapes, "REPLAY_TAPES")
     return TapeSource(settings.replay_tapes, until=settings.replay_end)
 
 
@@ -300,18 +297,10 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
 
 
 def __getattr__(name: str) -> Dataflow:
-    """``flow`` is built on first access (by ``bytewax.run``), so importing this module has no effects.
-    The tapes are checked before any database is started."""
+    """``flow`` is built on first access (by ``bytewax.run``, in app/entrypoints.py), so importing this
+    module has no effects."""
     if name != "flow":
         raise AttributeError(name)
-    from app.resources import database_url, production_sinks, settings_or_exit  # lazily (app/__init__.py)
+    from app.entrypoints import replay_dataflow  # the one import of app below it (app/__init__.py)
 
-    settings, indicators = settings_or_exit()
-    with exit_on_user_error():
-        source = tape_source(settings)
-    url = database_url(settings)
-    sinks = production_sinks(settings, url)
-    assert isinstance(sinks.database, DatabaseSink)
-    progress = ReplayProgress(source).start()
-    sinks.database = ReplayDatabaseSink(sinks.database, source, progress)
-    return replay_flow(settings, sinks, indicators, source)
+    return replay_dataflow()

@@ -52,13 +52,19 @@ def session_recording(settings: Settings) -> SessionRecording | None:
     )
 
 
+def recorded_contract_values(recorded: dict[str, Any], settings: Settings) -> dict[str, Decimal]:
+    """The contract values the session was recorded with (``settings``' when the recording holds none):
+    its candles are built with them and its database sink stores them."""
+    kept = recorded.get("contract_values")
+    return dict(settings.contract_values) if kept is None else {s: Decimal(v) for s, v in kept.items()}
+
+
 def candle_config(recorded: dict[str, Any], settings: Settings, stored: StoredEnds) -> CandleConfig:
     """The live flow's candle configuration, with the settings the session was recorded with (those of
     ``settings`` where the recording holds none)."""
     grace = timedelta(microseconds=recorded.get("candle_grace_us", settings.candle_grace // _US))
     emit_flat = bool(recorded.get("emit_flat_candles", settings.emit_flat_candles))
-    kept = recorded.get("contract_values")
-    values = dict(settings.contract_values) if kept is None else {s: Decimal(v) for s, v in kept.items()}
+    values = recorded_contract_values(recorded, settings)
     if (grace, emit_flat, values) != (
         settings.candle_grace,
         settings.emit_flat_candles,
