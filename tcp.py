@@ -12,7 +12,7 @@
     python3 tcp.py sim --tape TAPE [OPTIONS ...] [--debug]
         run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
     python3 tcp.py lint
-        ruff and mypy
+        ruff (lint and format check) and mypy; the test suite checks the same (tests/test_code_health.py)
 
 Each command takes --help. Replays run the same dataflow directly (README, "Replays"):
     REPLAY_TAPES=TAPE.csv .venv/bin/python -m bytewax.run flows.replay
@@ -121,10 +121,11 @@ def main(argv: list[str]) -> None:
         _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
         if rest:
-            print("usage: python3 tcp.py lint\n\nruff check and mypy over the project (no arguments)")
+            print("usage: python3 tcp.py lint\n\nruff check, ruff format --check and mypy over the project (no arguments)")
             sys.exit(0 if rest[0] in ("-h", "--help") else 2)
         python = ensure_environment(dev=True)
         code = subprocess.run([str(python), "-m", "ruff", "check", "."], cwd=ROOT).returncode
+        code |= subprocess.run([str(python), "-m", "ruff", "format", "--check", "."], cwd=ROOT).returncode
         code |= subprocess.run([str(python), "-m", "mypy"], cwd=ROOT).returncode
         sys.exit(code)
     else:
