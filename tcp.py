@@ -121,7 +121,7 @@ def main(argv: list[str]) -> None:
         _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
         if rest:
-            print("usage: python3 tcp.py lint\n\nruff check, ruff format --check and mypy over the project (no arguments)")
+            print("usage: python3 tcp.py lint\n\nruff check, ruff format --check and mypy (no arguments)")
             sys.exit(0 if rest[0] in ("-h", "--help") else 2)
         python = ensure_environment(dev=True)
         code = subprocess.run([str(python), "-m", "ruff", "check", "."], cwd=ROOT).returncode
