@@ -13,6 +13,9 @@
         run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
     python3 tcp.py lint
         ruff (lint and format check) and mypy; the test suite checks the same (tests/test_code_health.py)
+    python3 tcp.py bench [--quick] [--only NAME,...]
+        run the benchmarks of bench/ in one go and write their figures, with the machine and the command,
+        into docs/benchmarks.md (about 45 minutes; --quick about 10)
 
 Each command takes --help. Replays run the same dataflow directly (README, "Replays"):
     REPLAY_TAPES=TAPE.csv .venv/bin/python -m bytewax.run flows.replay
@@ -128,6 +131,11 @@ def main(argv: list[str]) -> None:
         code |= subprocess.run([str(python), "-m", "ruff", "format", "--check", "."], cwd=ROOT).returncode
         code |= subprocess.run([str(python), "-m", "mypy"], cwd=ROOT).returncode
         sys.exit(code)
+    elif command == "bench":
+        python = ensure_environment(dev=True)
+        if not {"-h", "--help"} & set(rest):
+            ensure_chromium()  # the dashboard's page load is measured in Chromium
+        _exec(python, "bench/run.py", *rest)
     else:
         sys.exit(f"unknown command {command!r}\n{__doc__}")
 

@@ -19,6 +19,7 @@ Needs Chromium (apt-get install -y chromium). Prints a Markdown report for docs/
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
@@ -31,13 +32,12 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
 from app.embedded_redis import EmbeddedRedis  # noqa: E402
+from bench.measuring import cpu_model, rss_mb  # noqa: E402
 from configs.indicators import load_indicator_config  # noqa: E402
 from connectors.database import DatabaseSink  # noqa: E402
 from connectors.redis_fanout import RedisFanout  # noqa: E402
@@ -53,10 +53,6 @@ MINUTE = timedelta(minutes=1)
 RENDERED_JS = """() => { for (const doc of window.Bokeh?.documents ?? []) {
     const m = doc.get_model_by_name('tcp-candles'); if (m && m.data.time.length > 0) return true; }
     return false; }"""
-
-
-def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 def load_once(browser: object, url: str) -> float:
@@ -146,6 +142,7 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=4)
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -200,15 +197,7 @@ def main() -> int:
                 process.wait(20)
             redis.stop()
             pg.stop()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    print(f"Machine: {os.cpu_count()} vCPU ({cpu}), Python {platform.python_version()}\n")
+    print(f"Machine: {os.cpu_count()} vCPU ({cpu_model()}), Python {platform.python_version()}\n")
     print("| what | result |\n|---|---|")
     print(
         f"| page load, navigation to chart rendered ({args.loads} fresh contexts; XRP-ETH 1m, 1000 candles,"
@@ -228,6 +217,11 @@ def main() -> int:
         f" max {max(r for _, r in samples):.0f} MB, last {samples[-1][1]:.0f} MB |"
     )
     print(f"| candles shown at the end, per page | {'; '.join(counts)} |")
+    if args.json is not None:
+        live = {"minutes": args.minutes, "series": len(SERIES), "published": published, "took_s": took}
+        rss = {"idle_mb": idle_rss, "before_mb": before, "after_mb": after}
+        extremes = {"rss_min_mb": min(r for _, r in samples), "rss_max_mb": max(r for _, r in samples)}
+        args.json.write_text(json.dumps({"loads_s": loads, "pages": args.pages, **live, **rss, **extremes}))
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import statistics
 import sys
 import tempfile
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="PostgreSQL: keep the server's files here; a second run reuses the loaded data",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     names = symbols(args.symbols)
     minutes = args.days * 1440
@@ -276,7 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     for label, median, p95, server_time, rows, former_median in results:
         former_cell = "" if former_median is None else f" {former_median:.2f} |"
         print(f"| {label} | {median:.2f} | {p95:.1f} | {server_time:.1f} | {rows} |{former_cell}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(query_figures(args, total, results)))
     return 0
+
+
+def query_figures(args: argparse.Namespace, total: int, results: list[Result]) -> dict[str, Any]:
+    reads = [
+        {"label": label, "median_ms": median, "p95_ms": p95, "server_ms": server_time, "rows": rows}
+        for label, median, p95, server_time, rows, _ in results
+    ]
+    run = {"engine": args.engine, "symbols": args.symbols, "days": args.days, "repeat": args.repeat}
+    return {**run, "rows": total, "reads": reads}
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def test_help_names_every_command_and_the_offline_mode() -> None:
         ("migrate", "usage: python -m sql.migrate"),
         ("sim", "--poison"),
         ("lint", "usage: python3 tcp.py lint"),
+        ("bench", "usage: python3 tcp.py bench"),
     ],
 )
 def test_each_command_answers_help_and_does_nothing_else(command: str, expected: str) -> None:
