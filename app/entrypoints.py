@@ -14,10 +14,14 @@ import signal
 import threading
 from types import FrameType
 
+import psycopg
 from bytewax.dataflow import Dataflow
 
+from app.cluster import ClusterPlace, cluster_place, prepare_recovery_share
 from app.resources import check_tapes, database_url, production_sinks, settings_or_exit
-from configs.errors import USER_ERROR_EXIT, UserError, exit_on_user_error, report
+from configs.errors import USER_ERROR_EXIT, UserError, database_problem, exit_on_user_error, report
+from configs.settings import Settings
+from connectors.cluster_board import ClusterBoard, channel_for
 from connectors.database import DatabaseSink
 from connectors.okx.session import SessionSource
 from connectors.okx.session_format import SessionError
@@ -25,7 +29,8 @@ from connectors.okx.source import OkxTradesSource
 from connectors.resume import StoredHistory, load_stored_ends
 from flows.health import Restarts
 from flows.okx import live_flow
-from flows.replay import ReplayDatabaseSink, ReplayProgress, replay_flow, tape_source
+from flows.replay import ReplayDatabaseSink, replay_flow, tape_source
+from flows.replay_progress import ReplayProgress
 from flows.session import recorded_contract_values, session_flow, session_paths, session_recording
 
 log = logging.getLogger("tcp.flows")
@@ -48,11 +53,22 @@ def graceful_stop() -> threading.Event:
     return stop
 
 
+def place_in_cluster(settings: Settings) -> ClusterPlace:
+    """This process's place in its cluster; in one with a recovery directory, its share of the recovery
+    partitions is created there first (``app.cluster.prepare_recovery_share``)."""
+    place = cluster_place()
+    created = prepare_recovery_share(place, settings.recovery.partitions)
+    if created:
+        log.info("process %d: created its recovery partitions %s", place.process, [p.name for p in created])
+    return place
+
+
 def live_dataflow() -> Dataflow:
     """``flows.okx``'s ``flow``: OKX's websocket for the configured instruments into the resolved
     database and Redis, continuing from where the stored data end; the first SIGINT/SIGTERM ends the
     input; restarts by ``up`` are reported in the collectors' health."""
     settings, indicators = settings_or_exit()
+    place_in_cluster(settings)
     url = database_url(settings)
     sinks = production_sinks(settings, url)
     stored = load_stored_ends(url, "okx", settings.instruments)
@@ -85,6 +101,7 @@ def session_dataflow() -> Dataflow:
             error,
         )
         raise SystemExit(USER_ERROR_EXIT) from None
+    place_in_cluster(settings)
     url = database_url(settings)
     stored = load_stored_ends(url, source.header.exchange, source.instruments)
     if stored.last_trades != source.positions:
@@ -107,9 +124,31 @@ def replay_dataflow() -> Dataflow:
     with exit_on_user_error():
         check_tapes(settings.replay_tapes, "REPLAY_TAPES")
         source = tape_source(settings)
+    place = place_in_cluster(settings)
     url = database_url(settings)
     sinks = production_sinks(settings, url)
     assert isinstance(sinks.database, DatabaseSink)
-    progress = ReplayProgress(source).start()
-    sinks.database = ReplayDatabaseSink(sinks.database, source, progress)
+    board = replay_board(settings, place, url)
+    progress = ReplayProgress(source, cluster=board).start()
+    sinks.database = ReplayDatabaseSink(sinks.database, source, progress, cluster=board)
     return replay_flow(settings, sinks, indicators, source)
+
+
+def replay_board(settings: Settings, place: ClusterPlace, url: str) -> ClusterBoard | None:
+    """In a cluster, the board on which the processes report to process 0 (which starts listening now,
+    before the cluster connects); its channel is derived alike by every process from the cluster's
+    addresses and the tapes."""
+    if not place.clustered:
+        return None
+    tapes = sorted(path.name for path in settings.replay_tapes)
+    channel = channel_for(place.addresses, tapes, str(settings.replay_end))
+    board = ClusterBoard(
+        url, channel, place.process, place.processes, settings.database.connect_timeout_seconds
+    )
+    if place.leader:
+        with exit_on_user_error():
+            try:
+                board.listen()
+            except psycopg.Error as error:
+                raise database_problem(error, url, "DATABASE_URL", embedded=False) from error
+    return board

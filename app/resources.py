@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from bytewax.recovery import init_db_dir
 from pydantic import ValidationError
 
+from app.cluster import cluster_place
 from app.embedded_postgres import EmbeddedPostgres
 from app.embedded_redis import EmbeddedRedis
 from configs.errors import UserError, check_database, check_redis, exit_on_user_error, yaml_problem
@@ -86,14 +90,32 @@ def _redis_url(settings: Settings) -> str:
 
 def _embedded_url(server_type: type[EmbeddedPostgres | EmbeddedRedis], data_dir: Path, name: str) -> str:
     """The embedded server running on ``data_dir`` (the run command's), else one started for this process
-    and stopped at its exit."""
+    and stopped at its exit; but never started by one process of a cluster (:func:`refuse_in_cluster`)."""
     url = server_type.running_url(data_dir) if data_dir.exists() else None
     if url is None:
+        refuse_in_cluster(name)
         server = server_type(data_dir)
         url = server.start()
         atexit.register(server.stop)
         log.info("started an embedded %s for this flow at %s", name, url)
     return url
+
+
+def refuse_in_cluster(name: str) -> None:
+    """A process of a cluster (``-i``/``-a``) does not start an embedded server: raises ``UserError``.
+
+    The embedded servers listen on a Unix socket of one machine and keep their data in this process's
+    DATA_DIR: processes on other hosts cannot reach them, and processes that each started their own
+    would write to separate databases, each holding only its share of the instruments. Starting one in
+    process 0 alone would not help the other hosts either. So a cluster shares servers it is given."""
+    place = cluster_place()
+    if place.clustered:
+        variable = "DATABASE_URL" if name == "PostgreSQL" else "REDIS_URL"
+        raise UserError(
+            f"{variable} is not set, and process {place.process} of a cluster of {place.processes} does not "
+            f"start an embedded {name}: the processes must share one.",
+            f"Set {variable} on every process to a {name} they all reach (docs/scaling.md).",
+        )
 
 
 def recovery_env(settings: Settings) -> dict[str, str]:
@@ -130,7 +152,8 @@ def database_sink(settings: Settings, url: str) -> DatabaseSink:
     resumes from the database starts after it)."""
     spool = Path(settings.data_dir) / "spool"
     timeout = settings.database.connect_timeout_seconds
-    drain_spool(url, spool, connect_timeout=timeout, contract_values=settings.contract_values)
+    with spool_drain_lock(spool):
+        drain_spool(url, spool, connect_timeout=timeout, contract_values=settings.contract_values)
     return DatabaseSink(
         url,
         spool_dir=spool,
@@ -138,6 +161,20 @@ def database_sink(settings: Settings, url: str) -> DatabaseSink:
         spool_max_mb=settings.database.spool_max_mb,
         contract_values=settings.contract_values,
     )
+
+
+@contextmanager
+def spool_drain_lock(spool: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``spool`` while draining it: the processes of a cluster that share a
+    DATA_DIR each drain at start, one after the other, so a batch is never written by two at once (the
+    second finds it gone). Each worker spools into its own directory (named by its cluster-wide index)."""
+    spool.mkdir(parents=True, exist_ok=True)
+    with open(spool / ".drain.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_tapes(tapes: list[Path], source: str) -> None:

@@ -15,17 +15,24 @@ otherwise one line every 5 s. When the database sink has closed, the higher time
 the replayed range on either engine (``sql.policies.refresh_after_load``: on TimescaleDB the continuous
 aggregates are refreshed over it, however old), and a summary is printed: rows written per table and the
 elapsed time. The live flow has none of this.
+
+As a cluster (``-i``/``-a``, docs/scaling.md) each process reads its share of the tapes' partitions and
+writes what its workers hold; only process 0 prints progress (all processes' rows, as the others report
+them through a :class:`~connectors.cluster_board.ClusterBoard`), and only once every other process has
+reported that it has written everything does process 0 refresh the rollups over the whole cluster's
+range and print the one summary of the whole cluster, so it exits after all processes wrote.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -33,18 +40,31 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from configs.errors import UserError
 from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
+from connectors.cluster_board import MAX_PAYLOAD, ClusterBoard
 from connectors.database import DatabaseSink, StoredItem, WriterStats
 from connectors.replay import TapeSource
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
+from flows.replay_progress import PROGRESS_EVERY, REDRAW_EVERY, ReplayProgress, duration, progress_line
 from market.types import Candle, IndicatorValue, Rejected, Signal
 from market.windowing import LateTrade
 
-PROGRESS_EVERY = 5.0
-"""Seconds between progress lines when stderr is not a terminal."""
-REDRAW_EVERY = 0.5
-"""Seconds between redraws of the progress bar on a terminal."""
 TABLES = ("trades", "candles_1m", "late_trades", "rejects", "indicators", "signals")
+CLUSTER_WAIT = 600.0
+"""Seconds process 0 waits, once its own rows are written, for the other processes to report theirs."""
+
+
+__all__ = [
+    "PROGRESS_EVERY",
+    "REDRAW_EVERY",
+    "TABLES",
+    "ReplayDatabaseSink",
+    "ReplayProgress",
+    "progress_line",
+    "replay_flow",
+    "summary_lines",
+    "tape_source",
+]
 
 
 def tape_source(settings: Settings) -> TapeSource:
@@ -77,25 +97,6 @@ def replay_flow(
 # -- progress and summary -------------------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def progress_line(done: int, total: int, elapsed: float, bar_width: int = 0) -> str:
-    """``replay: 6,000/12,477 trades (48%), 1,234 trades/s, ETA 0:00:05``, with a bar if ``bar_width``."""
-    rate = done / elapsed if elapsed > 0 else 0.0
-    share = min(done / total, 1.0) if total else 1.0
-    eta = (
-        _duration((total - done) / rate) if rate > 0 and total > done else ("0:00:00" if share == 1 else "?")
-    )
-    bar = ""
-    if bar_width:
-        filled = int(share * bar_width)
-        bar = "[" + "#" * filled + "-" * (bar_width - filled) + "] "
-    return f"replay: {bar}{done:,}/{total:,} trades ({share:.0%}), {rate:,.0f} trades/s, ETA {eta}"
-
-
 def summary_lines(
     stats: WriterStats, rows: Mapping[str, int], elapsed: float, rows_read: int, tapes: int
 ) -> list[str]:
@@ -110,7 +111,7 @@ def summary_lines(
         "signals": (rows["signals"], ""),
     }
     lines = [
-        f"Replay done in {_duration(elapsed)} ({elapsed:.1f} s): {rows_read:,} rows read from "
+        f"Replay done in {duration(elapsed)} ({elapsed:.1f} s): {rows_read:,} rows read from "
         f"{tapes} tape(s); rows written:"
     ]
     lines += [f"  {table:<12}{written[table][0]:>12,}{written[table][1]}" for table in TABLES]
@@ -120,47 +121,6 @@ def summary_lines(
             "written at the next start"
         )
     return lines
-
-
-class ReplayProgress:
-    """Prints the replay's progress to ``stream`` from a background thread until :meth:`stop`."""
-
-    def __init__(self, source: TapeSource, stream: TextIO | None = None, every: float | None = None) -> None:
-        self.source = source
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.every = every or (REDRAW_EVERY if self.tty else PROGRESS_EVERY)
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._drawing = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="replay-progress", daemon=True)
-
-    def start(self) -> ReplayProgress:
-        self._thread.start()
-        return self
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def draw(self, final: bool = False) -> None:
-        line = progress_line(
-            self.source.rows_read, self.source.total_rows, self.elapsed(), bar_width=30 if self.tty else 0
-        )
-        with self._drawing:
-            if self.tty:
-                self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
-            else:
-                self.stream.write(line + "\n")
-            self.stream.flush()
-
-    def stop(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self.draw(final=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.draw()
 
 
 @dataclass
@@ -200,6 +160,31 @@ class _Tally:
                 merged.append((low, high))
         return merged
 
+    def message(self) -> dict[str, object]:
+        """What another process of a cluster reports to process 0: its counters and merged ranges (one
+        range from the first to the last if the ranges would not fit in a report)."""
+        with self.lock:
+            counters = {name: value for name, value in vars(self.stats).items() if isinstance(value, int)}
+            rows = dict(self.rows)
+        ranges = [(low.isoformat(), high.isoformat()) for low, high in self.ranges()]
+        message: dict[str, object] = {"stats": counters, "rows": rows, "ranges": ranges}
+        if len(json.dumps(message)) > MAX_PAYLOAD - 200 and ranges:
+            message["ranges"] = [(ranges[0][0], max(high for _, high in ranges))]
+        return message
+
+    def merge(self, message: Mapping[str, Any], process: int) -> None:
+        """Count in what another process of the cluster wrote (its :meth:`message`)."""
+        with self.lock:
+            for name, value in dict(message.get("stats", {})).items():
+                setattr(self.stats, name, getattr(self.stats, name, 0) + int(value))
+            for table, value in dict(message.get("rows", {})).items():
+                self.rows[table] = self.rows.get(table, 0) + int(value)
+            for index, (low, high) in enumerate(message.get("ranges", [])):
+                self.spans[f"process {process} #{index}"] = (
+                    datetime.fromisoformat(low),
+                    datetime.fromisoformat(high),
+                )
+
     def add(self, stats: WriterStats) -> bool:
         """Count a closed partition's writes in; True when it was the last open one."""
         with self.lock:
@@ -230,10 +215,20 @@ class _TalliedPartition(StatelessSinkPartition[StoredItem]):
             self.sink.finished()
 
 
+def _missing(missing: list[int]) -> str:
+    if not missing:
+        return ""
+    return (
+        f"; not heard from process {', '.join(map(str, missing))}: its rows are not counted here and the "
+        "rollups may not cover them (python -m sql.policies --refresh-all brings them up to date)"
+    )
+
+
 class ReplayDatabaseSink(DynamicSink[StoredItem]):
     """The database sink of a replay: writes through ``DatabaseSink`` and, once the last partition of this
     process has closed (everything written), makes the rollups cover the 1m candles written and prints
-    the summary."""
+    the summary. In a cluster (``cluster``), the other processes report their tally to process 0 instead,
+    which waits for all of them (up to ``wait`` seconds) and then does both once for the whole cluster."""
 
     def __init__(
         self,
@@ -241,11 +236,15 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
         source: TapeSource,
         progress: ReplayProgress | None = None,
         out: TextIO | None = None,
+        cluster: ClusterBoard | None = None,
+        wait: float = CLUSTER_WAIT,
     ) -> None:
         self.inner = inner
         self.source = source
         self.progress = progress
         self.out = out
+        self.cluster = cluster
+        self.wait = wait
         self.tally = _Tally()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _TalliedPartition:
@@ -255,10 +254,17 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
         return _TalliedPartition(self, inner, inner.writer.stats)
 
     def finished(self) -> None:
-        import psycopg
-
-        from sql.policies import refresh_after_load
-
+        cluster = self.cluster
+        if cluster is not None and cluster.process != 0:
+            self._report(cluster)
+            return
+        rows_read = self.source.rows_read
+        missing: list[int] = []
+        if cluster is not None:
+            reports, missing = cluster.wait_for_others(self.wait)
+            for report in reports:
+                self.tally.merge(report, int(report.get("process", -1)))
+            rows_read += cluster.others_read()
         if self.progress is not None:
             self.progress.stop()
         elapsed = self.progress.elapsed() if self.progress is not None else 0.0
@@ -266,34 +272,62 @@ class ReplayDatabaseSink(DynamicSink[StoredItem]):
             self.tally.stats,
             self.tally.rows,
             elapsed,
-            self.source.rows_read,
+            rows_read,
             sum(len(group) for group in self.source.groups),
         )
-        ranges = self.tally.ranges()
-        if ranges:
-            span = ", ".join(f"{low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M}" for low, high in ranges)
-            print(
-                f"replay: bringing candles_5m .. candles_1d up to date over {span} UTC",
-                file=sys.stderr,
-                flush=True,
-            )
-            started = time.monotonic()
-            try:
-                with psycopg.connect(
-                    self.inner.url, autocommit=True, connect_timeout=int(max(1, self.inner.connect_timeout))
-                ) as conn:
-                    for low, high in ranges:
-                        refresh_after_load(conn, low, high)
-                lines.append(
-                    f"  candles_5m .. candles_1d cover the 1m candles closing {span} UTC "
-                    f"(rollups refreshed in {time.monotonic() - started:.1f} s)"
-                )
-            except psycopg.Error as error:
-                lines.append(
-                    f"  rollups not refreshed ({type(error).__name__}: {error}); run "
-                    "python -m sql.policies --refresh-all"
-                )
+        if cluster is not None:
+            lines.append(f"  written by {cluster.processes} processes{_missing(missing)}")
+        lines += self._refresh()
         print("\n".join(lines), file=self.out or sys.stdout, flush=True)
+        if cluster is not None:
+            cluster.close()
+
+    def _report(self, cluster: ClusterBoard) -> None:
+        """Another process than 0 of a cluster: tell process 0 this process has written everything."""
+        if self.progress is not None:
+            self.progress.stop()
+        message = {**self.tally.message(), "process": cluster.process}
+        told = cluster.report_done(self.source.rows_read, message)
+        where = "process 0 prints the summary" if told else "process 0 could not be told (see the log)"
+        print(
+            f"replay: process {cluster.process} of {cluster.processes} wrote its share "
+            f"({self.source.rows_read:,} rows read); {where}",
+            file=sys.stderr,
+            flush=True,
+        )
+        cluster.close()
+
+    def _refresh(self) -> list[str]:
+        """Bring the rollups up to date over the 1m candles written; the summary's lines about it."""
+        import psycopg
+
+        from sql.policies import refresh_after_load
+
+        ranges = self.tally.ranges()
+        if not ranges:
+            return []
+        span = ", ".join(f"{low:%Y-%m-%d %H:%M} .. {high:%Y-%m-%d %H:%M}" for low, high in ranges)
+        print(
+            f"replay: bringing candles_5m .. candles_1d up to date over {span} UTC",
+            file=sys.stderr,
+            flush=True,
+        )
+        started = time.monotonic()
+        try:
+            with psycopg.connect(
+                self.inner.url, autocommit=True, connect_timeout=int(max(1, self.inner.connect_timeout))
+            ) as conn:
+                for low, high in ranges:
+                    refresh_after_load(conn, low, high)
+        except psycopg.Error as error:
+            return [
+                f"  rollups not refreshed ({type(error).__name__}: {error}); run "
+                "python -m sql.policies --refresh-all"
+            ]
+        return [
+            f"  candles_5m .. candles_1d cover the 1m candles closing {span} UTC "
+            f"(rollups refreshed in {time.monotonic() - started:.1f} s)"
+        ]
 
 
 def __getattr__(name: str) -> Dataflow:

@@ -1,0 +1,53 @@
+"""The replay cluster's reports to process 0 over a real PostgreSQL (LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from connectors.cluster_board import ClusterBoard, channel_for
+
+
+def test_every_process_derives_the_same_channel_and_another_run_another() -> None:
+    one = channel_for(("a:1", "b:1"), ["x.csv", "y.csv"], "None")
+    assert one == channel_for(("a:1", "b:1"), ["x.csv", "y.csv"], "None")
+    assert one != channel_for(("a:1", "b:1"), ["x.csv"], "None")
+    assert one.startswith("tcp_replay_") and len(one) < 63
+
+
+def test_process_0_hears_the_others_progress_and_tallies(pg_url: str) -> None:
+    channel = channel_for("test", pg_url)
+    leader = ClusterBoard(pg_url, channel, 0, 3).listen()
+    one, two = ClusterBoard(pg_url, channel, 1, 3), ClusterBoard(pg_url, channel, 2, 3)
+    try:
+        one.report_progress(100)
+        two.report_progress(50)
+        one.report_progress(250)
+        deadline = time.monotonic() + 10
+        while leader.others_read() != 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert leader.others_read() == 300
+        assert one.report_done(400, {"rows": {"signals": 2}})
+        tallies, missing = leader.wait_for_others(0.5)
+        assert tallies == [{"rows": {"signals": 2}}] and missing == [2]
+        assert two.report_done(60, {"rows": {"signals": 1}})
+        tallies, missing = leader.wait_for_others(10)
+        assert tallies == [{"rows": {"signals": 2}}, {"rows": {"signals": 1}}] and missing == []
+        assert leader.others_read() == 460
+    finally:
+        for board in (leader, one, two):
+            board.close()
+
+
+def test_a_report_too_large_for_a_notification_is_refused(pg_url: str) -> None:
+    board = ClusterBoard(pg_url, channel_for("big"), 1, 2)
+    with pytest.raises(ValueError, match="over"):
+        board.report_done(1, {"ranges": ["x" * 9000]})
+    board.close()
+
+
+def test_a_process_that_cannot_reach_the_database_says_so() -> None:
+    board = ClusterBoard("postgresql://nobody@127.0.0.1:1/none", channel_for("x"), 1, 2, connect_timeout=1)
+    board.report_progress(5)  # best effort: no error
+    assert board.report_done(5, {}) is False
