@@ -23,12 +23,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import TextIO
+from typing import TextIO, TypeVar
 
-from market.plausibility import DEFAULT_LIMITS, trade_problem
+from market.plausibility import DEFAULT_LIMITS, INT8_MAX, decimal_problem, trade_problem
 from market.types import EPOCH, Rejected, Side, Trade, ms_from_utc, utc_from_ms
 
 EXCHANGE = "okx"
@@ -42,6 +42,7 @@ _LATEST_MS = ms_from_utc(DEFAULT_LIMITS.latest)
 log = logging.getLogger("tcp.tape")
 
 PathLike = str | os.PathLike[str]
+T = TypeVar("T")
 
 
 class TapeError(ValueError):
@@ -104,53 +105,95 @@ def _fields(line: str) -> list[str]:
 
 class _RowParser:
     """Lines of one tape to trades, or why a line is not one. Well-formed rows take a fast path;
-    anything odd goes through the strict checks, which name the problem. Recent times are remembered
-    (consecutive trades often share a millisecond)."""
+    anything odd goes through the strict checks, which name the problem.
 
-    __slots__ = ("_times", "width", "with_source")
+    Tapes repeat themselves: consecutive trades often share a millisecond, and prices, sizes and the
+    instrument recur. Each field is checked against its bound of ``trade_problem`` once and remembered
+    (the time of a ``created_time``, the ``Decimal`` of a price or size text, the instrument id), so
+    most rows are built from remembered fields with only the trade id parsed; trades share those
+    objects. A row with a field that fails goes the way it always went, which names the problem. The
+    memories are bounded (cleared when full)."""
+
+    __slots__ = ("_numbers", "_symbols", "_times", "width", "with_source")
 
     def __init__(self, with_source: bool) -> None:
         self.with_source = with_source
         self.width = 7 if with_source else 6
         self._times: dict[str, datetime] = {}
+        self._numbers: dict[str, Decimal] = {}
+        self._symbols: dict[str, str] = {}
 
     def __call__(self, line: str) -> Trade | str:
         try:
             row = _fields(line)
         except csv.Error as exc:
             return f"unreadable csv: {exc}"
+        if len(row) != self.width:
+            return self._checked(row)
+        symbol, number, side, price_text, size_text, created = row[:6]
+        numbers = self._numbers
         if (
-            len(row) == self.width
-            and row[0]
-            and (row[2] == "buy" or row[2] == "sell")
-            and row[1].isascii()
-            and row[1].isdigit()
-            and (ts_event := self._times.get(row[5]) or self._time(row[5])) is not None
-        ):
-            side: Side = row[2]  # type: ignore[assignment]  # checked above
+            (side == "buy" or side == "sell")
+            and (known := self._symbols.get(symbol) or self._symbol(symbol)) is not None
+            and (ts_event := self._times.get(created) or self._time(created)) is not None
+            and (price := numbers.get(price_text) or self._number(price_text)) is not None
+            and (size := numbers.get(size_text) or self._number(size_text)) is not None
+            and number.isascii()
+            and number.isdigit()
+            and 0 < (trade_id := int(number)) <= INT8_MAX
+        ):  # every field within its bound (and count 1 <= trade id): trade_problem has nothing to say
+            checked: Side = "buy" if side == "buy" else "sell"
             source = (row[6] or None) if self.with_source else None
+            return Trade(
+                EXCHANGE, known, trade_id, price, size, checked, ts_event, None, 1, None, source, "tape"
+            )
+        return self._refused(row)
+
+    def _refused(self, row: list[str]) -> Trade | str:
+        """A row of the right width that the fast path did not take: ``trade_problem``'s reason if it
+        builds a trade, else the strict checks' reason."""
+        symbol, number, side, created = row[0], row[1], row[2], row[5]
+        if symbol and (side == "buy" or side == "sell") and number.isascii() and number.isdigit():
             try:
-                price, size = Decimal(row[3]), Decimal(row[4])
-                trade = Trade(
-                    EXCHANGE, row[0], int(row[1]), price, size, side, ts_event, None, 1, None, source, "tape"
-                )
-            except (ValueError, ArithmeticError):
-                return self._checked(row)
-            return trade_problem(trade) or trade  # the bounds: finite, positive, precision, time, ids
+                ts_event = utc_from_ms(int(created)) if created.isascii() and created.isdigit() else None
+                if ts_event is not None:
+                    checked: Side = "buy" if side == "buy" else "sell"
+                    trade = Trade(
+                        EXCHANGE, symbol, int(number), Decimal(row[3]), Decimal(row[4]), checked, ts_event
+                    )
+                    return trade_problem(trade) or replace(
+                        trade, source=(row[6] or None) if self.with_source else None, origin="tape"
+                    )
+            except (OverflowError, ValueError, ArithmeticError):
+                pass
         return self._checked(row)
 
+    def _symbol(self, symbol: str) -> str | None:
+        """``symbol`` if it is an acceptable instrument id (remembered), else None."""
+        limit = DEFAULT_LIMITS.max_symbol_length
+        if not symbol or len(symbol) > limit or not symbol.isprintable():
+            return None
+        return _kept(self._symbols, symbol, symbol, 4096)
+
+    def _number(self, text: str) -> Decimal | None:
+        """The ``Decimal`` of ``text`` if it is an acceptable price or size (remembered), else None."""
+        try:
+            value = Decimal(text)
+        except (ValueError, ArithmeticError):
+            return None
+        if decimal_problem("price", value) is not None:
+            return None
+        return _kept(self._numbers, text, value, 65536)
+
     def _time(self, created: str) -> datetime | None:
-        """The time of ``created`` if it is plain integer milliseconds within ``datetime``'s range."""
+        """The time of ``created`` if it is plain integer milliseconds within the trade time bounds
+        (``TradeLimits.earliest`` .. ``latest``, remembered); else None."""
         if not (created.isascii() and created.isdigit()):
             return None
-        try:
-            ts_event = utc_from_ms(int(created))
-        except (OverflowError, ValueError):
+        ms = int(created)
+        if not _EARLIEST_MS <= ms < _LATEST_MS:
             return None
-        if len(self._times) >= 4096:
-            self._times.clear()
-        self._times[created] = ts_event
-        return ts_event
+        return _kept(self._times, created, utc_from_ms(ms), 4096)
 
     def _checked(self, row: list[str]) -> Trade | str:
         if len(row) != self.width:
@@ -185,6 +228,14 @@ class _RowParser:
             origin="tape",
         )
         return trade_problem(trade) or trade
+
+
+def _kept(memory: dict[str, T], key: str, value: T, limit: int) -> T:
+    """Remember ``value`` under ``key`` (forgetting everything first when ``limit`` is reached)."""
+    if len(memory) >= limit:
+        memory.clear()
+    memory[key] = value
+    return value
 
 
 def _short(text: str) -> str:
@@ -262,7 +313,10 @@ def merge_arrivals(paths: Iterable[PathLike]) -> Iterator[Trade | Rejected]:
     """Combine tapes in arrival order: each tape keeps its own row order; across tapes, the next item
     is the one whose head is earliest by (ts_event, trade_id) (a reject by its stamp), ties in the order
     of ``paths``. Sorted tapes thus interleave exactly in time order, and one tape is read as it is."""
-    return heapq.merge(*(read_arrivals(path) for path in paths), key=_arrival_key)
+    tapes = list(paths)
+    if len(tapes) == 1:
+        return read_arrivals(tapes[0])
+    return heapq.merge(*(read_arrivals(path) for path in tapes), key=_arrival_key)
 
 
 def _arrival_key(item: Trade | Rejected) -> tuple[datetime, int]:
