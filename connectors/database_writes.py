@@ -217,16 +217,29 @@ def _copy_field(value: object) -> str:
 
 
 def _copy_text(trades: list[Trade]) -> str:
-    """Trades as COPY text rows; formatting here is ~2x faster than per-value adaptation."""
+    """Trades as COPY text rows; formatting here is ~2x faster than per-value adaptation. Consecutive
+    trades mostly share their instrument and often their time: each is formatted once per run."""
     lines = []
     plain = _PLAIN_WORDS
+    last_symbol = last_exchange = None
+    last_ts: datetime | None = None
+    head = stamp = ""
     for t in trades:
-        symbol = t.symbol if t.symbol.isprintable() and "\\" not in t.symbol else _copy_field(t.symbol)
-        exchange = t.exchange if t.exchange in plain else _copy_field(t.exchange)
+        if t.symbol is not last_symbol or t.exchange is not last_exchange:
+            last_symbol, last_exchange = t.symbol, t.exchange
+            symbol = t.symbol if t.symbol.isprintable() and "\\" not in t.symbol else _copy_field(t.symbol)
+            exchange = t.exchange if t.exchange in plain else _copy_field(t.exchange)
+            head = f"{exchange}\t{symbol}\t"
+        if t.ts_event is not last_ts:
+            last_ts = t.ts_event
+            stamp = last_ts.isoformat()
         origin = t.origin if t.origin in plain else _copy_field(t.origin)
+        recv = "\\N" if t.ts_recv is None else t.ts_recv.isoformat()
+        seq = "\\N" if t.seq_id is None else str(t.seq_id)
+        source = "\\N" if t.source is None else _copy_field(t.source)
         lines.append(
-            f"{exchange}\t{symbol}\t{t.trade_id}\t{t.ts_event.isoformat()}\t{t.price}\t{t.size}\t{t.side}\t"
-            f"{_copy_field(t.ts_recv)}\t{t.count}\t{_copy_field(t.seq_id)}\t{_copy_field(t.source)}\t{origin}\n"
+            f"{head}{t.trade_id}\t{stamp}\t{t.price}\t{t.size}\t{t.side}\t"
+            f"{recv}\t{t.count}\t{seq}\t{source}\t{origin}\n"
         )
     return "".join(lines)
 
