@@ -39,7 +39,7 @@ from connectors.okx.events import Gap
 from market.provisional import ProvisionalCandle, ProvisionalThrottle
 from market.types import Candle, FeedState, Trade, TradeBatch
 from market.watermark import Watermark
-from market.windowing import LateTrade, ResumePoint, SeriesWindows
+from market.windowing import NOTHING, LateTrade, ResumePoint, SeriesWindows
 
 CandleIn = Trade | FeedState | Gap
 CandleOut = TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap
@@ -122,16 +122,7 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         if self.state.fresh and (first := next((t for t in values if type(t) is Trade), None)):
             self.state.windows.mark_incomplete(first.ts_event, first.ts_event)
             self.state.fresh = False
-        accepted: list[Trade] = []
-        for item in values:
-            if type(item) is Trade:
-                self._on_trade(item, now, accepted, out)
-            elif isinstance(item, FeedState):
-                self._on_feed(item, now, out)
-            elif isinstance(item, Gap):
-                if not item.filled:
-                    self.state.windows.mark_incomplete(item.from_time, item.to_time)
-                out.append(item)  # passed on to the database
+        accepted = self._on_items(values, now, out)
         if accepted:
             out.insert(0, TradeBatch(tuple(accepted)))
         if self.config.clock == "wall":
@@ -141,18 +132,37 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
             self._provisional(now, out)
         return out, StatefulBatchLogic.RETAIN
 
-    def _on_trade(self, trade: Trade, now: datetime, accepted: list[Trade], out: list[CandleOut]) -> None:
+    def _on_items(self, values: list[CandleIn], now: datetime, out: list[CandleOut]) -> list[Trade]:
+        """Each item in order; returns the new (non-duplicate) trades, late ones included."""
+        assert self.state is not None
+        accepted: list[Trade] = []
+        on_trade = self.state.windows.on_trade
+        wall = self.config.clock == "wall"
+        for item in values:
+            if type(item) is Trade:
+                if wall:
+                    self._observe(item, now)
+                emitted = on_trade(item)
+                if emitted is NOTHING:  # the common case: folded into an open window
+                    accepted.append(item)
+                elif not emitted.duplicates:
+                    accepted.append(item)
+                    out.extend(emitted.late)
+                    self._closed(emitted.candles, out)
+            elif isinstance(item, FeedState):
+                self._on_feed(item, now, out)
+            elif isinstance(item, Gap):
+                if not item.filled:
+                    self.state.windows.mark_incomplete(item.from_time, item.to_time)
+                out.append(item)  # passed on to the database
+        return accepted
+
+    def _observe(self, trade: Trade, now: datetime) -> None:
+        """Live: a trade moves the clock; with a feed's clock it counts from its receive time."""
         assert self.state is not None
         clock = self.state.clock
-        if self.config.clock == "wall":  # with a feed's clock a trade counts from its receive time
-            seen = trade.ts_recv if clock.live is not None and trade.ts_recv is not None else now
-            clock.observe(trade.ts_event, seen)
-        emitted = self.state.windows.on_trade(trade)
-        if emitted.duplicates:
-            return
-        accepted.append(trade)
-        out.extend(emitted.late)
-        self._closed(emitted.candles, out)
+        seen = trade.ts_recv if clock.live is not None and trade.ts_recv is not None else now
+        clock.observe(trade.ts_event, seen)
 
     def _on_feed(self, feed: FeedState, now: datetime, out: list[CandleOut]) -> None:
         """Every trade received up to ``heard_at`` came before: the feed's clock moves here, in order,
