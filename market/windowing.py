@@ -8,6 +8,7 @@ Rule numbers refer to the time contract (docs/time.md); docs/candles.md explains
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -159,6 +160,23 @@ class SeriesWindows:
         self._watermark: datetime | None = None
         self._last_close: Decimal | None = None
         self._incomplete: list[tuple[int, int]] = []  # 1m windows (first, last minute) missing trades
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SeriesWindows:
+        """A copy sharing nothing mutable with this one (for snapshots), made without walking every
+        remembered id: ids are ints, builders hold only immutable values."""
+        clone = copy.copy(self)
+        clone._windows = {minute: copy.copy(builder) for minute, builder in self._windows.items()}
+        clone._ids = {minute: list(ids) for minute, ids in self._ids.items()}
+        clone._seen = set(self._seen)
+        clone._rollups = tuple((copy.copy(rollup), span) for rollup, span in self._rollups)
+        clone._incomplete = list(self._incomplete)
+        # The cache of the current window points into the windows and ids: to their copies.
+        current = next((m for m, builder in self._windows.items() if builder is self._cur), None)
+        clone._cur = copy.copy(self._cur) if current is None else clone._windows[current]
+        owner = next((m for m, ids in self._ids.items() if ids is self._cur_ids), None)
+        clone._cur_ids = list(self._cur_ids) if owner is None else clone._ids[owner]
+        memo[id(self)] = clone
+        return clone
 
     @property
     def watermark(self) -> datetime | None:
