@@ -109,8 +109,12 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
     The tapes are scanned once when the source is made (a file that is not a tape raises ``TapeError``
     here): ``ends`` gives each instrument's replay end for the candle step."""
 
-    def __init__(self, paths: Sequence[Path], until: datetime | None = None, batch_size: int = 2000) -> None:
-        """``until``: the declared end of the replay; trades stamped after it are skipped (rule 9)."""
+    def __init__(
+        self, paths: Sequence[Path], until: datetime | None = None, batch_size: int = 10_000
+    ) -> None:
+        """``until``: the declared end of the replay; trades stamped after it are skipped (rule 9).
+        ``batch_size``: items per batch; every batch costs the flow a few steps and the database a few
+        transactions, so a replay moves large ones."""
         if not paths:
             raise ValueError("no tapes to replay")
         missing = [p for p in paths if not Path(p).is_file()]
