@@ -222,10 +222,13 @@ def _stamp(measured: Measured) -> str:
 
 
 def block_text(name: str, measured: Measured, previous: str | None) -> str:
-    """A block's new content: the figures with their stamp, or on failure the previous figures kept with
-    a line saying this run did not re-measure them and why."""
-    if measured.figures is not None and measured.failure is None:
-        return _stamp(measured) + "\n\n" + SECTIONS[name][1](measured.figures)
+    """A block's new content: the figures with their stamp (and a note if part of the run failed), or
+    when the run gave none, the previous figures kept with a line saying why they were not re-measured."""
+    if measured.figures is not None:
+        text = _stamp(measured) + "\n\n" + SECTIONS[name][1](measured.figures)
+        return (
+            text if measured.failure is None else f"{text}\n\n*Part of this run failed: {measured.failure}.*"
+        )
     kept = "\n".join(line for line in (previous or "").splitlines() if not line.startswith(FAILED)).strip()
     note = f"{FAILED} the run of {measured.date} ({measured.mode} mode) failed: {measured.failure}.*"
     return f"{kept}\n\n{note}" if kept else note

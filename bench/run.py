@@ -111,9 +111,9 @@ def measure(name: str, quick: bool, latency_minutes: float | None, scratch: Path
         if failure is not None:
             break
         runs.append(json.loads(out.read_text()))
-    figures = {"runs": runs} if name == "replay" else (runs[0] if runs else None)
+    figures = ({"runs": runs} if name == "replay" else runs[0]) if runs else None
     return Measured(
-        figures=figures if failure is None else None,
+        figures=figures,  # with a failure too: what did run (one process of the replay) is kept
         mode="quick" if quick else "full",
         date=began,
         command=" and ".join("bench/" + " ".join(argv) for argv in argvs),

@@ -212,3 +212,13 @@ def test_percentile_is_nearest_rank(q: float, expected: float) -> None:
 def test_slope_is_least_squares() -> None:
     assert slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
     assert slope([(1, 1)]) == 0.0 and slope([(1, 1), (1, 2)]) == 0.0
+
+
+def test_a_partly_failed_run_keeps_what_it_measured_with_a_note() -> None:
+    one = {"runs": REPLAY["runs"][:1]}
+    text = block(
+        write(DOCUMENT, replay=measured(one, failure="`bench_replay.py` exited with code 1")), "replay"
+    )
+    assert text.startswith("Measured 2026-11-30 20:05 UTC") and "| 1 | 200,000 |" in text
+    assert "Two processes" not in text
+    assert text.endswith("*Part of this run failed: `bench_replay.py` exited with code 1.*")
