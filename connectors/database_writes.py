@@ -38,6 +38,8 @@ _MERGE_TRADES = (
     f"INSERT INTO trades ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS} FROM _tcp_trades"
     " ON CONFLICT (exchange, symbol, time, trade_id) DO NOTHING"
 )
+_COPY_CHUNK = 1000
+"""Trades per piece of a COPY: formatting the next overlaps the server storing this one."""
 _PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _CANDLE_VALUES = (
@@ -121,15 +123,21 @@ class Written:
 
 def write_trades(conn: psycopg.Connection, cur: psycopg.Cursor, trades: list[Trade]) -> Written:
     """COPY straight into ``trades``; if the batch overlaps stored rows (a re-delivery), redo it
-    through a temporary table and ``ON CONFLICT DO NOTHING``. Returns the rows inserted."""
-    text = _copy_text(trades)
+    through a temporary table and ``ON CONFLICT DO NOTHING``. Returns the rows inserted.
+
+    The rows are formatted and sent ``_COPY_CHUNK`` at a time, so the server stores each chunk while the
+    next is being formatted."""
+    chunks: list[str] = []
     try:
         with conn.transaction():  # a savepoint: a conflict undoes only this attempt
             with cur.copy(f"COPY trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
-                copy.write(text)
+                for start in range(0, len(trades), _COPY_CHUNK):
+                    chunks.append(_copy_text(trades[start : start + _COPY_CHUNK]))
+                    copy.write(chunks[-1])
         return Written(len(trades))
     except psycopg.errors.UniqueViolation:
         pass
+    text = "".join(chunks) + _copy_text(trades[len(chunks) * _COPY_CHUNK :])
     cur.execute(_TEMP_TRADES)
     cur.execute("TRUNCATE _tcp_trades")
     with cur.copy(f"COPY _tcp_trades ({_TRADE_COLUMNS}) FROM STDIN") as copy:
