@@ -1,6 +1,7 @@
 """The database sink with ``overlap``: each batch is written by a thread while the next is computed;
 batches are written in order, one in flight, a write's error comes out of the next call, and closing
-writes the last batch. Stored rows are those of the plain sink."""
+writes the last batch. Stored rows are those of the plain sink, and a batch COPYed in pieces that
+conflicts with stored rows partway is still stored whole, once."""
 
 from __future__ import annotations
 
@@ -88,3 +89,16 @@ def test_the_overlapped_sink_stores_what_the_plain_one_stores(
     stored = rows(migrated, "SELECT trade_id, price::text, size::text, time FROM trades ORDER BY trade_id")
     assert stored == [(t.trade_id, str(t.price), str(t.size), t.ts_event) for t in trades]
     assert part.writer.stats.trades_inserted == 3000 and part.writer.stats.trades_duplicate == 700
+
+
+def test_a_redelivery_that_conflicts_after_the_first_piece_stores_every_row_once(
+    migrated: str, tmp_path: Path
+) -> None:
+    trades = tape_trades(3000)
+    writer = DatabaseWriter(migrated, tmp_path / "spool")
+    writer.write(trades[1500:2600])  # stored: the conflict comes in the second 1,000-row piece
+    writer.write(trades)
+    writer.close()
+    stored = rows(migrated, "SELECT trade_id FROM trades ORDER BY trade_id")
+    assert stored == [(t.trade_id,) for t in trades]
+    assert writer.stats.trades_inserted == 3000 and writer.stats.trades_duplicate == 1100
