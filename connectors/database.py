@@ -38,10 +38,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from bytewax.outputs import DynamicSink
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors import database_writes as w
-from connectors.database_partition import DatabasePartition
 from connectors.database_writes import Row, Written
 from connectors.spool import (
     MB,
@@ -346,14 +345,21 @@ def drain_spool(
         writer.disconnect()
 
 
+class _DatabasePartition(StatelessSinkPartition[StoredItem]):
+    def __init__(self, writer: DatabaseWriter) -> None:
+        self.writer = writer
+
+    def write_batch(self, items: list[StoredItem]) -> None:
+        self.writer.write(items)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class DatabaseSink(DynamicSink[StoredItem]):
     """Bytewax sink into the database; see the module docstring for the delivery guarantee.
     ``spool_max_mb`` is shared by the workers (each gets an equal part); ``contract_values`` are those the
-    flow's candle builders use (``Settings.contract_values``), stored with each 1m candle.
-
-    ``overlap``: write each batch while the flow computes the next. Keep it off with Bytewax recovery (a
-    snapshot is committed once the sinks have returned from its epoch's batches: one still in flight
-    would be behind it); without, a run resumes from the database, where such a batch is not stored."""
+    flow's candle builders use (``Settings.contract_values``), stored with each 1m candle."""
 
     def __init__(
         self,
@@ -362,24 +368,21 @@ class DatabaseSink(DynamicSink[StoredItem]):
         connect_timeout: float = 5.0,
         spool_max_mb: int = 1024,
         contract_values: Mapping[str, Decimal] | None = None,
-        overlap: bool = False,
     ) -> None:
         self.url = url
         self.spool_dir = spool_dir
         self.connect_timeout = connect_timeout
         self.spool_max_mb = spool_max_mb
         self.contract_values = dict(contract_values or {})
-        self.overlap = overlap
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> DatabasePartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DatabasePartition:
         spool = self.spool_dir / f"{step_id}-worker{worker_index}"
-        return DatabasePartition(
+        return _DatabasePartition(
             DatabaseWriter(
                 self.url,
                 spool,
                 connect_timeout=self.connect_timeout,
                 spool_max_bytes=self.spool_max_mb * MB // worker_count,
                 contract_values=self.contract_values,
-            ),
-            overlap=self.overlap,
+            )
         )
