@@ -124,13 +124,14 @@ class _RowParser:
         self._symbols: dict[str, str] = {}
 
     def __call__(self, line: str) -> Trade | str:
+        text = line.rstrip("\r\n")
         try:
-            row = _fields(line)
+            row = text.split(",") if '"' not in text else _fields(text)
         except csv.Error as exc:
             return f"unreadable csv: {exc}"
         if len(row) != self.width:
             return self._checked(row)
-        symbol, number, side, price_text, size_text, created = row[:6]
+        symbol, number, side, price_text, size_text, created = row if self.width == 6 else row[:6]
         numbers = self._numbers
         if (
             (side == "buy" or side == "sell")
