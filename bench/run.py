@@ -116,7 +116,7 @@ def measure(name: str, quick: bool, latency_minutes: float | None, scratch: Path
         figures=figures,  # with a failure too: what did run (one process of the replay) is kept
         mode="quick" if quick else "full",
         date=began,
-        command=" and ".join("bench/" + " ".join(argv) for argv in argvs),
+        command="`, `".join("bench/" + " ".join(argv) for argv in argvs),  # each in its own backticks
         load_start=load_start,
         load_end=load_average(),
         failure=failure,
