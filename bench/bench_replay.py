@@ -1,16 +1,20 @@
 """Replay throughput: the whole dataflow into PostgreSQL versus parsing + COPY alone.
 
-    .venv/bin/python bench/bench_replay.py [--copies 10] [--processes 1] [--json PATH]
+    .venv/bin/python bench/bench_replay.py [--copies 10] [--instruments 1] [--processes 1] [--json PATH]
 
 Builds a synthetic tape by repeating the real BTC-USDT tape (19,904 trades) ``--copies`` times back to
-back (ids and times shifted, so every trade is new), then measures, each on a fresh embedded PostgreSQL:
+back (ids and times shifted, so every trade is new); with ``--instruments K`` the copies are shared out
+over K tapes of K instruments (a series is one key of the graph, so only several can be spread over
+processes). Then measures, each on a fresh embedded PostgreSQL:
 1. floor: read the CSV, split each row and COPY its fields into ``trades`` as text (the time formatted
    from the row's milliseconds), 5,000 rows per transaction: nothing of the pipeline's own;
 2. baseline: read + parse the tape into ``Trade`` objects (``connectors.tape.read_tape``) and write them
    through the database sink's writer (``DatabaseWriter``), 5,000 per transaction, nothing else;
 3. end to end: ``python -m bytewax.run flows.replay`` over the same tape into an empty database
    (candles of every timeframe, indicators from configs/indicators.yaml, trades, all stored), timed
-   from process start to exit, and again less the start-up (measured as a one-trade replay).
+   from process start to exit, and again less the start-up (measured as a one-trade replay); with
+   ``--processes N`` as a Bytewax cluster of N processes over loopback (``-i``/``-a``, docs/scaling.md)
+   sharing the database and an embedded Redis, timed until the last process exits.
 Prints the machine, the load average, and a Markdown table with each figure as a ratio to the floor.
 """
 
@@ -22,6 +26,7 @@ import itertools
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
+from app.embedded_redis import EmbeddedRedis  # noqa: E402
 from connectors.database import DatabaseWriter  # noqa: E402
 from connectors.tape import read_tape  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
@@ -39,19 +45,41 @@ from sql.migrate import migrate  # noqa: E402
 BTC = ROOT / "tests/data/tapes/BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 
 
-def synthetic_tape(path: Path, copies: int) -> int:
+INSTRUMENTS = (
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "XRP-USDT",
+    "DOGE-USDT",
+    "LTC-USDT",
+    "ADA-USDT",
+    "TRX-USDT",
+)
+
+
+def synthetic_tapes(folder: Path, copies: int, instruments: int) -> tuple[list[Path], int]:
+    """``copies`` back-to-back copies of the BTC-USDT tape, shared out over ``instruments`` tapes (one
+    instrument each); the tapes and the number of trades."""
+    if not 1 <= instruments <= len(INSTRUMENTS) or copies % instruments:
+        raise SystemExit(f"--copies must be a multiple of --instruments (1 to {len(INSTRUMENTS)})")
     with BTC.open() as handle:
         rows = list(csv.reader(handle))
     header, body = rows[0], rows[1:]
     span_ms = int(body[-1][5]) - int(body[0][5]) + 1000
     span_ids = int(body[-1][1]) - int(body[0][1]) + 1
-    with path.open("w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(header)
-        for k in range(copies):
-            for r in body:
-                out.writerow([r[0], int(r[1]) + k * span_ids, r[2], r[3], r[4], int(r[5]) + k * span_ms])
-    return copies * len(body)
+    tapes = []
+    for symbol in INSTRUMENTS[:instruments]:
+        tape = folder / f"{symbol}-synthetic.csv"
+        with tape.open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(header)
+            for k in range(copies // instruments):
+                for r in body:
+                    out.writerow(
+                        [symbol, int(r[1]) + k * span_ids, r[2], r[3], r[4], int(r[5]) + k * span_ms]
+                    )
+        tapes.append(tape)
+    return tapes, copies * len(body)
 
 
 def fresh_database(root: Path, name: str) -> tuple[EmbeddedPostgres, str]:
@@ -61,7 +89,7 @@ def fresh_database(root: Path, name: str) -> tuple[EmbeddedPostgres, str]:
     return server, url
 
 
-def floor(tape: Path, url: str) -> float:
+def floor(tapes: list[Path], url: str) -> float:
     """Plain parse + COPY: the CSV's fields straight into ``trades``, in transactions of 5,000 rows."""
     import psycopg
 
@@ -70,83 +98,101 @@ def floor(tape: Path, url: str) -> float:
     columns = "exchange, symbol, trade_id, time, price, size, side, fill_count, origin"
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         began = time.perf_counter()
-        with tape.open() as handle:
-            handle.readline()
-            while lines := list(itertools.islice(handle, 5000)):
-                rows = []
-                for line in lines:
-                    symbol, trade_id, side, price, size, created = line.rstrip("\n").split(",")[:6]
-                    stamp = utc_from_ms(int(created)).isoformat()
-                    rows.append(f"okx\t{symbol}\t{trade_id}\t{stamp}\t{price}\t{size}\t{side}\t1\ttape\n")
-                with conn.transaction(), cur.copy(f"COPY trades ({columns}) FROM STDIN") as copy:
-                    copy.write("".join(rows))
+        for tape in tapes:
+            with tape.open() as handle:
+                handle.readline()
+                while lines := list(itertools.islice(handle, 5000)):
+                    rows = []
+                    for line in lines:
+                        symbol, trade_id, side, price, size, created = line.rstrip("\n").split(",")[:6]
+                        stamp = utc_from_ms(int(created)).isoformat()
+                        rows.append(f"okx\t{symbol}\t{trade_id}\t{stamp}\t{price}\t{size}\t{side}\t1\ttape\n")
+                    with conn.transaction(), cur.copy(f"COPY trades ({columns}) FROM STDIN") as copy:
+                        copy.write("".join(rows))
         return time.perf_counter() - began
 
 
-def baseline(tape: Path, url: str, spool: Path) -> float:
+def baseline(tapes: list[Path], url: str, spool: Path) -> float:
     writer = DatabaseWriter(url, spool)
     began = time.perf_counter()
-    batch = []
-    for trade in read_tape(tape):
-        batch.append(trade)
-        if len(batch) == 5000:
-            writer.write(batch)
-            batch = []
-    writer.write(batch)
+    for tape in tapes:
+        batch = []
+        for trade in read_tape(tape):
+            batch.append(trade)
+            if len(batch) == 5000:
+                writer.write(batch)
+                batch = []
+        writer.write(batch)
     elapsed = time.perf_counter() - began
     writer.close()
     return elapsed
 
 
-def run_flow(tape: Path, url: str, data_dir: Path, processes: int) -> float:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_flow(tapes: list[Path], url: str, redis_url: str, data_dir: Path, processes: int) -> float:
+    """Seconds from the start of the replay's processes to the exit of the last one."""
     env = {
         **os.environ,
         "DATABASE_URL": url,
-        "REPLAY_TAPES": str(tape),
+        "REDIS_URL": redis_url,
+        "REPLAY_TAPES": ",".join(str(tape) for tape in tapes),
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "WARNING",
     }
     argv = [sys.executable, "-m", "bytewax.run", "flows.replay"]
-    if processes > 1:
-        argv[3:3] = ["-p", str(processes)]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    cluster = [["-i", str(i), "-a", addresses] for i in range(processes)] if processes > 1 else [[]]
     began = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=ROOT, check=True)
-    return time.perf_counter() - began
+    running = [subprocess.Popen([*argv, *extra], env=env, cwd=ROOT) for extra in cluster]
+    codes = [process.wait() for process in running]
+    elapsed = time.perf_counter() - began
+    if any(codes):
+        raise SystemExit(f"the replay exited with {codes}")
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--copies", type=int, default=10)
-    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--instruments", type=int, default=1, help="tapes (one instrument each) to share out")
+    parser.add_argument("--processes", type=int, default=1, help="a Bytewax cluster of this many processes")
     parser.add_argument("--json", type=Path, help="also write the timings to this file (for tcp.py bench)")
     args = parser.parse_args()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        tape = tmp / "BTC-USDT-synthetic.csv"
-        n = synthetic_tape(tape, args.copies)
+        tapes, n = synthetic_tapes(tmp, args.copies, args.instruments)
         tiny = tmp / "tiny.csv"
         with BTC.open() as handle:
             tiny.write_text(handle.readline() + handle.readline())
-        servers = []
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
         try:
             server, url = fresh_database(tmp, "pg-floor")
             servers.append(server)
-            plain = floor(tape, url)
+            plain = floor(tapes, url)
             server, url = fresh_database(tmp, "pg-baseline")
             servers.append(server)
-            base = baseline(tape, url, tmp / "spool")
+            base = baseline(tapes, url, tmp / "spool")
             server, url = fresh_database(tmp, "pg-flow")
             servers.append(server)
-            startup = run_flow(tiny, url, tmp / "d0", args.processes)
-            flow = run_flow(tape, url, tmp / "d1", args.processes)
+            redis = EmbeddedRedis(tmp / "redis")
+            servers.append(redis)
+            redis_url = redis.start()
+            startup = run_flow([tiny], url, redis_url, tmp / "d0", args.processes)
+            flow = run_flow(tapes, url, redis_url, tmp / "d1", args.processes)
         finally:
-            for server in servers:
-                server.stop()
+            for started in servers:
+                started.stop()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; {n:,} trades; {args.processes} process(es); "
+        f"Python {platform.python_version()}; {n:,} trades of {args.instruments} instrument(s); "
+        f"{args.processes} process(es); "
         f"load average before the run {load_before}, after {load}"
     )
 
@@ -161,7 +207,8 @@ def main() -> None:
     print(row(f"same, less the start-up of a one-trade replay ({startup:.2f} s)", flow - startup))
     if args.json is not None:
         timings = {"floor_s": plain, "baseline_s": base, "flow_s": flow, "startup_s": startup}
-        args.json.write_text(json.dumps({"trades": n, "processes": args.processes, **timings}))
+        shape = {"trades": n, "instruments": args.instruments, "processes": args.processes}
+        args.json.write_text(json.dumps({**shape, **timings}))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,11 @@ def replay_block(figures: Figures) -> str:
             f"| {run['processes']} | {_n(n)} | {_n(floor)} | {_n(writer)} | {_ratio(writer, floor)} "
             f"| {_n(flow)} | {_ratio(flow, floor)} | {_n(net)} | {_ratio(net, floor)} |"
         )
-    lines.append("\nTrades/s throughout; end to end includes the process start-up, measured apart.")
+    shapes = sorted({run.get("instruments", 1) for run in rows})
+    lines.append(
+        "\nTrades/s throughout; end to end includes the process start-up, measured apart. Instruments "
+        f"per run: {', '.join(map(str, shapes))} (the same trades shared out, so the runs compare)."
+    )
     if 1 in flows:
         flow, floor = flows[1]
         lines.append(

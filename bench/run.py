@@ -73,7 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def commands(name: str, quick: bool, latency_minutes: float | None) -> list[list[str]]:
     """The script invocations (without ``--json``) that measure ``name``."""
     if name == "replay":
-        return [["bench_replay.py", "--copies", "10", "--processes", str(p)] for p in (1, 2)]
+        # the same trades both times, over two instruments: one series cannot be spread over processes
+        shape = ["--copies", "10", "--instruments", "2"]
+        return [["bench_replay.py", *shape, "--processes", str(p)] for p in (1, 2)]
     if name == "latency":
         minutes = latency_minutes or (QUICK_MINUTES if quick else FULL_MINUTES)
         shape = ["--instruments", str(INSTRUMENTS), "--density", str(DENSITY), "--minutes", f"{minutes:g}"]
