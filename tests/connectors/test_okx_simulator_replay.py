@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from connectors.okx.simulator.replay import Hub, Market, Replay
 from tests.connectors.simulator_kit import (
     BTC,
     DATA,
@@ -181,6 +182,32 @@ def test_rebase_now_stamps_trades_at_the_current_time() -> None:
 
     asyncio.run(scenario(0.001, 3_000))  # no alignment: within delivery time of now
     asyncio.run(scenario(60, 63_000))  # default: a whole number of minutes, so up to a minute behind
+
+
+def test_a_rebased_replay_keeps_the_time_read_by_the_rebase_however_long_the_set_up() -> None:
+    async def scenario() -> tuple[float, float]:
+        async with simulator(BTC, speed=1, rebase_now=True, rebase_align=0.001) as sim:
+            time.sleep(0.6)  # noqa: ASYNC251 (a slow set-up blocking the loop after the rebase read the time)
+            await asyncio.sleep(0)  # the replay task starts
+            return sim.replay.now_ms(), time.time() * 1000
+
+    replay_ms, wall_ms = asyncio.run(scenario())
+    assert abs(replay_ms - wall_ms) < 300  # pushes are stamped with the time they are sent, not 0.6 s before
+
+
+def test_a_replay_clock_anchored_in_the_past_counts_from_the_anchor() -> None:
+    async def scenario() -> tuple[int, int]:
+        market = Market(["BTC-USDT"], Hub())
+        anchored = Replay(
+            market, iter([]), speed=2, start_ms=1_000, anchor=asyncio.get_running_loop().time() - 60
+        )
+        unanchored = Replay(market, iter([]), speed=2, start_ms=1_000)
+        await unanchored.run()
+        return anchored.now_ms(), unanchored.now_ms()
+
+    anchored, unanchored = asyncio.run(scenario())
+    assert anchored >= 1_000 + 2 * 60_000  # twice real time since the anchor, a minute ago
+    assert unanchored < 1_000 + 60_000  # from when it ran
 
 
 @pytest.mark.slow

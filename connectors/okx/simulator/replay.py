@@ -258,10 +258,21 @@ def batches(trades: Iterator[Trade], offset_ms: int) -> Iterator[Batch]:
 
 
 class Replay:
-    """Plays batches against the market on a clock running ``speed`` times real time (0: no waiting)."""
+    """Plays batches against the market on a clock running ``speed`` times real time (0: no waiting).
+
+    ``anchor``: the event loop time at which the clock reads ``start_ms`` (a replay rebased to the
+    current time anchors it where the rebase read the time, so the time spent loading the tapes and
+    playing the history does not put every push behind its own timestamp); default: when ``run`` starts.
+    """
 
     def __init__(
-        self, market: Market, trades: Iterator[Trade], *, speed: float, start_ms: int | None
+        self,
+        market: Market,
+        trades: Iterator[Trade],
+        *,
+        speed: float,
+        start_ms: int | None,
+        anchor: float | None = None,
     ) -> None:
         self.market = market
         self.speed = speed
@@ -269,7 +280,8 @@ class Replay:
         self._pending: Batch | None = next(self._batches, None)
         self.start_ms = start_ms if start_ms is not None else (self._pending[0] if self._pending else 0)
         self.finished = asyncio.Event()
-        self._wall0 = 0.0
+        self._anchor = anchor
+        self._wall0 = 0.0 if anchor is None else anchor
 
     def play_history(self) -> int:
         """Play, without pushing, every trade before the start time (REST history, latest past trade)."""
@@ -304,7 +316,8 @@ class Replay:
                 self.market.advance(now)
 
     async def run(self) -> None:
-        self._wall0 = asyncio.get_running_loop().time()
+        if self._anchor is None:
+            self._wall0 = asyncio.get_running_loop().time()
         log.info("replay started at %d ms, speed %g", self.start_ms, self.speed)
         if self.market.clock_ms is None or self.market.clock_ms < self.start_ms:
             self.market.advance(self.start_ms)

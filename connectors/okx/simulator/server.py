@@ -74,13 +74,15 @@ class Simulator:
                 if first_ms is None or ts_ms < first_ms:
                     first_ms = ts_ms
         start_tape_ms = None if first_ms is None else first_ms + int(config.start_offset * 1000)
-        offset_ms, start_ms = 0, start_tape_ms
+        offset_ms, start_ms, anchor = 0, start_tape_ms, None
         if config.rebase_now and first_ms is not None and start_tape_ms is not None:
             after = [ms for inst, (_, ms) in config.continue_after.items() if inst in instruments]
+            # The replay's clock reads the rebased start at this instant, however long the set-up takes.
+            anchor, now_ms = asyncio.get_running_loop().time(), time.time() * 1000
             plan = rebase(
                 first_ms,
                 start_tape_ms,
-                int(time.time() * 1000),
+                int(now_ms),
                 max(1, int(config.rebase_align * 1000)),
                 max(after, default=None),
             )
@@ -95,7 +97,7 @@ class Simulator:
             ct_val=config.ct_val,
         )
         trades = shifted(merge_tapes(config.tapes), self.id_shifts)
-        self.replay = Replay(self.market, trades, speed=config.speed, start_ms=start_ms)
+        self.replay = Replay(self.market, trades, speed=config.speed, start_ms=start_ms, anchor=anchor)
         history = self.replay.play_history()
         self._server = await serve(
             self._handler,
