@@ -36,6 +36,11 @@ TapeItem = Trade | Rejected
 
 def group_tapes(tapes: Sequence[TapeSummary]) -> list[list[Path]]:
     """Group tapes so that tapes sharing any instrument land in the same group (stable order)."""
+    return [paths for paths, _ in _groups(tapes)]
+
+
+def _groups(tapes: Sequence[TapeSummary]) -> list[tuple[list[Path], frozenset[str]]]:
+    """The groups of :func:`group_tapes` with the instruments of each."""
     groups: list[tuple[set[str], list[Path]]] = []
     for tape in tapes:
         instruments = set(tape.instruments)
@@ -43,7 +48,7 @@ def group_tapes(tapes: Sequence[TapeSummary]) -> list[list[Path]]:
         merged_instruments = instruments.union(*(g[0] for g in touching))
         merged_paths = [p for g in touching for p in g[1]] + [Path(tape.path)]
         groups = [g for g in groups if g not in touching] + [(merged_instruments, merged_paths)]
-    return [sorted(g[1]) for g in groups]
+    return [(sorted(g[1]), frozenset(g[0])) for g in groups]
 
 
 def instrument_ends(tapes: Sequence[TapeSummary], declared_end: datetime | None) -> dict[str, datetime]:
@@ -107,21 +112,37 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
     """Trades from OKX-archive CSV tapes in each tape's row (arrival) order, and bad rows as ``Rejected``.
 
     The tapes are scanned once when the source is made (a file that is not a tape raises ``TapeError``
-    here): ``ends`` gives each instrument's replay end for the candle step."""
+    here): ``ends`` gives each instrument's replay end for the candle step.
+
+    In a cluster, ``builds`` tells which instruments' candles this process builds (Bytewax routes each
+    instrument's trades to one worker by key); a process then lists only the partitions whose leading
+    instrument (the least name) it builds, so every partition is read by exactly one process, on the
+    worker its trades go to, and they never cross between processes."""
 
     def __init__(
-        self, paths: Sequence[Path], until: datetime | None = None, batch_size: int = 10_000
+        self,
+        paths: Sequence[Path],
+        until: datetime | None = None,
+        batch_size: int = 10_000,
+        builds: Callable[[str], bool] | None = None,
     ) -> None:
         """``until``: the declared end of the replay; trades stamped after it are skipped (rule 9).
         ``batch_size``: items per batch; every batch costs the flow a few steps and the database a few
-        transactions, so a replay moves large ones."""
+        transactions, so a replay moves large ones. ``builds``: in a cluster, whether this process
+        builds an instrument's candles (default: all, one process)."""
         if not paths:
             raise ValueError("no tapes to replay")
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
             raise TapeError(missing[0], 0, "tape not found")
         tapes = [scan_tape(path) for path in paths]
-        self.groups = group_tapes(tapes)
+        groups = _groups(tapes)
+        self.groups = [group for group, _ in groups]
+        self._local = [
+            index
+            for index, (_, instruments) in enumerate(groups)
+            if builds is None or builds(min(instruments, default=""))
+        ]
         self.ends = instrument_ends(tapes, until)
         self.batch_size = batch_size
         self.until = until
@@ -135,7 +156,8 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
         return sum(part.read for part in self._built)
 
     def list_parts(self) -> list[str]:
-        return [f"tapes-{i}" for i in range(len(self.groups))]
+        """The partitions this process reads (all of them, unless ``builds`` says otherwise)."""
+        return [f"tapes-{i}" for i in self._local]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TapePartition:
         index = int(for_part.rsplit("-", 1)[1])

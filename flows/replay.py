@@ -16,11 +16,12 @@ the replayed range on either engine (``sql.policies.refresh_after_load``: on Tim
 aggregates are refreshed over it, however old), and a summary is printed: rows written per table and the
 elapsed time. The live flow has none of this.
 
-As a cluster (``-i``/``-a``, docs/scaling.md) each process reads its share of the tapes' partitions and
-writes what its workers hold; only process 0 prints progress (all processes' rows, as the others report
-them through a :class:`~connectors.cluster_board.ClusterBoard`), and only once every other process has
-reported that it has written everything does process 0 refresh the rollups over the whole cluster's
-range and print the one summary of the whole cluster, so it exits after all processes wrote.
+As a cluster (``-i``/``-a``, docs/scaling.md) each process reads the tapes of the instruments whose
+candles its workers build (so no trade crosses between processes) and writes what its workers hold;
+only process 0 prints progress (all processes' rows, as the others report them through a
+:class:`~connectors.cluster_board.ClusterBoard`), and only once every other process has reported that
+it has written everything does process 0 refresh the rollups over the whole cluster's range and print
+the one summary of the whole cluster, so it exits after all processes wrote.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from connectors.database import DatabaseSink, StoredItem, WriterStats
 from connectors.replay import TapeSource
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
+from flows.placement import ClusterPlace, cluster_place
 from flows.replay_progress import PROGRESS_EVERY, REDRAW_EVERY, ReplayProgress, duration, progress_line
 from market.types import Candle, IndicatorValue, Rejected, Signal
 from market.windowing import LateTrade
@@ -67,14 +69,18 @@ __all__ = [
 ]
 
 
-def tape_source(settings: Settings) -> TapeSource:
-    """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` when it names no tape."""
+def tape_source(settings: Settings, place: ClusterPlace | None = None) -> TapeSource:
+    """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` when it names no tape. In a
+    cluster (``place``, default: as ``bytewax.run`` started this process) the process reads the tapes
+    of the instruments whose candles its workers build (``flows.placement``)."""
     if not settings.replay_tapes:
         raise UserError(
             "REPLAY_TAPES is empty: there is nothing to replay.",
             "Name one or more OKX archive CSV tapes, comma-separated (bundled ones: tests/data/tapes).",
         )
-    return TapeSource(settings.replay_tapes, until=settings.replay_end)
+    place = place or cluster_place()
+    builds = place.builds if place.clustered else None
+    return TapeSource(settings.replay_tapes, until=settings.replay_end, builds=builds)
 
 
 def replay_flow(

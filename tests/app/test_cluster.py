@@ -16,7 +16,7 @@ RUN = "/venv/lib/python3.11/site-packages/bytewax/run.py"
 def test_the_place_comes_from_the_flags_of_bytewax_run() -> None:
     argv = [RUN, "flows.replay", "-w", "2", "-i", "1", "-a", "h0:2101;h1:2101;h2:2101", "-r", "/rec"]
     place = cluster_place(argv, {})
-    assert place == ClusterPlace(1, ("h0:2101", "h1:2101", "h2:2101"), Path("/rec"))
+    assert place == ClusterPlace(1, ("h0:2101", "h1:2101", "h2:2101"), Path("/rec"), workers=2)
     assert place.clustered and place.processes == 3 and not place.leader
 
 
