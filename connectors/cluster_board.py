@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 7900
 """PostgreSQL's limit on a notification's payload is 8000 bytes."""
+POLL = 0.05
+"""Seconds the listener waits for a notification before it checks whether it is to stop (``close`` waits
+up to this long for it, at the end of a replay)."""
 
 
 def channel_for(*parts: Iterable[str] | str) -> str:
@@ -75,7 +78,7 @@ class ClusterBoard:
         with conn:
             while not self._stop.is_set():
                 try:
-                    notes = list(conn.notifies(timeout=0.5))
+                    notes = list(conn.notifies(timeout=POLL))
                 except psycopg.Error as error:
                     log.warning("cluster reports: listening failed (%s)", error)
                     return
