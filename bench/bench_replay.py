@@ -5,7 +5,11 @@
 Builds a synthetic tape by repeating the real BTC-USDT tape (19,904 trades) ``--copies`` times back to
 back (ids and times shifted, so every trade is new); with ``--instruments K`` the copies are shared out
 over K tapes of K instruments (a series is one key of the graph, so only several can be spread over
-processes). Then measures, each on a fresh embedded PostgreSQL:
+processes). Bytewax gives each instrument to a worker by a hash of its name (``flows.placement``), so
+two names land on one worker half the time; the instruments are chosen from ``INSTRUMENTS`` so that
+the processes build equally many (with one process, the first K, which spread over two), so the
+figure measures the scale-out rather than the draw of names. Then measures, each on a fresh embedded
+PostgreSQL:
 1. floor: read the CSV, split each row and COPY its fields into ``trades`` as text (the time formatted
    from the row's milliseconds), 5,000 rows per transaction: nothing of the pipeline's own;
 2. baseline: read + parse the tape into ``Trade`` objects (``connectors.tape.read_tape``) and write them
@@ -40,6 +44,7 @@ from app.embedded_postgres import EmbeddedPostgres  # noqa: E402
 from app.embedded_redis import EmbeddedRedis  # noqa: E402
 from connectors.database import DatabaseWriter  # noqa: E402
 from connectors.tape import read_tape  # noqa: E402
+from flows.placement import key_owner  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 
 BTC = ROOT / "tests/data/tapes/BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
@@ -47,19 +52,37 @@ BTC = ROOT / "tests/data/tapes/BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 
 INSTRUMENTS = (
     "BTC-USDT",
-    "ETH-USDT",
-    "SOL-USDT",
     "XRP-USDT",
+    "ETH-USDT",
     "DOGE-USDT",
-    "LTC-USDT",
+    "SOL-USDT",
     "ADA-USDT",
+    "LTC-USDT",
     "TRX-USDT",
 )
+"""Alternately built by worker 1 and worker 0 of two (``flows.placement.key_owner``)."""
 
 
-def synthetic_tapes(folder: Path, copies: int, instruments: int) -> tuple[list[Path], int]:
+def spread(instruments: int, processes: int) -> list[str]:
+    """``instruments`` names of ``INSTRUMENTS`` that the ``processes`` processes (one worker each) build
+    in equal numbers, as far as the names allow; the first ones for one process."""
+    if processes == 1:
+        return list(INSTRUMENTS[:instruments])
+    left = list(INSTRUMENTS)
+    chosen: list[str] = []
+    while len(chosen) < instruments:
+        turn = len(chosen) % processes
+        name = next((n for n in left if key_owner(n, processes) == turn), left[0])
+        left.remove(name)
+        chosen.append(name)
+    return chosen
+
+
+def synthetic_tapes(
+    folder: Path, copies: int, instruments: int, processes: int = 1
+) -> tuple[list[Path], int]:
     """``copies`` back-to-back copies of the BTC-USDT tape, shared out over ``instruments`` tapes (one
-    instrument each); the tapes and the number of trades."""
+    instrument each, :func:`spread` over ``processes``); the tapes and the number of trades."""
     if not 1 <= instruments <= len(INSTRUMENTS) or copies % instruments:
         raise SystemExit(f"--copies must be a multiple of --instruments (1 to {len(INSTRUMENTS)})")
     with BTC.open() as handle:
@@ -68,7 +91,7 @@ def synthetic_tapes(folder: Path, copies: int, instruments: int) -> tuple[list[P
     span_ms = int(body[-1][5]) - int(body[0][5]) + 1000
     span_ids = int(body[-1][1]) - int(body[0][1]) + 1
     tapes = []
-    for symbol in INSTRUMENTS[:instruments]:
+    for symbol in spread(instruments, processes):
         tape = folder / f"{symbol}-synthetic.csv"
         with tape.open("w", newline="") as handle:
             out = csv.writer(handle)
@@ -166,7 +189,7 @@ def main() -> None:
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        tapes, n = synthetic_tapes(tmp, args.copies, args.instruments)
+        tapes, n = synthetic_tapes(tmp, args.copies, args.instruments, args.processes)
         tiny = tmp / "tiny.csv"
         with BTC.open() as handle:
             tiny.write_text(handle.readline() + handle.readline())
