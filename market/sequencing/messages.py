@@ -69,8 +69,11 @@ class Limits:
     id_rate: float = 10_000.0
     """A trade id may lead the position by at most ``max(id_slack, id_rate * seconds)``, the seconds
     running from the position's trade time to the new trade's receive time."""
-    feed_interval: timedelta = timedelta(milliseconds=250)
-    """The shortest interval between two live ``FeedState`` items of one instrument."""
+    feed_interval: timedelta = timedelta(milliseconds=25)
+    """The shortest interval between two live ``FeedState`` items of one instrument. A quiet instrument's
+    candle closes at the first of them whose ``heard_at`` reaches its close plus grace, so this bounds
+    how late after that it closes (while frames keep coming); the price is up to ``1 s / interval``
+    items per second and instrument while the connection is busy."""
     retry_interval: timedelta = timedelta(seconds=1)
     """Wait before asking REST again for the newest trade of an instrument without a start."""
     raw_limit: int = 4096

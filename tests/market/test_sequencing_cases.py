@@ -161,8 +161,28 @@ def test_feed_states_are_throttled_and_follow_pongs() -> None:
     live = [s for s in driver.of(FeedState) if s.live]
     assert all(b.heard_at > a.heard_at for a, b in zip(live, live[1:], strict=False))
     spacing = [b.heard_at - a.heard_at for a, b in zip(live, live[1:], strict=False)]
-    assert min(spacing) >= timedelta(milliseconds=200)
+    assert min(spacing) >= Limits().feed_interval
     assert live[-1].heard_at == quiet + timedelta(seconds=3)
+
+
+def test_a_quiet_instrument_on_a_busy_connection_hears_within_25_ms() -> None:
+    """Its candles close on ``heard_at`` (no trade of its own comes), so how stale the feed's clock may
+    get is how late after close plus grace they close: at most 25 ms plus the spacing of the frames."""
+    trades = market(3)
+    driver = started(trades)
+    for trade in trades:
+        driver.feed(push_of([trade], trade.ts_event + DELAY), trade.ts_event + DELAY)
+    start = trades[-1].ts_event + DELAY
+    spacing = timedelta(milliseconds=3)
+    frames = [start + i * spacing for i in range(1, 700)]  # other instruments' pushes
+    for at in frames:
+        driver.feed(Heard(at), at)
+        reported = [s.heard_at for s in driver.of(FeedState) if s.live]
+        assert at - reported[-1] <= timedelta(milliseconds=25) + spacing, (at, reported[-1])
+    live = [s.heard_at for s in driver.of(FeedState) if s.live]
+    assert set(live) <= {T0} | {t.ts_event + DELAY for t in trades} | set(frames)  # only frames heard
+    during = [at for at in live if at > start]
+    assert len(during) <= (frames[-1] - start) / Limits().feed_interval + 1  # no more often than that
 
 
 def test_an_unreadable_frame_holds_heard_at_until_a_push_or_rest_shows_nothing_missing() -> None:
