@@ -7,8 +7,15 @@ notifies its progress (rows read) every few seconds and, once its database sink 
 written), its tally. Process 0 adds the others' progress to its progress line and, once its own sink has
 closed, waits for every other process's tally before it refreshes the rollups and prints the one summary.
 
-Messages are JSON, at most ``MAX_PAYLOAD`` bytes: ``{"process": i, "rows_read": n}`` and
-``{"process": i, "rows_read": n, "done": {...}}``. Delivery: a notification reaches the sessions listening
+Before the cluster connects, the processes also meet on the board (:meth:`ClusterBoard.meet`): Bytewax's
+process i connects to every process j < i and, if j is not listening yet, retries only a second later.
+So each process but the last announces when its cluster port listens (seen in ``/proc/net/tcp``), and
+each process i waits for the announcements of the processes before it (asking for them once it listens
+itself, in case they came earlier) before it hands its flow to Bytewax.
+
+Messages are JSON, at most ``MAX_PAYLOAD`` bytes: ``{"process": i, "rows_read": n}``,
+``{"process": i, "rows_read": n, "done": {...}}``, ``{"process": i, "listening": true}`` and
+``{"process": i, "ask": true}``. Delivery: a notification reaches the sessions listening
 when it is sent, in order; a process that cannot reach the database cannot report, so process 0 stops
 waiting after a timeout and names the processes it did not hear from. Progress reports are best effort.
 """
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 7900
 """PostgreSQL's limit on a notification's payload is 8000 bytes."""
+MEET_WAIT = 60.0
+"""Seconds a process waits to hear that the processes before it listen (then Bytewax retries as usual)."""
 POLL = 0.05
 """Seconds the listener waits for a notification before it checks whether it is to stop (``close`` waits
 up to this long for it, at the end of a replay)."""
@@ -61,11 +70,16 @@ class ClusterBoard:
         self._listener: threading.Thread | None = None
         self._sender: psycopg.Connection[Any] | None = None
         self._sending = threading.Lock()
+        self._listening: set[int] = set()
+        """Processes whose cluster port listens, as announced."""
+        self._ready = threading.Event()
+        """This process's cluster port listens."""
 
     # -- process 0 -------------------------------------------------------------------------------------
 
     def listen(self) -> ClusterBoard:
-        """Start listening (process 0); raises ``psycopg.Error`` if the database cannot be reached."""
+        """Start listening (process 0 from the start, the others to meet); raises ``psycopg.Error`` if the
+        database cannot be reached."""
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
         conn.execute(f'LISTEN "{self.channel}"')  # the channel is a hex digest: no quoting issue
         self._listener = threading.Thread(
@@ -92,6 +106,9 @@ class ClusterBoard:
         except (ValueError, KeyError, TypeError):
             log.warning("cluster reports: ignored a message that is not one: %.80s", payload)
             return
+        if "listening" in message or "ask" in message:
+            self._meeting(process, message)
+            return
         with self._changed:
             self._read[process] = max(self._read.get(process, 0), int(message.get("rows_read", 0)))
             if "done" in message:
@@ -114,6 +131,55 @@ class ClusterBoard:
             return [self._done[p] for p in sorted(others & self._done.keys())], sorted(
                 others - self._done.keys()
             )
+
+    # -- start-up ----------------------------------------------------------------------------------------
+
+    def meet(self, port: int | None, timeout: float = MEET_WAIT) -> bool:
+        """Announce when this process's cluster ``port`` listens (from a thread), and wait up to ``timeout``
+        seconds until every process before this one has announced its own; whether all of them did."""
+        if self._listener is None:
+            self.listen()
+        if self.process < self.processes - 1:  # the last process has nobody connecting to it
+            threading.Thread(target=self._announce, args=(port,), name="cluster-meet", daemon=True).start()
+        earlier = set(range(self.process))
+        if not earlier:
+            return True
+        self._send_quietly({"process": self.process, "ask": True})
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not earlier <= self._listening and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(min(left, 0.5))
+            return earlier <= self._listening
+
+    def _announce(self, port: int | None) -> None:
+        deadline = time.monotonic() + MEET_WAIT
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            listening = listening_on(port) if port is not None else None
+            if listening is None:  # cannot tell: announce after a pause instead
+                self._stop.wait(0.3)
+            if listening is not False:
+                break
+            self._stop.wait(0.01)
+        self._ready.set()
+        self._send_quietly({"process": self.process, "listening": True})
+
+    def _meeting(self, process: int, message: Mapping[str, Any]) -> None:
+        if process == self.process:
+            return
+        if "listening" in message:
+            with self._changed:
+                self._listening.add(process)
+                self._changed.notify_all()
+        elif self._ready.is_set():  # asked by a process that began listening after the announcement
+            self._send_quietly({"process": self.process, "listening": True})
+
+    def _send_quietly(self, message: Mapping[str, Any]) -> None:
+        with self._sending:
+            try:
+                self._notify(message)
+            except psycopg.Error as error:
+                log.debug("cluster reports: %s not sent (%s)", message, error)
+                self._disconnect()
 
     # -- the other processes ---------------------------------------------------------------------------
 
@@ -159,3 +225,21 @@ class ClusterBoard:
             self._listener.join(timeout=5)
         with self._sending:
             self._disconnect()
+
+
+def listening_on(port: int) -> bool | None:
+    """Whether a socket of this network namespace listens on TCP ``port`` (``/proc/net/tcp``, ``tcp6``);
+    None where that cannot be read."""
+    found: bool | None = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                lines = handle.readlines()[1:]
+        except OSError:
+            continue
+        found = found or False
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return found

@@ -98,6 +98,14 @@ class ClusterPlace:
 SINGLE = ClusterPlace()
 
 
+def cluster_port(place: ClusterPlace) -> int | None:
+    """The TCP port on which this process listens for the others (its ``host:port`` address)."""
+    if not place.clustered:
+        return None
+    _, _, port = place.addresses[place.process].rpartition(":")
+    return int(port) if port.isdigit() else None
+
+
 def _run_by_bytewax(argv: Sequence[str]) -> bool:
     script = Path(argv[0]) if argv else Path()
     return script.name == "run.py" and script.parent.name == "bytewax"

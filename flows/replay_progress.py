@@ -11,6 +11,7 @@ from typing import TextIO
 
 from connectors.cluster_board import ClusterBoard
 from connectors.replay import TapeSource
+from flows.placement import ClusterPlace, cluster_place, cluster_port
 
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines when stderr is not a terminal."""
@@ -57,7 +58,12 @@ class ReplayProgress:
         self._drawing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="replay-progress", daemon=True)
 
-    def start(self) -> ReplayProgress:
+    def start(self, place: ClusterPlace | None = None) -> ReplayProgress:
+        """Start printing; in a cluster, first meet the processes before this one
+        (``ClusterBoard.meet``: they listen before this process connects to them)."""
+        if self.cluster is not None:
+            place = place or cluster_place()
+            self.cluster.meet(cluster_port(place))
         self._thread.start()
         return self
 

@@ -51,3 +51,39 @@ def test_a_process_that_cannot_reach_the_database_says_so() -> None:
     board = ClusterBoard("postgresql://nobody@127.0.0.1:1/none", channel_for("x"), 1, 2, connect_timeout=1)
     board.report_progress(5)  # best effort: no error
     assert board.report_done(5, {}) is False
+
+
+def test_a_process_meets_the_earlier_ones_once_their_ports_listen(pg_url: str) -> None:
+    """Process 1 waits until process 0's cluster port listens, whether it asks before or after process 0
+    announces; process 0 (nobody before it) does not wait."""
+    import socket
+    import threading
+
+    from connectors.cluster_board import listening_on
+
+    channel = channel_for("meet", pg_url)
+    first, second = socket.socket(), socket.socket()
+    first.bind(("127.0.0.1", 0))
+    second.bind(("127.0.0.1", 0))
+    port0, port1 = first.getsockname()[1], second.getsockname()[1]
+    assert listening_on(port0) is False
+    leader = ClusterBoard(pg_url, channel, 0, 3).listen()
+    one, two = ClusterBoard(pg_url, channel, 1, 3), ClusterBoard(pg_url, channel, 2, 3)
+    try:
+        assert leader.meet(port0) is True  # nothing to wait for
+        assert one.meet(port1, timeout=0.5) is False  # process 0's port does not listen yet
+        met: list[bool] = []
+        waiting = threading.Thread(target=lambda: met.append(two.meet(None, timeout=10)))
+        waiting.start()
+        first.listen()
+        second.listen()
+        waiting.join(timeout=15)
+        assert met == [True] and listening_on(port0) is True
+        late = ClusterBoard(pg_url, channel, 1, 3)  # asks after process 0 announced
+        assert late.meet(port1, timeout=10) is True
+        late.close()
+    finally:
+        for board in (leader, one, two):
+            board.close()
+        first.close()
+        second.close()
