@@ -19,7 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.okx.recording import SessionRecorder, SessionRecording
-from connectors.okx.stream import TradeStream
+from connectors.okx.stream import DEFAULT_CLOSE_PROBE, TradeStream
 from market.sequencing import Limits, Position
 from market.types import FeedState, Rejected, Trade, ms_from_utc
 
@@ -60,6 +60,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
         limiter: ConnectLimiter,
         queue_max_items: int,
         recorder: SessionRecorder | None = None,
+        close_probe: timedelta | None = DEFAULT_CLOSE_PROBE,
     ) -> None:
         self.key = key
         self._recorder = recorder
@@ -81,6 +82,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
             end_ids=end_ids,
             limiter=limiter,
             recorder=recorder,
+            close_probe=close_probe,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -221,9 +223,12 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         max_trades_per_push: int = 1000,
         queue_max_items: int = 100_000,
         recording: SessionRecording | None = None,
+        close_probe: timedelta | None = DEFAULT_CLOSE_PROBE,
     ) -> None:
         """``stop``: when set, every partition ends its input (a graceful shutdown: Bytewax then
-        closes the sinks and the run returns)."""
+        closes the sinks and the run returns). ``close_probe``: the candle grace; a connection silent
+        when a candle is due to close (each minute plus it) sends a ``ping`` then, so the feed's clock
+        reaches the close one round trip later (None: only the probe after ``ping_interval``)."""
         unique = list(dict.fromkeys(instruments))
         if not unique:
             raise ValueError("at least one instrument is needed")
@@ -269,6 +274,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         self.limiter: ConnectLimiter = PROCESS_LIMITER
         self.stop = stop
         self.recording = recording
+        self.close_probe = close_probe
 
     def list_parts(self) -> list[str]:
         return list(self.shards)
@@ -293,6 +299,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
             self.limiter,
             self.queue_max_items,
             None if self.recording is None else SessionRecorder(self.recording, for_part),
+            self.close_probe,
         )
         partition.stop = self.stop
         return partition

@@ -3,7 +3,11 @@
 :class:`TradeStream` owns the socket and does the I/O, nothing else: connect (at most 3 new connections
 per second process-wide, :class:`ConnectLimiter`), subscribe ``trades`` and check the per-arg acks, probe
 a silent socket with OKX's text ``ping``, reconnect with exponential backoff and jitter after any loss
-(64008 notices, server closes and 1009 included). Every decision about trades belongs to the pure
+(64008 notices, server closes and 1009 included). A socket silent when a candle is due to close (each
+minute's close plus ``close_probe``, the candle grace, plus the feed's delivery delay) is probed with a
+``ping`` then, so the ``pong`` moves the feed's clock past the close and the candle closes about one
+round trip later rather than at the next trade or the once-a-second probe; a socket that does not
+answer still closes nothing. Every decision about trades belongs to the pure
 :class:`market.sequencing.Sequencer`: the stream feeds it frames, timer ticks and connection events, and
 its :class:`Handover` performs the actions it returns (REST requests whose answers go back to it, items
 handed to an :class:`Outbox`; see docs/okx-connectivity.md). Given a :class:`SessionRecorder`, the
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import orjson
@@ -45,6 +49,16 @@ from market.sequencing import (
 from market.types import Rejected
 
 MESSAGE_TOO_BIG = 1009
+_MINUTE = timedelta(minutes=1)
+_SECOND = timedelta(seconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_CLOSE_PROBE = timedelta(seconds=2)
+"""The candle grace the probes are timed for (the default ``CANDLE_GRACE``)."""
+
+
+def probe_close(at: datetime, grace: timedelta, delay: timedelta) -> datetime:
+    """The first 1m close ``C`` whose probe instant ``C + grace + delay`` is after ``at``."""
+    return _EPOCH + ((at - grace - delay - _EPOCH) // _MINUTE + 1) * _MINUTE
 
 
 class _Reconnect(Exception):
@@ -75,7 +89,9 @@ class TradeStream:
         end_ids: Mapping[str, int] | None = None,
         limiter: ConnectLimiter = PROCESS_LIMITER,
         recorder: SessionRecorder | None = None,
+        close_probe: timedelta | None = DEFAULT_CLOSE_PROBE,
     ) -> None:
+        """``close_probe``: the candle grace to time the probes of a silent socket for (None: none)."""
         self.name = name
         self.ws_url = ws_url
         self.instruments = tuple(instruments)
@@ -109,6 +125,9 @@ class TradeStream:
         self._last_ping = float("-inf")
         self._unanswered: float | None = None
         self._subscribed_at: float | None = None
+        self._close_probe = close_probe
+        self._probe_close: datetime | None = None  # the close the next probe is for
+        self._delay = timedelta(0)  # the delivery delay of the last push (receive time - trade time)
         # health
         self.state: ConnectionState = "connecting"
         self.connected_since: datetime | None = None
@@ -277,9 +296,13 @@ class TradeStream:
         wake = ping_at
         if self._unanswered is not None:
             wake = min(wake, self._unanswered + options.pong_timeout)
+        clock = _now()
         due = self.sequencer.next_wakeup()
         if due is not None:
-            wake = min(wake, now + max(0.0, (due - _now()).total_seconds()))
+            wake = min(wake, now + max(0.0, (due - clock).total_seconds()))
+        probe = await self._probe(ws, clock)
+        if probe is not None:
+            wake = min(wake, now + max(0.0, (probe - clock).total_seconds()))
         try:
             async with asyncio.timeout_at(wake):
                 frame = await ws.recv(decode=False)
@@ -287,6 +310,26 @@ class TradeStream:
             return None
         self._last_frame, self._unanswered = loop.time(), None
         return frame
+
+    async def _probe(self, ws: ClientConnection, now: datetime) -> datetime | None:
+        """Probe the socket if it has been silent since the instant the next candle is due to close;
+        return when the next probe is due (None without probes)."""
+        grace = self._close_probe
+        if grace is None:
+            return None
+        if self._probe_close is None:
+            self._probe_close = probe_close(now, grace, self._delay)
+        due = self._probe_close + grace + self._delay
+        if due > now:
+            return due
+        if self.last_message_at is None or self.last_message_at < due:
+            self.pings_sent += 1
+            self._last_ping = asyncio.get_running_loop().time()
+            if self._unanswered is None:
+                self._unanswered = self._last_ping
+            await ws.send("ping")
+        self._probe_close = probe_close(now, grace, self._delay)
+        return self._probe_close + grace + self._delay
 
     async def _on_frame(self, ws: ClientConnection, raw: bytes, now: datetime) -> bool:
         """Feed one frame to the sequencer; True when new subscribe requests were sent."""
@@ -303,6 +346,9 @@ class TradeStream:
             result = parse_frame(raw, now)
             if isinstance(result, list):
                 event = Push(tuple(result), raw, now)
+                delay = now - result[-1].ts_event if result else _MINUTE
+                if -_SECOND < delay < _SECOND:  # a stale or future stamp says nothing of the delivery
+                    self._delay = delay
             elif isinstance(result, Rejected):
                 event = Unreadable(result.raw, result.reason, now)
             elif isinstance(result, SubscriptionAck):

@@ -5,7 +5,7 @@ refused instruments, sharding, the connection limit and backoff, and the bounded
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ import pytest
 from connectors.okx.connection import ConnectLimiter
 from connectors.okx.events import ConnectionHealth
 from connectors.okx.source import OkxItem, OkxTradesSource
+from connectors.okx.stream import probe_close
+from market.types import FeedState
 from tests.connectors.simulator_kit import BTC, MATIC
 from tests.connectors.source_kit import (
     BTC_ROWS,
@@ -65,6 +67,40 @@ def test_subscribe_acks_ping_pong_health_and_refused_instruments(tmp_path: Path)
     assert live.pings_sent >= 3 and live.pongs_received >= live.pings_sent - 1
     assert live.instruments == ("MATIC-USDT-SWAP", "NOPE-USDT")
     assert health.pongs_received >= 3
+
+
+def test_a_silent_socket_is_probed_when_a_candle_is_due_to_close(tmp_path: Path) -> None:
+    """The tape is played before the subscription, so nothing but answers to pings comes; the silence
+    probe is 20 s away. A grace putting the next close plus grace 3 s from now makes the connection ask
+    then, and the pong moves the instrument's feed clock past that instant."""
+    now = datetime.now(UTC)
+    due = now + timedelta(seconds=3)
+    grace = due - datetime.fromtimestamp(now.timestamp() // 60 * 60, UTC)  # due is a minute's close + grace
+    with simulator(tmp_path, "--speed", "0", path=BTC) as sim:
+        options = {**FAST, "ping_interval": 20.0}  # the silence probe 20 s away
+        source = OkxTradesSource(sim.ws, sim.rest, ["BTC-USDT"], close_probe=grace, **options)
+
+        def heard_past_due(items: list[OkxItem]) -> bool:
+            return any(s.live and s.heard_at >= due for s in of(items, FeedState))
+
+        part = build(source)
+        items = collect_until(part, heard_past_due, 15, "a live feed state heard after the close probe")
+        health = part.health()
+    heard = next(s.heard_at for s in of(items, FeedState) if s.live and s.heard_at >= due)
+    assert heard < due + timedelta(seconds=5)  # the probe's pong, not the silence probe 20 s on
+    assert health.pings_sent >= 1 and health.pongs_received >= 1
+
+
+@pytest.mark.parametrize("delay_ms", [0, 3, -40, 700])
+@pytest.mark.parametrize("grace_s", [0.0, 2.0, 5.5, 61.0])
+def test_the_probe_is_for_the_first_close_whose_instant_is_ahead(grace_s: float, delay_ms: int) -> None:
+    grace, delay = timedelta(seconds=grace_s), timedelta(milliseconds=delay_ms)
+    for at in (
+        datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC) + k * timedelta(milliseconds=997) for k in range(200)
+    ):
+        closes = [datetime(2024, 1, 1, 11, 57, tzinfo=UTC) + m * timedelta(minutes=1) for m in range(10)]
+        expected = next(c for c in closes if c + grace + delay > at)  # the oracle: walk the minutes
+        assert probe_close(at, grace, delay) == expected
 
 
 def test_instruments_are_sharded_over_connections() -> None:
