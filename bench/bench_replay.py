@@ -18,7 +18,10 @@ PostgreSQL:
    (candles of every timeframe, indicators from configs/indicators.yaml, trades, all stored), timed
    from process start to exit, and again less the start-up (measured as a one-trade replay); with
    ``--processes N`` as a Bytewax cluster of N processes over loopback (``-i``/``-a``, docs/scaling.md)
-   sharing the database and an embedded Redis, timed until the last process exits.
+   sharing the database and an embedded Redis, timed until the last process exits; the floor is then
+   also run by that many processes at once (each over the tapes its process of the cluster reads), the
+   ceiling of the cluster on this machine, since the database server shares its CPUs. Ratios stay to
+   the one-process floor, so one- and several-process runs compare directly.
 Prints the machine, the load average, and a Markdown table with each figure as a ratio to the floor.
 """
 
@@ -135,6 +138,20 @@ def floor(tapes: list[Path], url: str) -> float:
         return time.perf_counter() - began
 
 
+def parallel_floor(tapes: list[Path], url: str, processes: int) -> float:
+    """The floor run by ``processes`` processes at once, each over the tapes whose instruments it would
+    build in the cluster (one connection each): seconds from their start to the last one's end."""
+    import multiprocessing
+
+    shares: list[list[Path]] = [[] for _ in range(processes)]
+    for tape in tapes:
+        shares[key_owner(tape.name.removesuffix("-synthetic.csv"), processes)].append(tape)
+    began = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pool.starmap(floor, [(share, url) for share in shares if share])
+    return time.perf_counter() - began
+
+
 def baseline(tapes: list[Path], url: str, spool: Path) -> float:
     writer = DatabaseWriter(url, spool)
     began = time.perf_counter()
@@ -198,6 +215,11 @@ def main() -> None:
             server, url = fresh_database(tmp, "pg-floor")
             servers.append(server)
             plain = floor(tapes, url)
+            floor_n = None
+            if args.processes > 1:
+                server, url = fresh_database(tmp, "pg-floor-n")
+                servers.append(server)
+                floor_n = parallel_floor(tapes, url, args.processes)
             server, url = fresh_database(tmp, "pg-baseline")
             servers.append(server)
             base = baseline(tapes, url, tmp / "spool")
@@ -225,11 +247,17 @@ def main() -> None:
     print("| what | seconds | trades/s | x floor |")
     print("|---|---|---|---|")
     print(row("floor: plain parse + COPY of the CSV fields into trades", plain))
+    if floor_n is not None:
+        print(
+            row(f"the floor on {args.processes} processes at once, each over its share of the tapes", floor_n)
+        )
     print(row("parse into `Trade` + the sink's writer (COPY) into trades", base))
     print(row("`bytewax.run flows.replay`, end to end incl. start-up", flow))
     print(row(f"same, less the start-up of a one-trade replay ({startup:.2f} s)", flow - startup))
     if args.json is not None:
         timings = {"floor_s": plain, "baseline_s": base, "flow_s": flow, "startup_s": startup}
+        if floor_n is not None:
+            timings["floor_processes_s"] = floor_n
         shape = {"trades": n, "instruments": args.instruments, "processes": args.processes}
         args.json.write_text(json.dumps({**shape, **timings}))
 
