@@ -138,7 +138,11 @@ class ClusterBoard:
         """Announce when this process's cluster ``port`` listens (from a thread), and wait up to ``timeout``
         seconds until every process before this one has announced its own; whether all of them did."""
         if self._listener is None:
-            self.listen()
+            try:
+                self.listen()
+            except psycopg.Error as error:
+                log.warning("cluster reports: cannot meet the other processes (%s)", error)
+                return False
         if self.process < self.processes - 1:  # the last process has nobody connecting to it
             threading.Thread(target=self._announce, args=(port,), name="cluster-meet", daemon=True).start()
         earlier = set(range(self.process))

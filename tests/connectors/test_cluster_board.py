@@ -87,3 +87,9 @@ def test_a_process_meets_the_earlier_ones_once_their_ports_listen(pg_url: str) -
             board.close()
         first.close()
         second.close()
+
+
+def test_a_process_that_cannot_reach_the_database_does_not_wait_to_meet() -> None:
+    board = ClusterBoard("postgresql://nobody@127.0.0.1:1/none", channel_for("y"), 1, 2, connect_timeout=1)
+    assert board.meet(2101, timeout=30) is False
+    board.close()
