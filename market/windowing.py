@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from market.candles import ONE, CandleBuilder, RollupBuilder, flat_candle
+from market.idruns import BELOW_ALL, ClosedIds
 from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timeframe
 from market.types import EPOCH, Candle, Trade
 from market.watermark import DEFAULT_GRACE
@@ -91,7 +92,8 @@ class SeriesWindows:
     is remembered: ids of trades in open windows, and of closed windows whose close is within
     ``dedup_retention`` of the watermark (event time). An older repeat is reported late instead: either
     way it changes no candle. State: open windows, one rollup per longer timeframe, the last close and
-    the remembered ids.
+    the remembered ids (a set for the open windows; compact runs per minute once a window closes, so
+    ids must fit 64 bits, see ``market.idruns``).
     """
 
     __slots__ = (
@@ -107,6 +109,8 @@ class SeriesWindows:
         "_windows",
         "_ids",
         "_seen",
+        "_closed_ids",
+        "_top_id",
         "_cur_open",
         "_cur_close",
         "_cur",
@@ -149,8 +153,10 @@ class SeriesWindows:
         )
         # 1m windows are keyed by their minute number m (open = EPOCH + m minutes)
         self._windows: dict[int, CandleBuilder] = {}  # open 1m windows
-        self._ids: dict[int, list[int]] = {}  # remembered trade ids, by 1m window
-        self._seen: set[int] = set()
+        self._ids: dict[int, list[int]] = {}  # remembered trade ids of the open windows, by 1m window
+        self._seen: set[int] = set()  # the same ids, for the duplicate check
+        self._closed_ids = ClosedIds()  # remembered trade ids of closed windows, by 1m window
+        self._top_id = BELOW_ALL  # no id above it was ever remembered: a feed's next id needs no lookup
         self._cur_open = self._cur_close = EPOCH  # cache of the 1m window the last trade went to
         self._cur = CandleBuilder(exchange, symbol, TF_1M, contract_value)  # unused until a trade comes
         self._cur_ids: list[int] = []
@@ -168,6 +174,7 @@ class SeriesWindows:
         clone._windows = {minute: copy.copy(builder) for minute, builder in self._windows.items()}
         clone._ids = {minute: list(ids) for minute, ids in self._ids.items()}
         clone._seen = set(self._seen)
+        clone._closed_ids = copy.deepcopy(self._closed_ids)
         clone._rollups = tuple((copy.copy(rollup), span) for rollup, span in self._rollups)
         clone._incomplete = list(self._incomplete)
         # The cache of the current window points into the windows and ids: to their copies.
@@ -202,14 +209,16 @@ class SeriesWindows:
 
     @property
     def remembered_ids(self) -> int:
-        return len(self._seen)
+        return len(self._seen) + len(self._closed_ids)
 
     def on_trade(self, trade: Trade) -> Emitted:
         """Take one trade (any arrival order); return the candles it closed, or it as late/duplicate."""
         if trade.symbol != self.symbol or trade.exchange != self.exchange:
             raise ValueError(f"{trade.exchange}/{trade.symbol} trade given to {self.exchange}/{self.symbol}")
         tid = trade.trade_id
-        if tid in self._seen:
+        if tid > self._top_id:
+            self._top_id = tid
+        elif tid in self._seen or (tid <= self._closed_ids.high and tid in self._closed_ids):
             return _ONE_DUPLICATE
         ts = trade.ts_event
         if not self._cur_open <= ts < self._cur_close:
@@ -326,11 +335,7 @@ class SeriesWindows:
 
     def _late(self, trade: Trade, minute: int, close: datetime, wm: datetime) -> Emitted:
         if close > wm - self.dedup_retention:  # remember it, so a repeat is a duplicate (rule 10)
-            self._seen.add(trade.trade_id)
-            ids = self._ids.get(minute)
-            if ids is None:
-                ids = self._ids[minute] = []
-            ids.append(trade.trade_id)
+            self._closed_ids.add(minute, trade.trade_id)
         return Emitted(late=(LateTrade(trade, close, wm),))
 
     def _advance_to(self, wm: datetime) -> Emitted:
@@ -367,6 +372,10 @@ class SeriesWindows:
         """Emit the closed 1m window ``minute`` (traded, or flat by policy) and feed it to the rollups.
         False when there is nothing to emit from here on until a trade comes."""
         builder = self._windows.pop(minute, None)
+        ids = self._ids.pop(minute, None)
+        if ids:  # its ids move to the compact memory of closed windows
+            self._closed_ids.close(minute, ids)
+            self._seen.difference_update(ids)
         if builder is not None:
             candle = builder.build(EPOCH + minute * MINUTE)
             if self._incomplete and self._is_incomplete(minute):
@@ -397,7 +406,7 @@ class SeriesWindows:
         if self._cur_close <= wm:
             self._cur_open = self._cur_close = EPOCH
             self._cur_ids = []
-        self._forget((wm - self.dedup_retention - EPOCH) // MINUTE)
+        self._closed_ids.forget((wm - self.dedup_retention - EPOCH) // MINUTE)  # bounded dedup memory
         if self._incomplete:
             self._incomplete = [(a, b) for a, b in self._incomplete if b >= minute]
 
@@ -408,11 +417,3 @@ class SeriesWindows:
         if self._last_close is None:  # the first emitted window always holds the first trade
             raise AssertionError("flat candle before the first trade")
         return flat_candle(self.exchange, self.symbol, TF_1M, EPOCH + minute * MINUTE, self._last_close)
-
-    def _forget(self, horizon: int) -> None:
-        """Forget the ids of 1m windows closed at or before minute ``horizon`` (bounded dedup memory)."""
-        ids = self._ids
-        stale = [minute for minute in ids if minute < horizon]
-        seen = self._seen
-        for minute in stale:
-            seen.difference_update(ids.pop(minute))

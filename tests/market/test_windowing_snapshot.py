@@ -27,8 +27,10 @@ def test_a_copy_continues_identically_and_alone(cut: int) -> None:
     windows.on_trades(trades[:cut])
     clone = copy.deepcopy(windows)
     seen, ids = set(clone._seen), {m: list(v) for m, v in clone._ids.items()}
+    closed = clone._closed_ids.minutes()
     from_clone = _rest(clone, trades[cut:])
     assert (windows._seen, windows._ids) == (seen, ids)  # the original is untouched
+    assert windows._closed_ids.minutes() == closed
     assert _rest(windows, trades[cut:]) == from_clone
     again = copy.deepcopy(windows)  # a copy of a finished series finishes the same way
     assert again.on_trades(trades[-5:]) == windows.on_trades(trades[-5:])
