@@ -10,7 +10,9 @@ for the indicator step to continue a series where it stood. See docs/reliability
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,6 +109,9 @@ class StoredHistory:
     def __init__(self, url: str, retry_initial: float = 0.5) -> None:
         self.url = url
         self.retry_initial = retry_initial
+        self._local = threading.local()
+        """Each worker thread's connection, kept open between reads: the first candles of every series
+        and timeframe come at the same instant, and a connection each would hold all of them up."""
 
     def __call__(self, first: Candle) -> Iterator[Candle]:
         """The candles, read in pages; while the database does not answer the series waits for it (an
@@ -137,10 +142,23 @@ class StoredHistory:
     def _rows(self, first: Candle, after: datetime) -> Iterator[Sequence[Any]]:
         """The stored rows of ``first``'s series closing after ``after`` and before ``first``."""
         key = (first.exchange, first.symbol, first.timeframe, after, first.close_time)
-        with psycopg.connect(self.url, connect_timeout=5) as conn, conn.cursor(name="tcp_history") as cur:
-            cur.itersize = 5000
-            cur.execute(_HISTORY, key)
-            yield from cur
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor(name="tcp_history") as cur:
+                cur.itersize = 5000
+                cur.execute(_HISTORY, key)
+                yield from cur
+        except psycopg.OperationalError:
+            conn.close()  # the next read connects again
+            raise
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.url, connect_timeout=5, autocommit=True)
+            self._local.conn = conn
+            weakref.finalize(self, conn.close)  # closed with the reader (or at exit)
+        return conn
 
 
 def _candle(exchange: str, symbol: str, row: Sequence[Any], tf: Timeframe = TF_1M) -> Candle:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from app.embedded_postgres import EmbeddedPostgres
@@ -64,5 +65,34 @@ def test_the_history_waits_for_the_database_and_gives_every_candle_once(
         assert time.monotonic() - began >= 1.5  # it waited for the database
         assert read == [candle(n) for n in range(5)]
         assert any("its indicators wait for the database" in r.getMessage() for r in caplog.records)
+    finally:
+        server.stop()
+
+
+def test_the_reads_share_one_connection(tmp_path: Path) -> None:
+    """Every series' first longer candle closes at the same instant: its reads must not each connect."""
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = server.start()
+    try:
+        migrate(url, "off")
+        writer = DatabaseWriter(url, spool_dir=tmp_path / "spool")
+        writer.write([candle(n) for n in range(5)])
+        writer.close()
+
+        def sessions() -> int:  # sessions established so far, the counter's own one included
+            with psycopg.connect(url) as conn:
+                row = conn.execute(
+                    "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+                ).fetchone()
+                conn.execute("SELECT pg_stat_force_next_flush()")
+            assert row is not None
+            return int(row[0])
+
+        history = StoredHistory(url)
+        before = sessions()
+        reads = [list(history(candle(n))) for n in range(1, 6)]
+        after = sessions()
+        assert [len(read) for read in reads] == [1, 2, 3, 4, 5]
+        assert after - before == 2  # the reader's one connection and the second counter
     finally:
         server.stop()
