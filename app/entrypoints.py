@@ -79,6 +79,7 @@ def live_dataflow() -> Dataflow:
         start_after=stored.last_trades,
         stop=graceful_stop(),
         recording=session_recording(settings),
+        close_probe=settings.candle_grace,
         **settings.feed.model_dump(),
     )
     restarts = Restarts.from_environ(os.environ)

@@ -46,6 +46,7 @@ def live_flow(
             settings.instruments,
             start_after=stored.last_trades,
             recording=session_recording(settings),
+            close_probe=settings.candle_grace,
             **settings.feed.model_dump(),
         )
     config = CandleConfig(
