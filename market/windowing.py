@@ -167,6 +167,19 @@ class SeriesWindows:
         self._last_close: Decimal | None = None
         self._incomplete: list[tuple[int, int]] = []  # 1m windows (first, last minute) missing trades
 
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Restore (pickle, copy), also from a recovery snapshot of the former layout, which held every
+        remembered id in ``_seen`` and ``_ids``: the closed windows' ids move to their compact memory."""
+        for name, value in state[1].items():
+            object.__setattr__(self, name, value)
+        if "_closed_ids" not in state[1]:
+            self._closed_ids = ClosedIds()
+            self._top_id = max(self._seen, default=BELOW_ALL)
+            for minute in [m for m in self._ids if m not in self._windows]:
+                ids = self._ids.pop(minute)
+                self._closed_ids.close(minute, ids)
+                self._seen.difference_update(ids)
+
     def __deepcopy__(self, memo: dict[int, object]) -> SeriesWindows:
         """A copy sharing nothing mutable with this one (for snapshots), made without walking every
         remembered id: ids are ints, builders hold only immutable values."""
