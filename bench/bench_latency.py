@@ -5,14 +5,15 @@
 
 Builds one tape per instrument from the real BTC-USDT tape (repeated back to back as long as the run
 needs, ``--density`` copies overlaid a fraction of a second apart for a busier market, ids renumbered
-consecutively) and serves them all from one OKX simulator rebased to exactly now (no minute alignment,
-so event time and wall time agree to within delivery delay). The live flow (`python -m bytewax.run
-flows.okx`) subscribes to every instrument and writes into a fresh embedded PostgreSQL and Redis for
-``--minutes`` minutes. For every 1m candle it records the wall time the candle's row was inserted
-(`inserted_at`) and the time its message reached a Redis subscriber, minus the candle's close; each
-instrument's first, partial minute is left out. The time contract makes grace the floor: a candle can
-only be emitted once the watermark (newest trade time - grace, advanced by wall time) passes its close.
-The flow's RSS (its process and children) is sampled every ``--rss-every`` seconds.
+consecutively; instrument k from k/n of the tape in, so the instruments' bursts do not coincide) and
+serves them all from one OKX simulator rebased to exactly now (no minute alignment, so event time and
+wall time agree to within delivery delay). The live flow (`python -m bytewax.run flows.okx`) subscribes
+to every instrument and writes into a fresh embedded PostgreSQL and Redis for ``--minutes`` minutes. For
+every 1m candle it records the wall time the candle's row was inserted (`inserted_at`) and the time its
+message reached a Redis subscriber, minus the candle's close; each instrument's first, partial minute is
+left out. The time contract makes grace the floor: a candle can only be emitted once the watermark
+(newest trade time - grace, advanced by wall time) passes its close. The flow's RSS (its process and
+children) is sampled every ``--rss-every`` seconds.
 """
 
 from __future__ import annotations
@@ -55,29 +56,43 @@ def instrument_names(n: int) -> list[str]:
     return [f"{NAMES[i]}-USDT" if i < len(NAMES) else f"T{i:03d}-USDT" for i in range(n)]
 
 
-def tape_rows(body: list[list[str]], seconds: float, density: int) -> Iterator[tuple[int, int, int]]:
+def tape_span(body: list[list[str]]) -> int:
+    """Milliseconds from one repeat of the tape to the next (its length plus a second)."""
+    return int(body[-1][5]) - int(body[0][5]) + 1000
+
+
+def tape_rows(
+    body: list[list[str]], seconds: float, density: int, phase: int = 0
+) -> Iterator[tuple[int, int, int]]:
     """(time ms, copy, row index) of the tape repeated back to back for ``seconds``, ``density`` copies
-    overlaid (copy j shifted by j/density of a second plus j ms), in time order."""
+    overlaid (copy j shifted by j/density of a second plus j ms), in time order; with ``phase`` (ms),
+    the repeated tape from that far in, moved back to the tape's first time."""
     first = int(body[0][5])
-    span = int(body[-1][5]) - first + 1000
-    limit = first + int(seconds * 1000)
+    span = tape_span(body)
+    low, limit = first + phase, first + phase + int(seconds * 1000)
     rows = []
-    for rep in range(int(seconds * 1000 // span) + 1):
+    for rep in range(int((seconds * 1000 + phase) // span) + 1):
         for j in range(density):
             shift = rep * span + j * (1000 // density) + j
-            rows.extend((int(r[5]) + shift, j, i) for i, r in enumerate(body) if int(r[5]) + shift < limit)
+            rows.extend(
+                (int(r[5]) + shift - phase, j, i)
+                for i, r in enumerate(body)
+                if low <= int(r[5]) + shift < limit
+            )
     rows.sort()
     return iter(rows)
 
 
 def write_tapes(directory: Path, names: list[str], seconds: float, density: int) -> list[Path]:
-    """One tape per instrument, the same trades under each name, ids consecutive from the tape's first."""
+    """One tape per instrument, the same trades under each name, ids consecutive from the tape's first;
+    instrument k plays the repeated tape from k/n of its span in (real instruments do not burst on the
+    same milliseconds; the simulator sends one frame per trade)."""
     with BTC.open() as handle:
         header, *body = list(csv.reader(handle))
-    order = list(tape_rows(body, seconds, density))
     first_id = int(body[0][1])
     paths = []
-    for name in names:
+    for n, name in enumerate(names):
+        order = list(tape_rows(body, seconds, density, phase=n * tape_span(body) // len(names)))
         path = directory / f"{name}.csv"
         with path.open("w", newline="") as handle:
             out = csv.writer(handle)

@@ -108,7 +108,8 @@ def latency_block(figures: Figures) -> str:
     lines = [
         f"{figures['instruments']} instruments on the simulator for {figures['minutes']:g} minutes, "
         f"{figures['trades_per_s']:,.0f} trades/s stored in all ({figures['density']} overlaid copies of "
-        f"the BTC-USDT tape per instrument), grace {grace:g} s: {figures['candles']} 1m candles (each "
+        f"the BTC-USDT tape per instrument, each instrument from its own point in the tape), "
+        f"grace {grace:g} s: {figures['candles']} 1m candles (each "
         f"instrument's first, partial minute left out), {figures['late_trades']} late trades.",
         "",
         "| latency after the close | p50 | p99 | max | beyond grace, p50 | beyond grace, p99 "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_latency import figures, instrument_names, tape_rows, write_tapes
+from bench.bench_latency import figures, instrument_names, tape_rows, tape_span, write_tapes
 from connectors.tape import read_tape
 
 BODY = [["BTC-USDT", str(100 + i), "buy", "1", "1", str(1_000_000 + 400 * i)] for i in range(5)]
@@ -30,6 +30,15 @@ def test_rows_repeat_back_to_back_and_overlay_in_time_order(density: int) -> Non
     assert len([r for r in rows if r[1] == 0]) == 5 + 2  # copy 0: 5 rows, then 2 of the next repeat
     assert {copy for _, copy, _ in rows} == set(range(density))
     assert all(ts < 1_000_000 + 3100 for ts, _, _ in rows)
+
+
+def test_a_phase_plays_the_repeated_tape_from_that_far_in() -> None:
+    # the tape at 0, 400, ..., 1600 ms repeats every 2.6 s; 3 s from 1,000 ms in: 1,200 ms ... 3,800 ms
+    assert tape_span(BODY) == 2600
+    rows = list(tape_rows(BODY, seconds=3.0, density=1, phase=1000))
+    offsets = [ts - 1_000_000 for ts, _, _ in rows]
+    assert offsets == [200, 600, 1600, 2000, 2400, 2800]  # 1200, 1600, 2600 ... 3800 less the phase
+    assert [i for _, _, i in rows] == [3, 4, 0, 1, 2, 3]
 
 
 def test_written_tapes_read_back_ordered_with_consecutive_ids(tmp_path: Path) -> None:
