@@ -23,15 +23,8 @@ from configs.errors import USER_ERROR_EXIT, UserError, database_problem, exit_on
 from configs.settings import Settings
 from connectors.cluster_board import ClusterBoard, channel_for
 from connectors.database import DatabaseSink
-from connectors.okx.session import SessionSource
-from connectors.okx.session_format import SessionError
-from connectors.okx.source import OkxTradesSource
-from connectors.resume import StoredHistory, load_stored_ends
-from flows.health import Restarts
-from flows.okx import live_flow
 from flows.replay import ReplayDatabaseSink, replay_flow, tape_source
 from flows.replay_progress import ReplayProgress
-from flows.session import recorded_contract_values, session_flow, session_paths, session_recording
 
 log = logging.getLogger("tcp.flows")
 session_log = logging.getLogger("tcp.flows.session")
@@ -67,6 +60,13 @@ def live_dataflow() -> Dataflow:
     """``flows.okx``'s ``flow``: OKX's websocket for the configured instruments into the resolved
     database and Redis, continuing from where the stored data end; the first SIGINT/SIGTERM ends the
     input; restarts by ``up`` are reported in the collectors' health."""
+    # The live and session flows' modules are imported where used: a replay loads none of them.
+    from connectors.okx.source import OkxTradesSource
+    from connectors.resume import StoredHistory, load_stored_ends
+    from flows.health import Restarts
+    from flows.okx import live_flow
+    from flows.session import session_recording
+
     settings, indicators = settings_or_exit()
     place_in_cluster(settings)
     url = database_url(settings)
@@ -89,6 +89,11 @@ def live_dataflow() -> Dataflow:
 def session_dataflow() -> Dataflow:
     """``flows.session``'s ``flow``: the recorded session named by ``SESSION_FILES`` into the resolved
     database. The session is checked before any database is started."""
+    from connectors.okx.session import SessionSource
+    from connectors.okx.session_format import SessionError
+    from connectors.resume import StoredHistory, load_stored_ends
+    from flows.session import recorded_contract_values, session_flow, session_paths
+
     settings, indicators = settings_or_exit()
     try:
         source = SessionSource(session_paths(settings.session_files))
@@ -123,8 +128,8 @@ def replay_dataflow() -> Dataflow:
     progress line and a summary. The tapes are checked before any database is started."""
     settings, indicators = settings_or_exit()
     with exit_on_user_error():
-        check_tapes(settings.replay_tapes, "REPLAY_TAPES")
-        source = tape_source(settings)
+        scanned = check_tapes(settings.replay_tapes, "REPLAY_TAPES")
+        source = tape_source(settings, scanned=scanned)
     place = place_in_cluster(settings)
     url = database_url(settings)
     sinks = production_sinks(settings, url)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from bytewax.recovery import init_db_dir
@@ -25,6 +26,9 @@ from connectors.health_table import HealthTableSink
 from connectors.redis_fanout import RedisSink
 from flows.graph import FlowSinks
 from sql.migrate import migrate
+
+if TYPE_CHECKING:
+    from connectors.tape import TapeSummary
 
 log = logging.getLogger("tcp.flows")
 
@@ -177,20 +181,23 @@ def spool_drain_lock(spool: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def check_tapes(tapes: list[Path], source: str) -> None:
-    """Each tape is a readable OKX trades CSV; raises :class:`UserError` naming ``source`` and the file."""
-    from connectors.tape import TapeError, tape_instruments
+def check_tapes(tapes: list[Path], source: str) -> list[TapeSummary]:
+    """Each tape is a readable OKX trades CSV; raises :class:`UserError` naming ``source`` and the file.
+    Returns what the check read of each (its instruments and end), so a replay does not read it again."""
+    from connectors.tape import TapeError, scan_tape
 
     fix = "Name an OKX trades CSV tape (bundled ones: tests/data/tapes)."
+    summaries = []
     for tape in tapes:
         if not tape.exists():
             raise UserError(f"{source}: tape {tape} does not exist.", fix)
         if not tape.is_file():
             raise UserError(f"{source}: tape {tape} is not a file.", fix)
         try:
-            tape_instruments(tape)
+            summaries.append(scan_tape(tape))
         except TapeError as error:
             raise UserError(f"{source}: {error}", fix) from None
         except OSError as error:
             reason = error.strerror or error
             raise UserError(f"{source}: tape {tape} cannot be read ({reason}).", fix) from None
+    return summaries

@@ -125,17 +125,22 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
         until: datetime | None = None,
         batch_size: int = 10_000,
         builds: Callable[[str], bool] | None = None,
+        scanned: Sequence[TapeSummary] | None = None,
     ) -> None:
         """``until``: the declared end of the replay; trades stamped after it are skipped (rule 9).
         ``batch_size``: items per batch; every batch costs the flow a few steps and the database a few
         transactions, so a replay moves large ones. ``builds``: in a cluster, whether this process
-        builds an instrument's candles (default: all, one process)."""
+        builds an instrument's candles (default: all, one process). ``scanned``: the tapes' summaries
+        (``scan_tape``, in the order of ``paths``) if the caller has already read them, so the tapes are
+        not scanned a second time."""
         if not paths:
             raise ValueError("no tapes to replay")
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
             raise TapeError(missing[0], 0, "tape not found")
-        tapes = [scan_tape(path) for path in paths]
+        if scanned is not None and [Path(t.path) for t in scanned] != [Path(p) for p in paths]:
+            raise ValueError("the summaries given are not those of the tapes")
+        tapes = list(scanned) if scanned is not None else [scan_tape(path) for path in paths]
         groups = _groups(tapes)
         self.groups = [group for group, _ in groups]
         self._local = [

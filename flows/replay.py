@@ -30,7 +30,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -44,6 +44,7 @@ from configs.settings import Settings
 from connectors.cluster_board import MAX_PAYLOAD, ClusterBoard
 from connectors.database import DatabaseSink, StoredItem, WriterStats
 from connectors.replay import TapeSource
+from connectors.tape import TapeSummary
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from flows.placement import ClusterPlace, cluster_place
@@ -69,10 +70,13 @@ __all__ = [
 ]
 
 
-def tape_source(settings: Settings, place: ClusterPlace | None = None) -> TapeSource:
+def tape_source(
+    settings: Settings, place: ClusterPlace | None = None, scanned: Sequence[TapeSummary] | None = None
+) -> TapeSource:
     """The replay's source over ``REPLAY_TAPES``; raises ``UserError`` when it names no tape. In a
     cluster (``place``, default: as ``bytewax.run`` started this process) the process reads the tapes
-    of the instruments whose candles its workers build (``flows.placement``)."""
+    of the instruments whose candles its workers build (``flows.placement``). ``scanned``: the tapes'
+    summaries if they were already read (``app.resources.check_tapes``), in the order of the tapes."""
     if not settings.replay_tapes:
         raise UserError(
             "REPLAY_TAPES is empty: there is nothing to replay.",
@@ -80,7 +84,7 @@ def tape_source(settings: Settings, place: ClusterPlace | None = None) -> TapeSo
         )
     place = place or cluster_place()
     builds = place.builds if place.clustered else None
-    return TapeSource(settings.replay_tapes, until=settings.replay_end, builds=builds)
+    return TapeSource(settings.replay_tapes, until=settings.replay_end, builds=builds, scanned=scanned)
 
 
 def replay_flow(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from connectors.replay import TapeSource
 
 HEADER = "instrument_name,trade_id,side,price,size,created_time\n"
@@ -40,3 +42,19 @@ def test_a_process_that_builds_none_of_the_instruments_lists_nothing(tmp_path: P
     tape = _tape(tmp_path, "x.csv", ["X-USDT"])
     assert TapeSource([tape], builds=lambda symbol: False).list_parts() == []
     assert TapeSource([tape]).list_parts() == ["tapes-0"]
+
+
+def test_summaries_read_by_the_tape_check_are_used_as_a_scan_would_be(tmp_path: Path) -> None:
+    from app.resources import check_tapes
+
+    a = _tape(tmp_path, "a.csv", ["B-USDT", "A-USDT"])
+    b = _tape(tmp_path, "b.csv", ["A-USDT", "A-USDT", "A-USDT"])
+    c = _tape(tmp_path, "c.csv", ["C-USDT"])
+    tapes = [c, a, b]
+    scanned = check_tapes(tapes, "REPLAY_TAPES")
+    given, own = TapeSource(tapes, scanned=scanned), TapeSource(tapes)
+    assert (given.groups, given.ends, given.list_parts()) == (own.groups, own.ends, own.list_parts())
+    ms = {symbol: int(end.timestamp() * 1000) - T0 for symbol, end in given.ends.items()}
+    assert ms == {"A-USDT": 3, "B-USDT": 2, "C-USDT": 1}  # each tape's latest trade, the most per name
+    with pytest.raises(ValueError, match="not those of the tapes"):
+        TapeSource([a, b, c], scanned=scanned)
