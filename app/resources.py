@@ -183,8 +183,9 @@ def spool_drain_lock(spool: Path) -> Iterator[None]:
 
 def check_tapes(tapes: list[Path], source: str) -> list[TapeSummary]:
     """Each tape is a readable OKX trades CSV; raises :class:`UserError` naming ``source`` and the file.
-    Returns what the check read of each (its instruments and end), so a replay does not read it again."""
-    from connectors.tape import TapeError, scan_tape
+    Returns what the check read of each (``connectors.tape_survey``), so a replay does not read it again."""
+    from connectors.tape import TapeError
+    from connectors.tape_survey import survey_tape
 
     fix = "Name an OKX trades CSV tape (bundled ones: tests/data/tapes)."
     summaries = []
@@ -194,7 +195,7 @@ def check_tapes(tapes: list[Path], source: str) -> list[TapeSummary]:
         if not tape.is_file():
             raise UserError(f"{source}: tape {tape} is not a file.", fix)
         try:
-            summaries.append(scan_tape(tape))
+            summaries.append(survey_tape(tape))
         except TapeError as error:
             raise UserError(f"{source}: {error}", fix) from None
         except OSError as error:

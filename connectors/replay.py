@@ -29,6 +29,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.tape import TapeError, TapeSummary, merge_arrivals, scan_tape
+from connectors.tape_survey import survey_tape
 from market.types import Rejected, Trade
 
 TapeItem = Trade | Rejected
@@ -64,6 +65,14 @@ def instrument_ends(tapes: Sequence[TapeSummary], declared_end: datetime | None)
     return ends
 
 
+def _settled(tapes: Sequence[TapeSummary]) -> list[TapeSummary]:
+    """In a cluster, a tape whose end is found by reading it must be read by the process that builds its
+    instruments' candles: true of a group of one instrument (read where it is built), not of a group of
+    several, whose tapes are therefore scanned first as before."""
+    shared = {path for paths, instruments in _groups(tapes) if len(instruments) > 1 for path in paths}
+    return [scan_tape(t.path) if not t.known_end and Path(t.path) in shared else t for t in tapes]
+
+
 def count_rows(path: Path, chunk: int = 1 << 20) -> int:
     """The rows of a tape after its header (a count of line ends, without parsing)."""
     lines = 0
@@ -83,8 +92,15 @@ def _not_after(until: datetime) -> Callable[[TapeItem], bool]:
 
 
 class _TapePartition(StatefulSourcePartition[TapeItem, int]):
-    def __init__(self, paths: Sequence[Path], skip: int, batch_size: int, until: datetime | None) -> None:
-        items: Iterator[TapeItem] = merge_arrivals(paths)
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        skip: int,
+        batch_size: int,
+        until: datetime | None,
+        ended: Callable[[int, datetime | None], None] | None = None,
+    ) -> None:
+        items: Iterator[TapeItem] = merge_arrivals(paths, ended)
         if until is not None:
             # Arrival order is not time order: a trade after the end may be followed by one before it.
             items = filter(_not_after(until), items)
@@ -111,8 +127,9 @@ class _TapePartition(StatefulSourcePartition[TapeItem, int]):
 class TapeSource(FixedPartitionedSource[TapeItem, int]):
     """Trades from OKX-archive CSV tapes in each tape's row (arrival) order, and bad rows as ``Rejected``.
 
-    The tapes are scanned once when the source is made (a file that is not a tape raises ``TapeError``
-    here): ``ends`` gives each instrument's replay end for the candle step.
+    The tapes are surveyed once when the source is made (a file that is not a tape raises ``TapeError``
+    here; ``connectors.tape_survey``): ``ends`` gives each instrument's replay end for the candle step,
+    filled in as partitions finish for a tape whose end is only known once read.
 
     In a cluster, ``builds`` tells which instruments' candles this process builds (Bytewax routes each
     instrument's trades to one worker by key); a process then lists only the partitions whose leading
@@ -140,7 +157,10 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
             raise TapeError(missing[0], 0, "tape not found")
         if scanned is not None and [Path(t.path) for t in scanned] != [Path(p) for p in paths]:
             raise ValueError("the summaries given are not those of the tapes")
-        tapes = list(scanned) if scanned is not None else [scan_tape(path) for path in paths]
+        tapes = list(scanned) if scanned is not None else [survey_tape(path) for path in paths]
+        if until is None and builds is not None:
+            tapes = _settled(tapes)
+        self._unknown = {Path(t.path): t.instruments for t in tapes if not t.known_end and until is None}
         groups = _groups(tapes)
         self.groups = [group for group, _ in groups]
         self._local = [
@@ -149,11 +169,28 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
             if builds is None or builds(min(instruments, default=""))
         ]
         self.ends = instrument_ends(tapes, until)
+        """Per instrument, where its replay ends; the end of a tape surveyed without reading it is
+        added when a partition has read it (before the candle step sees the end of the input)."""
         self.batch_size = batch_size
         self.until = until
         self.total_rows = sum(count_rows(Path(path)) for path in paths)
         """Rows of every tape (trades and bad rows), an upper bound of what is read before ``until``."""
         self._built: list[_TapePartition] = []
+
+    def _ended(self, paths: Sequence[Path]) -> Callable[[int, datetime | None], None] | None:
+        """What a partition over ``paths`` calls when it has read tape ``i`` to its end ``end``: that
+        end counts for the tape's instruments if it was not known when the source was made."""
+        if not any(Path(path) in self._unknown for path in paths):
+            return None
+
+        def ended(i: int, end: datetime | None) -> None:
+            instruments = self._unknown.get(Path(paths[i]), frozenset())
+            if end is None:
+                return
+            for symbol in instruments:
+                self.ends[symbol] = max(end, self.ends.get(symbol, end))
+
+        return ended
 
     @property
     def rows_read(self) -> int:
@@ -166,6 +203,7 @@ class TapeSource(FixedPartitionedSource[TapeItem, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _TapePartition:
         index = int(for_part.rsplit("-", 1)[1])
-        part = _TapePartition(self.groups[index], resume_state or 0, self.batch_size, self.until)
+        paths = self.groups[index]
+        part = _TapePartition(paths, resume_state or 0, self.batch_size, self.until, self._ended(paths))
         self._built.append(part)
         return part

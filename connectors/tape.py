@@ -22,10 +22,11 @@ import heapq
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TextIO, TypeVar
 
 from market.plausibility import DEFAULT_LIMITS, INT8_MAX, decimal_problem, trade_problem
@@ -73,6 +74,8 @@ class TapeSummary:
     instruments: frozenset[str]
     end: datetime | None
     """The latest ``ts_event`` of its valid trades, wherever they are in the file (None: no valid trade)."""
+    known_end: bool = True
+    """False: ``end`` is not known yet, reading the tape finds it (``connectors.tape_survey``)."""
 
 
 def _open(path: PathLike) -> tuple[TextIO, _RowParser]:
@@ -243,12 +246,15 @@ def _short(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
 
 
-def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
+def read_arrivals(
+    path: PathLike, ended: Callable[[datetime | None], None] | None = None
+) -> Iterator[Trade | Rejected]:
     """The tape's trades in file (arrival) order, and each bad row as a ``Rejected`` (source ``tape``,
     the raw row, ``file:line: problem``); blank lines are skipped. A tape has no receive clock: a reject
     is stamped with the newest trade time read from the file before it (rows before the first trade:
     that trade's time; a tape without any: the epoch), so a replay is deterministic and re-running it
-    stores nothing twice."""
+    stores nothing twice. ``ended`` is called with the tape's end (its latest trade time; None: no
+    valid trade) once every row is read."""
     handle, parse = _open(path)
     clock: datetime | None = None
     held: list[_BadRow] = []
@@ -273,6 +279,8 @@ def read_arrivals(path: PathLike) -> Iterator[Trade | Rejected]:
                 else:
                     yield _rejected(path, bad, clock)
     yield from (_rejected(path, bad, EPOCH) for bad in held)
+    if ended is not None:
+        ended(clock)
     if rejected:
         log.warning("%s: %d rows rejected (stored in the rejects table)", path, rejected)
 
@@ -310,14 +318,20 @@ def merge_tapes(paths: Iterable[PathLike]) -> Iterator[Trade]:
     return heapq.merge(*(read_tape(path) for path in paths), key=lambda trade: trade.order_key)
 
 
-def merge_arrivals(paths: Iterable[PathLike]) -> Iterator[Trade | Rejected]:
+def merge_arrivals(
+    paths: Iterable[PathLike], ended: Callable[[int, datetime | None], None] | None = None
+) -> Iterator[Trade | Rejected]:
     """Combine tapes in arrival order: each tape keeps its own row order; across tapes, the next item
     is the one whose head is earliest by (ts_event, trade_id) (a reject by its stamp), ties in the order
-    of ``paths``. Sorted tapes thus interleave exactly in time order, and one tape is read as it is."""
+    of ``paths``. Sorted tapes thus interleave exactly in time order, and one tape is read as it is.
+    ``ended(i, end)``: tape ``i`` has been read to its end (:func:`read_arrivals`)."""
     tapes = list(paths)
-    if len(tapes) == 1:
-        return read_arrivals(tapes[0])
-    return heapq.merge(*(read_arrivals(path) for path in tapes), key=_arrival_key)
+    reads = [
+        read_arrivals(path, None if ended is None else partial(ended, i)) for i, path in enumerate(tapes)
+    ]
+    if len(reads) == 1:
+        return reads[0]
+    return heapq.merge(*reads, key=_arrival_key)
 
 
 def _arrival_key(item: Trade | Rejected) -> tuple[datetime, int]:

@@ -23,6 +23,7 @@ from connectors.tape import (
     tape_instruments,
 )
 from market.types import EPOCH, Rejected, Trade
+from tests.connectors.test_tape_share import read_all
 
 TAPES = Path(__file__).parents[1] / "data" / "tapes"
 XRP = TAPES / "XRP-ETH-2019-10-11T0000Z_2019-10-13T1119Z.csv"
@@ -321,6 +322,7 @@ def test_replay_groups_and_ends_of_unsorted_tapes(tmp_path: Path) -> None:
     c = _tape(tmp_path, "c.csv", f"Z-USDT,3,buy,1,1,{T0 + 5000}\nZ-USDT,4,buy,1,1,{T0 + 1}\n")
     source = TapeSource([c, b, a])
     assert sorted(source.groups) == [[a, b], [c]]
+    read_all(source)  # c's and b's ends are found by reading them (connectors.tape_survey)
     assert source.ends == {"X-USDT": _at(9000), "Y-USDT": _at(20000), "Z-USDT": _at(5000)}
     assert TapeSource([a, c], until=_at(50)).ends == {"X-USDT": _at(50), "Y-USDT": _at(50), "Z-USDT": _at(50)}
 

@@ -3,6 +3,7 @@ builds: every partition is read by exactly one process, and that process is the 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,15 @@ def _tape(folder: Path, name: str, symbols: list[str]) -> Path:
     rows = "".join(f"{symbol},{n},buy,1,1,{T0 + n}\n" for n, symbol in enumerate(symbols, start=1))
     path.write_text(HEADER + rows)
     return path
+
+
+def read_all(source: TapeSource) -> None:
+    """Read every partition of ``source`` to its end."""
+    for name in source.list_parts():
+        part = source.build_part("tapes", name, None)
+        with contextlib.suppress(StopIteration):
+            while True:
+                part.next_batch()
 
 
 def test_each_partition_is_listed_by_the_process_building_its_leading_instrument(tmp_path: Path) -> None:
@@ -53,6 +63,8 @@ def test_summaries_read_by_the_tape_check_are_used_as_a_scan_would_be(tmp_path: 
     tapes = [c, a, b]
     scanned = check_tapes(tapes, "REPLAY_TAPES")
     given, own = TapeSource(tapes, scanned=scanned), TapeSource(tapes)
+    read_all(given)
+    read_all(own)
     assert (given.groups, given.ends, given.list_parts()) == (own.groups, own.ends, own.list_parts())
     ms = {symbol: int(end.timestamp() * 1000) - T0 for symbol, end in given.ends.items()}
     assert ms == {"A-USDT": 3, "B-USDT": 2, "C-USDT": 1}  # each tape's latest trade, the most per name
