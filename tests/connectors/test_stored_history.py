@@ -44,16 +44,22 @@ def candle(n: int) -> Candle:
     )
 
 
+def five_candles_stored(tmp_path: Path) -> tuple[EmbeddedPostgres, str]:
+    """A migrated PostgreSQL holding the 1m candles 0..4 (started; the caller stops it)."""
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = server.start()
+    migrate(url, "off")
+    writer = DatabaseWriter(url, spool_dir=tmp_path / "spool")
+    writer.write([candle(n) for n in range(5)])
+    writer.close()
+    return server, url
+
+
 def test_the_history_waits_for_the_database_and_gives_every_candle_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = EmbeddedPostgres(tmp_path / "pg")
-    url = server.start()
+    server, url = five_candles_stored(tmp_path)
     try:
-        migrate(url, "off")
-        writer = DatabaseWriter(url, spool_dir=tmp_path / "spool")
-        writer.write([candle(n) for n in range(5)])
-        writer.close()
         history = StoredHistory(url, retry_initial=0.2)
         assert [c.close_time for c in history(candle(5))] == [c.close_time for c in map(candle, range(5))]
         server.stop()
@@ -71,13 +77,8 @@ def test_the_history_waits_for_the_database_and_gives_every_candle_once(
 
 def test_the_reads_share_one_connection(tmp_path: Path) -> None:
     """Every series' first longer candle closes at the same instant: its reads must not each connect."""
-    server = EmbeddedPostgres(tmp_path / "pg")
-    url = server.start()
+    server, url = five_candles_stored(tmp_path)
     try:
-        migrate(url, "off")
-        writer = DatabaseWriter(url, spool_dir=tmp_path / "spool")
-        writer.write([candle(n) for n in range(5)])
-        writer.close()
 
         def sessions() -> int:  # sessions established so far, the counter's own one included
             with psycopg.connect(url) as conn:
