@@ -9,7 +9,8 @@ schema of both engines (``tests/sql/test_schema.py``).
 Relations:
 
 - tables: ``trades``, ``late_trades``, ``rejects``, ``gaps``, ``candles_1m``, ``candle_conflicts``,
-  ``indicators``, ``signals``, ``collector_health``;
+  ``indicators``, ``signals``, ``collector_health``, ``backtest_runs``, ``backtest_trades``,
+  ``backtest_equity``;
 - views (``info["view"]`` is True): ``candles_5m`` ... ``candles_1d``, the same columns as
   ``candles_1m`` (views on both engines over the ``rollup_*`` storage, continuous aggregates on
   TimescaleDB), and ``candles``, every timeframe with a leading ``timeframe`` column. A view has no
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Double,
+    Identity,
     Integer,
     LargeBinary,
     MetaData,
@@ -204,6 +206,53 @@ collector_health = Table(
     _text("last_error", nullable=True),
     Column("payload", JSONB, nullable=False),
     PrimaryKeyConstraint("collector", name="collector_health_pkey"),
+)
+
+backtest_runs = Table(
+    "backtest_runs",
+    metadata,
+    Column("run_id", BigInteger, Identity(always=True), nullable=False),
+    _time("created_at"),
+    _text("exchange"),
+    _text("symbol"),
+    _text("timeframe"),
+    _text("strategy"),  # the strategy's label
+    _text("source"),  # 'candles' | 'trades' | 'tapes'
+    _time("data_start"),  # first candle's open
+    _time("data_end"),  # last candle's close
+    Column("candles", BigInteger, nullable=False),
+    Column("config", JSONB, nullable=False),  # {"strategy", "params", "account", ...}
+    _text("code_version"),
+    Column("metrics", JSONB, nullable=False),  # market.backtest.compute_metrics(...)
+    PrimaryKeyConstraint("run_id", name="backtest_runs_pkey"),
+)
+
+backtest_trades = Table(
+    "backtest_trades",
+    metadata,
+    Column("run_id", BigInteger, nullable=False),  # backtest_runs.run_id, ON DELETE CASCADE
+    _time("entry_time"),  # open instant of the candle whose open filled the entry
+    _text("side"),  # 'long' | 'short'
+    Column("entry_price", Double, nullable=False),
+    _time("exit_time", nullable=True),  # NULL while open
+    Column("exit_price", Double),  # NULL while open
+    Column("quantity", Double, nullable=False),
+    Column("pnl", Double, nullable=False),  # an open trade: marked at the last close
+    Column("fees", Double, nullable=False),
+    Column("is_open", Boolean, nullable=False),
+    PrimaryKeyConstraint("run_id", "entry_time", name="backtest_trades_pkey"),
+)
+
+backtest_equity = Table(
+    "backtest_equity",
+    metadata,
+    Column("run_id", BigInteger, nullable=False),  # backtest_runs.run_id, ON DELETE CASCADE
+    _time("time"),  # candle close
+    Column("close", Double, nullable=False),
+    Column("cash", Double, nullable=False),
+    Column("position", Double, nullable=False),  # signed quantity held after this candle
+    Column("equity", Double, nullable=False),
+    PrimaryKeyConstraint("run_id", "time", name="backtest_equity_pkey"),
 )
 
 candles_5m, candles_15m, candles_1h, candles_4h, candles_1d = (
