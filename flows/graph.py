@@ -29,7 +29,7 @@ from configs.indicators import IndicatorsConfig
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.redis_codec import LiveItem
 from connectors.spool import StoredItem
-from flows.candles import CandleConfig, CandleIn, CandleLogic, split_candles
+from flows.candles import CandleConfig, CandleIn, CandleLogic, CandlesOut, split_candles
 from flows.health import NO_RESTARTS, Restarts, health_step
 from flows.indicators import History, IndicatorOut, IndicatorStep, series_key
 from market.health import CollectorHealth
@@ -109,6 +109,25 @@ def _outputs(step_id: str, stream: Stream[X], sinks: Sequence[Sink[X]]) -> None:
         op.output(f"{step_id}_{i}", stream, sink)
 
 
+def candle_streams(
+    flow: Dataflow, source: Source, candle_config: CandleConfig
+) -> tuple[SourceOut, CandlesOut]:
+    """The source's items by kind, and what the candle step made of them (the first half of the graph,
+    shared with the backtest over trades)."""
+    items = split_source("split", op.input("source", flow, source))
+    # keyed: (symbol, Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
+    windows = op.stateful_batch("candles", items.keyed, partial(CandleLogic, candle_config))
+    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
+    return items, split_candles("split_batches", op.key_rm("unkey", windows))
+
+
+def indicator_stream(candles: Stream[Candle], step: IndicatorStep) -> Stream[IndicatorOut]:
+    """Final candles through the per-series indicator step (shared with the backtest over candles)."""
+    by_series = op.key_on("by_series", candles, series_key)
+    # ("exchange|symbol|timeframe", Candle)
+    return op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series, step))
+
+
 def build_flow(
     flow_id: str,
     source: Source,
@@ -121,18 +140,11 @@ def build_flow(
     """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
     ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
     flow = Dataflow(flow_id)
-    items = split_source("split", op.input("source", flow, source))
-    # keyed: (symbol, Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
-    windows = op.stateful_batch("candles", items.keyed, partial(CandleLogic, candle_config))
-    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
-    out = split_candles("split_batches", op.key_rm("unkey", windows))
+    items, out = candle_streams(flow, source, candle_config)
     to_database: list[Stream[StoredItem]] = [out.trades, out.stored, items.rejects]
     live: list[Stream[LiveItem]] = [out.live]
     if indicators is not None:
-        by_series = op.key_on("by_series", out.candles, series_key)
-        # ("exchange|symbol|timeframe", Candle)
-        step = IndicatorStep(indicators, history)
-        computed = op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series, step))
+        computed = indicator_stream(out.candles, IndicatorStep(indicators, history))
         # IndicatorValue | Signal
         to_database.append(computed)
         live.append(computed)

@@ -37,8 +37,9 @@ THIRD_PARTY_BANNED: dict[str, set[str]] = {
 
 def imported_modules(path: Path) -> set[str]:
     """Top-level names of every module ``path`` imports, at any depth (lazy imports included), except
-    the one allowed upward import: a flow module's ``__getattr__`` handing its ``flow`` to
-    ``app.entrypoints`` (app/__init__.py)."""
+    the allowed upward imports: a flow module's ``__getattr__`` handing its ``flow`` to
+    ``app.entrypoints``, and a module's ``if __name__ == "__main__":`` block handing its command to
+    ``app`` (``python -m flows.backtest`` runs ``app.backtest``; app/__init__.py). Neither runs on import."""
     tree = ast.parse(path.read_text(), str(path))
     allowed = {
         id(node)
@@ -46,6 +47,13 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(function, ast.FunctionDef) and function.name == "__getattr__"
         for node in ast.walk(function)
         if isinstance(node, ast.ImportFrom) and node.module == "app.entrypoints"
+    }
+    allowed |= {
+        id(node)
+        for block in tree.body
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "__name__ == '__main__'"
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "app"
     }
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -87,6 +95,19 @@ def test_the_room_check_sees_a_violation(tmp_path: Path) -> None:
         "def __getattr__(name):\n    from app.entrypoints import flow\n    from app.stack import up\n"
     )
     assert imported_modules(module) == {"bytewax", "flows", "app"}
+
+
+def test_a_main_block_may_hand_over_to_app_and_nothing_else_may(tmp_path: Path) -> None:
+    """The second allowed upward import: ``from app... import`` in the module's ``__main__`` block only."""
+    module = tmp_path / "m.py"
+    module.write_text(
+        "if __name__ == '__main__':\n    from app.backtest import main\n    import app.stack\n"
+        "if __name__ != '__main__':\n    from app.services import x\n"
+        "def f():\n    if __name__ == '__main__':\n        from app.status import y\n"
+    )
+    assert imported_modules(module) == {"app"}  # import app.stack, the wrong test, the nested block
+    module.write_text("if __name__ == '__main__':\n    from app.backtest import main\n")
+    assert imported_modules(module) == set()
 
 
 def test_the_dashboard_loads_without_the_stream_engine() -> None:
