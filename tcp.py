@@ -9,6 +9,10 @@
         run the whole test suite (e.g. python3 tcp.py test tests/flows -x)
     python3 tcp.py migrate [--database-url URL] [--debug]
         apply the database migrations (default: DATABASE_URL)
+    python3 tcp.py backtest --symbol SYMBOL --strategy NAME [--param K=V ...] [OPTIONS ...]
+        backtest strategies on the live dataflow over stored candles (or trades, or --tapes TAPE ...), store
+        the runs, print their metrics; --json PATH, --report PATH.html, --check lookahead|warmup
+        (python3 tcp.py backtest --help; docs/backtest.md)
     python3 tcp.py sim --tape TAPE [OPTIONS ...] [--debug]
         run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
     python3 tcp.py lint
@@ -120,6 +124,8 @@ def main(argv: list[str]) -> None:
         _exec(python, "-m", "pytest", *rest)
     elif command == "migrate":
         _exec(ensure_environment(dev=False), "-m", "sql.migrate", *rest)
+    elif command == "backtest":
+        _exec(ensure_environment(dev=False), "-m", "app.backtest", *rest)
     elif command == "sim":
         _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
