@@ -152,7 +152,8 @@ def load_config(args: argparse.Namespace) -> BacktestConfig:
         raise UserError("--config and --strategy both given.", "Name the strategies in one place.")
     if args.config is None and args.strategy is None:
         raise UserError(
-            "no strategy to test.", "Name one with --strategy NAME [--param K=V ...] or --config FILE."
+            "no strategy to test: --strategy or --config is missing.",
+            "Name one with --strategy NAME [--param K=V ...] or --config FILE.",
         )
     if args.param and args.strategy is None:
         raise UserError("--param without --strategy.", "Parameters of a --config file go in the file.")
@@ -161,8 +162,17 @@ def load_config(args: argparse.Namespace) -> BacktestConfig:
             return load_backtest_config(args.config)
         return parse_backtest_config(strategy_config(args.strategy, args.param, args.timeframe))
     except ValidationError as error:
-        what = f"backtest configuration {args.config}" if args.config else "--strategy/--param"
-        raise UserError(describe_validation_error(error, what), "Fix it there (docs/backtest.md).") from None
+        if args.config is not None:
+            what = f"backtest configuration {args.config}"
+            raise UserError(
+                describe_validation_error(error, what), "Fix it there (docs/backtest.md)."
+            ) from None
+        first = error.errors()[0]
+        flag = "--param" if "params" in first["loc"] else "--strategy"
+        reason = first["msg"].removeprefix("Value error, ")
+        raise UserError(
+            f"{flag}: {reason}.", "See docs/indicators.md for the strategies and parameters."
+        ) from None
     except OSError as error:
         raise UserError(
             f"--config {args.config}: {error.strerror or error}.", "Name a readable YAML file."
@@ -331,6 +341,8 @@ def _measured(opts: BacktestOptions, data: BacktestInput, result: RunResult) -> 
 
 
 def _store(opts: BacktestOptions, runs: list[RunOutput], url: str, timings: Timings) -> None:
+    import psycopg
+
     from connectors.backtest_store import StoredRun, write_run
 
     started = time.perf_counter()
@@ -353,7 +365,13 @@ def _store(opts: BacktestOptions, runs: list[RunOutput], url: str, timings: Timi
             r.trades,
             r.equity,
         )
-        run_.run_id = write_run(url, stored)
+        try:
+            run_.run_id = write_run(url, stored)
+        except psycopg.errors.UndefinedTable:
+            raise UserError(
+                "the database has no backtest tables (backtest_runs): its schema is older than this code.",
+                "Run python3 tcp.py migrate (or use --no-store).",
+            ) from None
     timings.write += time.perf_counter() - started
 
 
