@@ -31,12 +31,13 @@ from bench.report import Machine, Measured, run_text, update_document  # noqa: E
 
 INSTRUMENTS, DENSITY = 20, 4  # 20 instruments x 4 overlaid BTC-USDT tapes: about 2,400 trades/s
 QUICK_MINUTES, FULL_MINUTES = 4.0, 30.0
-NAMES = ("replay", "latency", "indicators", "queries", "dashboard")
+NAMES = ("replay", "latency", "indicators", "queries", "dashboard", "backtest")
 
 ARGS: dict[str, tuple[list[str], list[str]]] = {  # name: (quick, full) arguments of its script
     "indicators": (["--repeat", "1"], ["--repeat", "3"]),
     "queries": (["--symbols", "2", "--days", "30", "--repeat", "20"], ["--symbols", "10", "--days", "365"]),
     "dashboard": (["--loads", "3", "--minutes", "20", "--seconds", "30"], []),
+    "backtest": (["--days", "30"], ["--days", "365"]),
 }
 
 
@@ -50,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help=f"smaller runs: {QUICK_MINUTES:g} minutes of live data instead of {FULL_MINUTES:g}, 2 symbols "
-        "x 30 days of candles instead of 10 x 365, fewer page loads",
+        "x 30 days of candles instead of 10 x 365, fewer page loads, 30 days backtested instead of 365",
     )
     parser.add_argument(
         "--only",
