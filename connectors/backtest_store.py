@@ -4,7 +4,7 @@ Reads stream from a server-side cursor in batches (a year of 1m candles is never
 first: candles of one timeframe from the public candle relation (``sql.statements.CANDLES_BETWEEN``),
 trades from ``trades`` in (time, trade id) order without those recorded as late (so candles built from
 them are the stored ones). ``write_run`` stores one run (its ``backtest_runs`` row, trades and equity
-curve, the equity by ``COPY``) in one transaction: a run is there whole or not at all.
+curve, the equity by binary ``COPY``) in one transaction: a run is there whole or not at all.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ INSERT INTO backtest_trades (run_id, entry_time, side, entry_price, exit_time, e
                              fees, is_open)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
-_COPY_EQUITY = "COPY backtest_equity (run_id, time, close, cash, position, equity) FROM STDIN"
+_COPY_EQUITY = "COPY backtest_equity (run_id, time, close, cash, position, equity) FROM STDIN (FORMAT BINARY)"
+_EQUITY_TYPES = ("int8", "timestamptz", "float8", "float8", "float8", "float8")
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -206,7 +207,8 @@ def write_run(url: str, run: StoredRun) -> int:
             ],
         )
         curve = run.equity
-        with cursor.copy(_COPY_EQUITY) as copy:
+        with cursor.copy(_COPY_EQUITY) as copy:  # binary: exact doubles, ~8x faster than text rows
+            copy.set_types(list(_EQUITY_TYPES))
             for row_values in zip(
                 [run_id] * len(curve),
                 curve.times,
