@@ -303,6 +303,14 @@ class EquityCurve(Sequence[EquityPoint]):
         self.positions.append(point.position)
         self.equity.append(point.equity)
 
+    def extend(self, other: EquityCurve) -> None:
+        """Append every point of ``other`` (a later stretch of the same run)."""
+        self.times.extend(other.times)
+        self.closes.extend(other.closes)
+        self.cash.extend(other.cash)
+        self.positions.extend(other.positions)
+        self.equity.extend(other.equity)
+
     def __len__(self) -> int:
         return len(self.times)
 

@@ -362,5 +362,8 @@ def test_the_equity_curve_is_a_sequence_of_points() -> None:
         curve.record(account)
     assert list(curve) == points and curve[1] == points[1] and curve[-2:] == points[-2:]
     other = EquityCurve()
-    other.append(EquityPoint(at(1), 110.0, 0.0, 100.0, 11_000.0))
+    other.append(EquityPoint(at(9), 110.0, 0.0, 100.0, 11_000.0))
     assert len(other) == 1 and other[0].equity == 11_000
+    curve.extend(other)
+    assert list(curve) == [*points, other[0]]
+    assert list(pickle.loads(pickle.dumps(curve))) == list(curve)
