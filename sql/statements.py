@@ -37,6 +37,9 @@ from sqlalchemy.engine.interfaces import BindTyping
 from sql.schema import (
     CANDLES,
     TIMEFRAMES,
+    backtest_equity,
+    backtest_runs,
+    backtest_trades,
     collector_health,
     gaps,
     indicators,
@@ -287,3 +290,26 @@ COLLECTOR_HEALTH_EXISTS = Statement(
 """Whether the table ``collector_health`` exists (it came with migration 0011)."""
 COLLECTOR_HEALTH = Statement(select(collector_health).order_by(collector_health.c.collector))
 """The latest snapshot row of each collector, by name."""
+
+
+def _backtest_runs() -> Statement:
+    r = backtest_runs
+    return Statement(select(r).order_by(r.c.run_id.desc()).limit(_param("limit")))
+
+
+BACKTEST_RUNS = _backtest_runs()
+"""The newest ``limit`` stored backtest runs (every column, metrics and config as jsonb), newest first."""
+BACKTEST_RUN = Statement(select(backtest_runs).where(backtest_runs.c.run_id == _param("run_id")))
+"""One stored backtest run by ``run_id`` (no row if there is none)."""
+BACKTEST_TRADES = Statement(
+    select(*(c for c in backtest_trades.c if c.name != "run_id"))
+    .where(backtest_trades.c.run_id == _param("run_id"))
+    .order_by(backtest_trades.c.entry_time)
+)
+"""The trades of run ``run_id``, by entry time."""
+BACKTEST_EQUITY = Statement(
+    select(*(c for c in backtest_equity.c if c.name != "run_id"))
+    .where(backtest_equity.c.run_id == _param("run_id"))
+    .order_by(backtest_equity.c.time)
+)
+"""The equity points of run ``run_id`` (one per candle close), oldest first."""
