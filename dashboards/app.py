@@ -20,6 +20,7 @@ from panel.viewable import ServableMixin
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, load_settings
+from dashboards.backtests import BacktestReader, BacktestsPage
 from dashboards.chart_store import ChartStore
 from dashboards.data import DashboardData, DataUnavailable
 from dashboards.health import HealthView
@@ -87,9 +88,11 @@ def build_app() -> tuple[Page, list[Stop]]:
         return message_page(f"The dashboard cannot start: {error}"), []
     store = ChartStore(data, instruments(settings, data), config)
     health = HealthView(data)
+    backtests = BacktestsPage(BacktestReader(data.db))
     tabs = pn.Tabs(
         ("Chart", CandleChart(store)),
         ("Health", health),
+        ("Backtests", backtests),
         dynamic=False,
         sizing_mode="stretch_width",
         css_classes=["tcp-tabs"],
@@ -102,6 +105,7 @@ def build_app() -> tuple[Page, list[Stop]]:
     live = pn.state.add_periodic_callback(_guarded(store.poll_live), period=LIVE_PERIOD_MS)
     checks = pn.state.add_periodic_callback(_guarded(refresh_shown_health), period=HEALTH_PERIOD_MS)
     tabs.param.watch(lambda _: refresh_shown_health(), "active")
+    tabs.param.watch(lambda _: backtests.activate() if tabs.active == 2 else None, "active")
     template = pn.template.BootstrapTemplate(title=TITLE, main=[tabs], header_background="#263238")
     return template, [live.stop, checks.stop, store.close]
 
