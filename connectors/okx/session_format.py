@@ -63,6 +63,8 @@ FORMAT = "tcp-okx-session"
 VERSION = 1
 SUFFIX = ".jsonl.gz"
 _US = timedelta(microseconds=1)
+_DURATIONS = frozenset(f.name for f in fields(Limits) if str(f.type).startswith("timedelta"))
+"""The limits written as microseconds."""
 
 
 class SessionError(Exception):
@@ -126,11 +128,8 @@ class SessionHeader:
                 f"(this build reads version {VERSION})"
             )
         try:
-            defaults = Limits()
             limits: dict[str, Any] = {
-                name: timedelta(microseconds=value)
-                if isinstance(getattr(defaults, name), timedelta)
-                else value
+                name: timedelta(microseconds=value) if name in _DURATIONS and value is not None else value
                 for name, value in line["limits"].items()
             }
             header = cls(

@@ -242,6 +242,7 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
             max_behind=max_behind,
             max_trades_per_push=max_trades_per_push,
             reorder_window=timedelta(seconds=reorder_window),
+            close_grace=close_probe,
         )
         self.options = StreamOptions(
             ping_interval=ping_interval,

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from market.sequencing.messages import FetchBackfill, FetchLatest, GapReason, Limits, Position
-from market.types import FeedState, Trade
+from market.types import EPOCH, FeedState, Trade
+
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(slots=True)
@@ -46,6 +48,8 @@ class Lane:
     complete_until: datetime | None = None
     last_push_at: datetime | None = None
     unaccepted_since: datetime | None = None
+    newest_event: datetime | None = None  # the newest trade time handed over
+    lag: timedelta | None = None  # its receive time minus its trade time
 
     def lowest(self) -> tuple[Trade, bytes] | None:
         return self.held[min(self.held)] if self.held else None
@@ -94,11 +98,25 @@ class Lane:
             return False, "verifying after an unreadable frame"
         return True, ""
 
+    def observe(self, trade: Trade) -> None:
+        """Note a trade handed over: the watermark's clock (``market.watermark.Watermark.observe``)."""
+        if trade.ts_recv is not None and (self.newest_event is None or trade.ts_event > self.newest_event):
+            self.newest_event, self.lag = trade.ts_event, trade.ts_recv - trade.ts_event
+
+    def closes_at(self, heard: datetime, grace: timedelta | None) -> bool:
+        """Whether a feed state at ``heard`` would move the watermark (``heard - grace - lag``) past a
+        minute's close that the last one sent did not."""
+        if grace is None or self.lag is None or self.complete_until is None:
+            return False
+        shift = grace + self.lag
+        return (heard - shift - EPOCH) // MINUTE > (self.complete_until - shift - EPOCH) // MINUTE
+
     def report(
-        self, exchange: str, connection_heard: datetime | None, now: datetime, interval: timedelta
+        self, exchange: str, connection_heard: datetime | None, now: datetime, limits: Limits
     ) -> FeedState | None:
-        """A FeedState when the condition changes, and while live when more was heard, at most every
-        ``interval``; else None. A feed that is not live is complete up to when it last was."""
+        """A FeedState when the condition changes, and while live when more was heard: at most every
+        ``limits.feed_interval``, or at once when a candle can close (``closes_at``); else None. A feed
+        that is not live is complete up to when it last was."""
         live, reason = self.condition(connection_heard)
         heard = self.heard(connection_heard)
         if (live, reason) != self.sent:
@@ -112,7 +130,7 @@ class Lane:
             and heard is not None
             and heard != self.complete_until
             and self.sent_at is not None
-            and now - self.sent_at >= interval
+            and (now - self.sent_at >= limits.feed_interval or self.closes_at(heard, limits.close_grace))
         ):
             self.sent_at, self.complete_until = now, heard
             return FeedState(exchange, self.symbol, True, heard)

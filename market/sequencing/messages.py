@@ -74,6 +74,10 @@ class Limits:
     candle closes at the first of them whose ``heard_at`` reaches its close plus grace, so this bounds
     how late after that it closes (while frames keep coming); the price is up to ``1 s / interval``
     items per second and instrument while the connection is busy."""
+    close_grace: timedelta | None = None
+    """The candle grace of the flow the feed serves (None: not known). When set, a live instrument's feed
+    state is also sent at once, without waiting out ``feed_interval``, when it moves the instrument's
+    watermark (``market.watermark.live_watermark``) past a minute's close: when a candle can close."""
     retry_interval: timedelta = timedelta(seconds=1)
     """Wait before asking REST again for the newest trade of an instrument without a start."""
     raw_limit: int = 4096

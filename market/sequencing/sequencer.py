@@ -114,7 +114,7 @@ class Sequencer:
         now = self._apply(event, out)
         for lane in self._lanes.values():
             self._advance(lane, now, out)
-            state = lane.report(self.exchange, self._heard, now, self.limits.feed_interval)
+            state = lane.report(self.exchange, self._heard, now, self.limits)
             if state is not None:
                 out.append(state)
         return out
@@ -396,4 +396,5 @@ class Sequencer:
             return
         lane.position = (trade.trade_id, _ms(trade))
         lane.unaccepted_since = None
+        lane.observe(trade)
         out.append(trade)

@@ -18,6 +18,7 @@ from market.sequencing import (
     FetchLatest,
     Gap,
     Latest,
+    Limits,
     Push,
     Sequencer,
     Start,
@@ -120,14 +121,16 @@ def push_of(trades: list[Trade], at: datetime, raw: bytes = b"{}") -> Push:
     return Push(tuple(replace(t, ts_recv=at) for t in trades), raw, at)
 
 
-def started(trades: list[Trade], *, start_before: int | None = 0, rest_up: bool = True) -> Driver:
+def started(
+    trades: list[Trade], *, start_before: int | None = 0, rest_up: bool = True, limits: Limits | None = None
+) -> Driver:
     """A driver whose instrument starts after ``trades[start_before - 1]`` (None: no position)."""
     positions = {}
     if start_before is not None:
         before = FIRST_ID + start_before - 1
         positions[SYM] = (before, ms_from_utc(T0 + (start_before - 1) * STEP))
     driver = Driver(
-        Sequencer("okx", [SYM], positions=positions, push_source="okx-ws", rest_source="okx-rest"),
+        Sequencer("okx", [SYM], limits, positions=positions, push_source="okx-ws", rest_source="okx-rest"),
         Exchange(trades, rest_up),
     )
     driver.feed(Start(T0 - timedelta(seconds=1)), T0 - timedelta(seconds=1))

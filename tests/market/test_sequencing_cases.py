@@ -24,6 +24,7 @@ from market.sequencing import (
     Unreadable,
 )
 from market.types import FeedState, Rejected, Trade, ms_from_utc
+from market.watermark import Watermark
 from tests.market.sequencing_kit import (
     DELAY,
     FIRST_ID,
@@ -183,6 +184,35 @@ def test_a_quiet_instrument_on_a_busy_connection_hears_within_25_ms() -> None:
     assert set(live) <= {T0} | {t.ts_event + DELAY for t in trades} | set(frames)  # only frames heard
     during = [at for at in live if at > start]
     assert len(during) <= (frames[-1] - start) / Limits().feed_interval + 1  # no more often than that
+
+
+def test_a_quiet_instrument_hears_at_once_the_frame_that_lets_its_candle_close() -> None:
+    """With the flow's grace known, the first frame that takes a quiet instrument's watermark past a
+    minute's close is reported at once, not up to ``feed_interval`` later; the throttle holds between."""
+    grace = timedelta(seconds=2)
+    trades = market(3)
+    frames = [trades[-1].ts_event + DELAY + i * timedelta(milliseconds=7) for i in range(1, 10_000)]
+    # The watermark at a frame, written out (market.watermark): newest trade time - grace + time since.
+    newest, seen = trades[-1].ts_event, trades[-1].ts_event + DELAY
+    close = T0 + timedelta(minutes=1)
+    first = min(at for at in frames if newest - grace + (at - seen) >= close)
+    reported: dict[Limits, list] = {}
+    for limits in (Limits(close_grace=grace), Limits()):
+        driver = started(trades, limits=limits)
+        for trade in trades:
+            driver.feed(push_of([trade], trade.ts_event + DELAY), trade.ts_event + DELAY)
+        for at in frames:
+            driver.feed(Heard(at), at)
+        live = [s.heard_at for s in driver.of(FeedState) if s.live]
+        clock = Watermark(grace)
+        for trade in driver.of(Trade):
+            clock.observe(trade.ts_event, trade.ts_recv)
+        for heard, closes in ((first, True), (first - timedelta(milliseconds=7), False)):
+            clock.on_feed(FeedState("okx", SYM, True, heard))  # the oracle agrees with the clock
+            assert (clock.at(heard) >= close) is closes  # type: ignore[operator]
+        reported[limits] = live
+    assert first in reported[Limits(close_grace=grace)]
+    assert first not in reported[Limits()]  # the throttle alone reports a later frame
 
 
 def test_an_unreadable_frame_holds_heard_at_until_a_push_or_rest_shows_nothing_missing() -> None:
