@@ -166,3 +166,34 @@ def test_a_bad_flag_stops_it_naming_the_flag(
 def test_no_stored_candles_says_so(env: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--symbol", "BTC-USDT", "--strategy", "ema_crossover"]) == 2
     assert "no stored 1m candle of okx BTC-USDT" in capsys.readouterr().err
+
+
+@pytest.mark.timescale
+def test_on_timescaledb_a_run_goes_into_the_hypertables(
+    timescale_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(timescale_url, "on")
+    monkeypatch.setenv("DATABASE_URL", timescale_url)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "run.json"
+    assert main(["--tapes", str(XRP_TAPE), "--strategy", "ema_crossover", "--json", str(out)]) == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    with psycopg.connect(timescale_url) as conn:
+        hypertables = conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables"
+            " WHERE hypertable_name LIKE 'backtest%%' ORDER BY 1"
+        ).fetchall()
+        assert hypertables == [("backtest_equity",), ("backtest_trades",)]
+        rows = conn.execute(
+            "SELECT entry_time, exit_time, pnl FROM backtest_trades WHERE run_id = %s ORDER BY entry_time",
+            (run["run_id"],),
+        ).fetchall()
+        assert [(r[0].isoformat(), r[1] and r[1].isoformat(), r[2]) for r in rows] == [
+            (t["entry_time"], t["exit_time"], t["pnl"]) for t in run["trades"]
+        ]
+        equity = conn.execute(
+            "SELECT count(*), (array_agg(equity ORDER BY time DESC))[1] FROM backtest_equity"
+            " WHERE run_id = %s",
+            (run["run_id"],),
+        ).fetchone()
+        assert equity == (run["metrics"]["candles"], run["metrics"]["final_equity"])
