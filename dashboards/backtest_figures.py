@@ -219,7 +219,7 @@ def equity_figures(
             "equity": shown["equity"].to_numpy(float),
             "drawdown": shown["drawdown"].to_numpy(float),
         },
-        name="tcp-bt-equity",
+        name="tcp-bt-equity-points",
     )
     held = ColumnDataSource(
         {"time": to_ms(hold["time"]), "equity": start_equity * hold["close"].to_numpy(float) / first_open},

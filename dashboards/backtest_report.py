@@ -35,6 +35,8 @@ STYLE = """
 .tcp-bt-metrics th, .tcp-bt-metrics td, .tcp-bt-monthly th, .tcp-bt-monthly td {
   padding: 2px 8px; border-bottom: 1px solid #e0e0e0; text-align: right; }
 .tcp-bt-metrics th { text-align: left; font-weight: normal; color: #455a64; }
+.tcp-bt-title { font-size: 18px; font-weight: 600; margin: 6px 0 2px 0; }
+.tcp-bt-heading { font-size: 14px; font-weight: 600; margin: 8px 0 2px 0; }
 """
 
 
@@ -75,6 +77,11 @@ class BacktestView:
         return float(value)
 
 
+def heading(text: str) -> pn.pane.HTML:
+    """A section heading of a run, the same size in the report and inside the dashboard's template."""
+    return pn.pane.HTML(f'<div class="tcp-bt-heading">{html.escape(text)}</div>', stylesheets=[STYLE])
+
+
 def _range_text(view: BacktestView) -> str:
     start, end = view.metrics.get("start"), view.metrics.get("end")
     if start is None and len(view.candles):
@@ -86,25 +93,26 @@ def _range_text(view: BacktestView) -> str:
 
 def run_panel(view: BacktestView, *, figures: bool = True) -> pn.Column:
     """The run's layout: heading, metrics beside the monthly returns, the figures, the configuration."""
-    heading = pn.pane.HTML(
-        f"<h2>{html.escape(view.title)}</h2><p>{_range_text(view)}; {len(view.candles):,} candles, "
-        f"{len(view.trades):,} trades</p>",
+    title = pn.pane.HTML(
+        f'<div class="tcp-bt-title">{html.escape(view.title)}</div>'
+        f"<p>{_range_text(view)}; {len(view.candles):,} candles, {len(view.trades):,} trades</p>",
         sizing_mode="stretch_width",
+        stylesheets=[STYLE],
     )
     metrics = pn.pane.HTML(metrics_html(view.metrics), stylesheets=[STYLE], name="Metrics")
     monthly = pn.pane.HTML(
         monthly_html(monthly_returns(view.equity, view.start_equity)), stylesheets=[STYLE], name="Monthly"
     )
-    parts: list[Any] = [heading]
+    parts: list[Any] = [title]
     if figures and len(view.candles):
         plot = run_layout(view.candles, view.equity, view.trades, view.start_equity, view.title)
         parts.append(pn.pane.Bokeh(plot, sizing_mode="stretch_width"))
     parts += [
         pn.Row(
-            pn.Column(pn.pane.HTML("<h3>Metrics</h3>"), metrics),
-            pn.Column(pn.pane.HTML("<h3>Monthly returns</h3>"), monthly),
+            pn.Column(heading("Metrics"), metrics),
+            pn.Column(heading("Monthly returns"), monthly),
         ),
-        pn.pane.HTML("<h3>Configuration</h3>"),
+        heading("Configuration"),
         pn.pane.JSON(view.config, depth=-1, name="Configuration"),
     ]
     return pn.Column(*parts, sizing_mode="stretch_width", css_classes=["tcp-backtest-run"])

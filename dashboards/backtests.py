@@ -7,9 +7,9 @@
 - ``BacktestsPage``: the runs table, a run selector and a "compare with" selector; the chosen runs are
   drawn side by side.
 
-The candles of a run are read from the candle view of the coarsest timeframe, not coarser than the run's,
-that still gives at most ``MAX_POINTS`` candles over the run's range (a year of 1m is drawn from the 1h
-view: the database's own rollups, TIME.md rule 6). A run whose series has no stored candles (a backtest
+The candles of a run are read from the candle view of the finest timeframe, not finer than the run's,
+that gives at most ``MAX_POINTS`` candles over the run's range (a year of 1m is drawn from the 4h view:
+the database's own rollups, TIME.md rule 6). A run whose series has no stored candles (a backtest
 over a tape) is drawn from the closes its equity points carry.
 """
 
@@ -26,7 +26,7 @@ import param
 from psycopg.rows import dict_row
 
 from dashboards.backtest_figures import MAX_POINTS, metric_text, utc_minutes
-from dashboards.backtest_report import STYLE, BacktestView, run_panel
+from dashboards.backtest_report import STYLE, BacktestView, heading, run_panel
 from dashboards.data import DataUnavailable, ReadOnlyDatabase
 from market.timeframes import TIMEFRAMES
 from sql import queries, statements
@@ -188,6 +188,8 @@ class BacktestsPage(pn.viewable.Viewer):
         self.run_select.link(self, value="run")
         self.compare_select.link(self, value="compare")
         self.param.watch(lambda _: self._show_runs(), ["run", "compare"])
+        self.panels: dict[int, pn.viewable.Viewable] = {}
+        """The runs drawn so far, by run_id (a stored run never changes)."""
         self.loaded = False
         """Whether the runs were read: on the first ``activate``, not when a session starts."""
 
@@ -199,7 +201,7 @@ class BacktestsPage(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
-            pn.pane.HTML("<h3>Stored runs</h3>"),
+            heading("Stored runs"),
             self.table,
             pn.Row(self.run_select, self.compare_select, self.refresh_button),
             self.alert,
@@ -229,12 +231,17 @@ class BacktestsPage(pn.viewable.Viewer):
     def _show_runs(self) -> None:
         chosen = [r for r in dict.fromkeys([self.run, self.compare]) if r != NONE]
         try:
-            views = [self.reader.view(r) for r in chosen]
+            for run_id in chosen:
+                if run_id not in self.panels:
+                    view = self.reader.view(run_id)
+                    self.panels[run_id] = (
+                        pn.pane.HTML(f"Run #{run_id} is gone.") if view is None else run_panel(view)
+                    )
         except DataUnavailable as error:
             self._fail(str(error))
             return
         self.alert.visible = False
-        self.shown[:] = [run_panel(v) for v in views if v is not None]
+        self.shown[:] = [self.panels[r] for r in chosen]
 
     def _fail(self, message: str) -> None:
         self.alert.object = message

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from bokeh.models import ColumnDataSource
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -141,11 +142,11 @@ def test_layout_thins_a_long_series_and_keeps_every_trade() -> None:
         for i in range(40)
     ]  # fmt: skip
     layout = run_layout(candles, equity, trades, 10_000.0, "t")
-    sources = {m.name: m for m in layout.references() if m.name and m.name.startswith("tcp-bt-")}
+    sources = {m.name: m for m in layout.references() if isinstance(m, ColumnDataSource) and m.name}
     assert len(sources["tcp-bt-trades"].data["pnl"]) == 40
     assert len(sources["tcp-bt-candles"].data["time"]) <= MAX_POINTS
     assert sources["tcp-bt-candles"].data["close"][-1] == closes[-1]
-    assert len(sources["tcp-bt-equity"].data["time"]) <= MAX_POINTS
+    assert len(sources["tcp-bt-equity-points"].data["time"]) <= MAX_POINTS
     hold = sources["tcp-bt-hold"].data["equity"]  # buy and hold from the first open
     assert hold[-1] == pytest.approx(10_000 * closes[-1] / candles["open"].iloc[0])
 
