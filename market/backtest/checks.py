@@ -15,6 +15,7 @@ runs over part of them; running the graph is the caller's business (``app/backte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -168,7 +169,8 @@ def agree(full: Mapping[Key, Payload], other: Mapping[Key, Payload], tolerance: 
 @dataclass(frozen=True, slots=True)
 class WarmupRow:
     """The run starting ``offset`` candles later: the candles it needed until it agreed with the full run
-    for good (None: not within the data), and its final outputs' largest relative difference."""
+    for good (None: not within the data), and its final indicator values' largest relative difference
+    (``inf``: one missing; None: no indicator configured)."""
 
     offset: int
     candles: int
@@ -186,15 +188,17 @@ def settled_after(full: Index, other: Index, times: Sequence[datetime], toleranc
 
 
 def final_difference(full: Index, other: Index, last: datetime) -> float | None:
-    """The largest relative difference between the two runs' indicator values stamped ``last`` (None when
-    an indicator is missing from either)."""
+    """The largest relative difference between the two runs' indicator values stamped ``last``: ``inf``
+    when one is missing from the other run, None when the full run has none there."""
     mine, theirs = full.get(last, {}), other.get(last, {})
+    if not any(key[0] == "indicator" for key in mine):
+        return None
     worst = 0.0
     for key, payload in mine.items():
         if key[0] != "indicator":
             continue
         if key not in theirs:
-            return None
+            return math.inf
         for mine_item, their_item in zip(payload, theirs[key], strict=True):
             x, y = float(mine_item[1]), float(their_item[1])  # type: ignore[index]
             if x != y:
@@ -224,7 +228,7 @@ class WarmupReport:
         ]
         for row in self.rows:
             settled = "never (within the data)" if row.settled_after is None else str(row.settled_after)
-            diff = "missing" if row.final_difference is None else f"{row.final_difference:.3g}"
+            diff = _final(row.final_difference)
             out.append(f"  {row.offset:>12} | {row.candles:>11} | {settled:>23} | {diff}")
         needed = self.needed
         out.append(
@@ -233,6 +237,12 @@ class WarmupReport:
             else f"warm-up needed: {needed} candles"
         )
         return out
+
+
+def _final(difference: float | None) -> str:
+    if difference is None:
+        return "no indicators"
+    return "missing" if math.isinf(difference) else f"{difference:.3g}"
 
 
 def warmup_offsets(candles: int, smallest: int = 1) -> list[int]:

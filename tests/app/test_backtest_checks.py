@@ -12,15 +12,17 @@ from typing import ClassVar
 
 import pytest
 
+from app.backtest import main
 from app.backtest_checks import check_lookahead, check_warmup, run_check
 from configs.indicators import IndicatorsConfig, parse_indicator_config
-from flows.indicators import IndicatorStep
+from flows.backtest import graph_outputs
 from market.indicators import Bar
 from market.strategies import STRATEGIES
 from market.strategies.base import Strategy
 from market.strategies.registry import StrategySpec
 from market.strategies.templates import Decision
 from market.types import Candle, IndicatorValue, Signal
+from tests.flows.flowkit import XRP_TAPE
 from tests.support.tapes import kline_candles
 
 TAPE = Path(__file__).resolve().parents[1] / "data" / "tapes" / "XRP-ETH-exchange-candles-1m.csv"
@@ -32,16 +34,7 @@ def candles() -> tuple[Candle, ...]:
 
 
 def graph_run(candles: Sequence[Candle], config: IndicatorsConfig) -> list[IndicatorValue | Signal]:
-    """The backtest graph when it is there, else a stand-in: the indicator step it wraps, run in-process."""
-    try:
-        from flows.backtest import graph_outputs
-    except ImportError:
-        step, plan = IndicatorStep(config), None
-        out: list[IndicatorValue | Signal] = []
-        for candle in candles:
-            plan, outputs = step(plan, candle)
-            out.extend(outputs)
-        return out
+    """The backtest's graph (the live indicator path), as the command's checks run it."""
     return graph_outputs(candles, config)
 
 
@@ -129,3 +122,16 @@ def test_the_ema_crossover_needs_more_warmup_than_its_slow_period() -> None:
     lines: list[str] = []
     assert run_check("warmup", candles(), config, lines.append, run=graph_run) == 0
     assert lines[-1] == f"warm-up needed: {report.needed} candles"
+
+
+def test_the_command_runs_the_checks_over_a_tape(capsys: pytest.CaptureFixture[str]) -> None:
+    tape = ["--tapes", str(XRP_TAPE), "--end", "2019-10-11T05:00:00Z"]
+    assert main([*tape, "--strategy", "ema_crossover", "--check", "lookahead"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "okx XRP-ETH 1m:" in out
+    assert any(line.startswith("look-ahead check: truncated at ") for line in out)
+    assert out[-1] == "passed: every indicator value and signal at or before each cut is unchanged"
+    assert main([*tape, "--strategy", "rsi_reversion", "--check", "warmup"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("warm-up needed: ") and out[-1].endswith(" candles")
+    assert all(line.endswith("| no indicators") for line in out if line.strip()[:1].isdigit())

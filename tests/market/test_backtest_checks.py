@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -133,7 +134,9 @@ def test_final_difference_is_the_largest_relative_one_or_missing() -> None:
     full = index_outputs([value(5, "ema", 200.0), value(5, "rsi", 0.5)])
     other = index_outputs([value(5, "ema", 201.0), value(5, "rsi", 0.75)])
     assert final_difference(full, other, stamp(5)) == 0.25 / 0.75  # beats 1 / 201
-    assert final_difference(full, index_outputs([value(5, "ema", 200.0)]), stamp(5)) is None
+    assert final_difference(full, index_outputs([value(5, "ema", 200.0)]), stamp(5)) == math.inf
+    signals_only = index_outputs([signal(5)])
+    assert final_difference(signals_only, signals_only, stamp(5)) is None
 
 
 def test_warmup_offsets_grow_1_2_5_and_leave_half() -> None:
