@@ -230,9 +230,10 @@ def backtest_block(figures: Figures) -> str:
             parts = " | ".join(f"{t[k]:.2f}" for k in ("read", "graph", "accounting", "write"))
             speed, ratio = _n(n / t["total"]), t["total"] / anchor
             lines.append(f"| {label} | {t['total']:.2f} | {parts} | {speed} | {ratio:.1f}x |")
+    anchor_label = "vectorised numpy/pandas (anchor; its computation under graph)"
     lines.append(
-        f"| vectorised numpy/pandas (anchor; its computation under graph) | {anchor:.2f} | {vector['read']:.2f} | {vector['compute']:.3f} "
-        f"| | | {_n(n / anchor)} | 1x |"
+        f"| {anchor_label} | {anchor:.2f} | {vector['read']:.2f} | {vector['compute']:.3f} | | "
+        f"| {_n(n / anchor)} | 1x |"
     )
     if "command" in figures:
         t = figures["command"]
