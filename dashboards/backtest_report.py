@@ -108,9 +108,10 @@ def run_panel(view: BacktestView, *, figures: bool = True) -> pn.Column:
         plot = run_layout(view.candles, view.equity, view.trades, view.start_equity, view.title)
         parts.append(pn.pane.Bokeh(plot, sizing_mode="stretch_width"))
     parts += [
-        pn.Row(
+        pn.FlexBox(  # side by side when there is room, else one above the other
             pn.Column(heading("Metrics"), metrics),
             pn.Column(heading("Monthly returns"), monthly),
+            sizing_mode="stretch_width",
         ),
         heading("Configuration"),
         pn.pane.JSON(view.config, depth=-1, name="Configuration"),

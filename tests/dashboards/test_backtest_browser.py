@@ -17,7 +17,7 @@ from playwright.sync_api import Page, Route
 from dashboards.backtest_report import BacktestView, write_report
 from sql.migrate import migrate
 from tests.dashboards.backtest_kit import store_candles, store_run
-from tests.dashboards.test_browser import chromium_path, eventually, server_tracebacks, stop
+from tests.dashboards.test_browser import IMAGES, chromium_path, eventually, server_tracebacks, stop
 from tests.support.browser import chromium, serve_dashboard
 
 __all__ = ["chromium_path"]  # the fixture, used by name
@@ -112,7 +112,7 @@ def _plots(page: Page, runs: int) -> dict[str, Any]:
 
 def test_backtests_page_shows_two_stored_runs(chromium_path: Path, pg_url: str, tmp_path: Path) -> None:
     migrate(pg_url)
-    closes = [100.0, 101.0, 102.5, 101.5, 103.0, 104.0, 103.5, 105.0, 104.5, 106.0]
+    closes = [round(100 + 3 * np.sin(i / 15) + (i % 7) / 5, 2) for i in range(240)]
     with psycopg.connect(pg_url, autocommit=True) as conn:
         store_candles(conn, "BTC-USDT", closes)
         first = store_run(conn, "BTC-USDT", "ema_crossover", closes)
@@ -144,7 +144,7 @@ def test_backtests_page_shows_two_stored_runs(chromium_path: Path, pg_url: str, 
             assert left > 200 and right > 200  # side by side, each drawn
             assert page.evaluate(DRAWN_TRADES_JS) == [2, 2]
             page.wait_for_timeout(500)
-            page.screenshot(path=tmp_path / "backtests.png", full_page=True)
+            page.screenshot(path=IMAGES / "dashboard-backtests.png", full_page=True)
     finally:
         stop(process)
     assert errors == []
