@@ -3,13 +3,15 @@
 source ─► split_source ─┬─ rejects ──────────────────────────────────────────────► database
                         ├─ trades, feed states, gaps (by instrument) ─► candles ─► split_candles:
                         │     trades; stored (final 1m candles, late trades, gaps) ──► database
-                        │     candles ─► indicators (by series): values + signals ──► database, fan-out
                         │     live (candles, provisional, late trades, in order) ────► fan-out (Redis)
+                        │     candles ─► indicators (by series): values + signals ──► database, fan-out
                         └─ connection health ─► health (by connection) ───► fan-out, collector_health
 
 Streams are split by typed operators (``split_source``, ``flows.candles.split_candles``) that return
 small dataclasses of typed streams; each sink receives the one item type (or declared union) it stores.
 The stateful steps keep their ids (``candles``, ``indicators``, ``health``) so recovery snapshots resume.
+The candle step's outputs have database and fan-out outputs of their own, built before the indicator
+step, so a final candle is written and published without waiting for the indicators on it.
 """
 
 from __future__ import annotations
@@ -141,26 +143,31 @@ def build_flow(
     ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
     flow = Dataflow(flow_id)
     items, out = candle_streams(flow, source, candle_config)
-    to_database: list[Stream[StoredItem]] = [out.trades, out.stored, items.rejects]
-    live: list[Stream[LiveItem]] = [out.live]
+    # The candle step's outputs are written (and published) by outputs of their own, built before the
+    # indicator step: Bytewax runs a worker's operators in the order they were built, so a final candle's
+    # row and message do not wait for the indicators computed on the same candles.
+    if sinks.database is not None:
+        stored = op.merge("to_database", out.trades, out.stored, items.rejects)
+        op.output("database", stored, sinks.database)
+    _outputs("fanout_candles", out.live, sinks.fanout)
+    _outputs("candles_out", out.candles, sinks.candles)
+    _outputs("late_out", out.late, sinks.late)
+    later: list[Stream[LiveItem]] = []
     if indicators is not None:
         computed = indicator_stream(out.candles, IndicatorStep(indicators, history))
         # IndicatorValue | Signal
-        to_database.append(computed)
-        live.append(computed)
+        if sinks.database is not None:
+            op.output("database_indicators", computed, sinks.database)
+        later.append(computed)
         _outputs("indicators_out", computed, sinks.indicators)
-    if sinks.database is not None:
-        op.output("database", op.merge("to_database", *to_database), sinks.database)
-    _outputs("candles_out", out.candles, sinks.candles)
-    _outputs("late_out", out.late, sinks.late)
     if sinks.fanout or sinks.health:
         by_connection = op.key_on("by_connection", items.health, _connection)
         snapshots = op.key_rm(
             "unkey_health", op.stateful_map("health", by_connection, partial(health_step, restarts=restarts))
         )
         # CollectorHealth
-        live.append(snapshots)
+        later.append(snapshots)
         _outputs("health_out", snapshots, sinks.health)
-    if sinks.fanout:
-        _outputs("fanout", op.merge("to_fanout", *live), sinks.fanout)
+    if sinks.fanout and later:
+        _outputs("fanout", op.merge("to_fanout", *later), sinks.fanout)
     return flow
