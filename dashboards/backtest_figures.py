@@ -82,10 +82,12 @@ def drawdown(equity: pd.Series) -> pd.Series:
 
 
 def display_equity(equity: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
-    """``time, equity, drawdown`` to draw: drawdown on every point, then each group of ``k`` points keeps
-    its last time and equity and its deepest drawdown."""
+    """``time, equity, drawdown`` to draw: drawdown on every point (or the frame's own ``drawdown``
+    column: a period's deepest, as the page reads a long run), then each group of ``k`` points keeps its
+    last time and equity and its deepest drawdown."""
+    deepest = equity["drawdown"] if "drawdown" in equity.columns else drawdown(equity["equity"])
     frame = pd.DataFrame(
-        {"time": equity["time"], "equity": equity["equity"], "drawdown": drawdown(equity["equity"])}
+        {"time": equity["time"], "equity": equity["equity"], "drawdown": deepest}
     ).reset_index(drop=True)
     k = group_size(len(frame), max_points)
     if k == 1:

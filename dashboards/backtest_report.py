@@ -45,7 +45,9 @@ class BacktestView:
     """One run as the report and the dashboard draw it.
 
     ``candles``: ``time`` (the close, tz-aware UTC), ``open``, ``high``, ``low``, ``close``, ``volume``;
-    ``equity``: ``time`` (candle close), ``close``, ``cash``, ``position``, ``equity``; ``trades``: the
+    ``equity``: ``time`` (candle close), ``close``, ``cash``, ``position``, ``equity`` (every point; or
+    the last point of each period with ``drawdown``, that period's deepest, as the page reads a long
+    run); ``trades``: the
     JSON trade dicts (``entry_time``, ``entry_price``, ``exit_time``, ``exit_price``, ``quantity``,
     ``pnl``, ``fees``, ``side``, ``open``; times ISO 8601 text or datetimes); ``metrics``: those of
     ``market.backtest.compute_metrics``; ``config``: the run's configuration as stored."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Double,
     Select,
     Text,
     any_,
@@ -30,7 +31,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import INTERVAL
+from sqlalchemy.dialects.postgresql import INTERVAL, aggregate_order_by
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine.interfaces import BindTyping
 
@@ -313,3 +314,42 @@ BACKTEST_EQUITY = Statement(
     .order_by(backtest_equity.c.time)
 )
 """The equity points of run ``run_id`` (one per candle close), oldest first."""
+
+
+def _backtest_equity_by_period() -> Statement:
+    e = backtest_equity
+    points = (
+        select(
+            e.c.time,
+            *(e.c[name] for name in ("close", "cash", "position", "equity")),
+            (e.c.equity / func.max(e.c.equity).over(order_by=e.c.time) - literal_column("1")).label(
+                "drawdown"
+            ),
+        )
+        .where(e.c.run_id == _param("run_id"))
+        .subquery("points")
+    )
+    covered = points.c.time - literal_column("INTERVAL '1 microsecond'")  # the interval a point closes
+    period = func.date_bin(cast(_param("period"), INTERVAL), covered, _EPOCH)
+    newest = points.c.time.desc()
+
+    def last(name: str) -> Any:
+        return func.array_agg(aggregate_order_by(points.c[name], newest), type_=ARRAY(Double))[_ONE].label(
+            name
+        )
+
+    return Statement(
+        select(
+            func.max(points.c.time).label("time"),
+            *(last(name) for name in ("close", "cash", "position", "equity")),
+            func.min(points.c.drawdown).label("drawdown"),
+        )
+        .group_by(period)
+        .order_by(func.max(points.c.time))
+    )
+
+
+BACKTEST_EQUITY_BY_PERIOD = _backtest_equity_by_period()
+"""The equity of run ``run_id`` by ``period`` (epoch-aligned; a point in the period of the interval it
+closes): the last point of each period, and the deepest drawdown (``equity`` over its running peak over
+every point, minus one) within it. The page reads a long run this way rather than every point."""

@@ -4,7 +4,9 @@ contract says, and the page (no browser): the runs listed, one opened, two side 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -91,3 +93,43 @@ def test_page_says_when_the_database_cannot_answer(pg_url: str) -> None:
             BacktestReader(db).runs()
     finally:
         db.close()
+
+
+def test_a_long_run_is_read_by_period_with_its_exact_drawdown(pg_url: str) -> None:
+    migrate(pg_url)
+    n = 6_007  # over the 5,000 points drawn: read by 5m periods
+    rng = np.random.default_rng(11)
+    equity = 10_000 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    start = datetime(2026, 1, 31, 3, 0, tzinfo=UTC)
+    times = [start + (i + 1) * MINUTE for i in range(n)]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO backtest_runs (exchange, symbol, timeframe, strategy, source, data_start, data_end,"
+            " candles, config, code_version, metrics) VALUES ('okx', 'BTC-USDT', '1m', 'x', 'tapes', %s, %s,"
+            " %s, '{}', 'test', '{}') RETURNING run_id",
+            (start, times[-1], n),
+        ).fetchone()
+        assert row is not None
+        with conn.cursor().copy(
+            "COPY backtest_equity (run_id, time, close, cash, position, equity) FROM STDIN"
+        ) as copy:
+            for t, e in zip(times, equity, strict=True):
+                copy.write_row((row[0], t, e / 100, 0.0, 100.0, e))
+    db = ReadOnlyDatabase(pg_url)
+    try:
+        view = BacktestReader(db).view(row[0])
+    finally:
+        db.close()
+    assert view is not None
+    # the oracle: pandas over every point, periods of the 5m interval each point closes
+    points = pd.DataFrame({"time": pd.DatetimeIndex(times), "equity": equity})
+    points["drawdown"] = points["equity"] / points["equity"].cummax() - 1
+    period = (points["time"] - pd.Timedelta(microseconds=1)).dt.floor("5min")
+    expected = points.groupby(period).agg(
+        time=("time", "last"), equity=("equity", "last"), drawdown=("drawdown", "min")
+    )
+    assert list(view.equity["time"]) == list(expected["time"])
+    assert list(view.equity["equity"]) == pytest.approx(list(expected["equity"]), rel=1e-12)
+    assert list(view.equity["drawdown"]) == pytest.approx(list(expected["drawdown"]), rel=1e-9, abs=1e-12)
+    assert view.equity["drawdown"].min() == pytest.approx(points["drawdown"].min(), rel=1e-9)
+    assert list(view.candles["close"]) == pytest.approx(list(expected["equity"] / 100), rel=1e-12)
