@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -268,16 +269,41 @@ def run_layout(
 
 # -- tables ----------------------------------------------------------------------------------------
 def metric_text(key: str, value: Any) -> str:
-    """A metric for people: fractions as percentages, numbers with separators, None as n/a."""
+    """A metric for people: fractions as percentages, durations (``..._s``) as days, hours and minutes,
+    times in UTC, numbers with separators, None as n/a."""
     if value is None:
         return "n/a"
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, str):
+        return _time_text(value)
+    if isinstance(value, bool):
         return str(value)
     if key in PERCENT_KEYS:
         return f"{value * 100:,.2f} %"
+    if key.endswith("_s"):
+        return duration_text(float(value))
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
+
+
+def _time_text(text: str) -> str:
+    """An ISO 8601 time with its offset as ``2026-01-01 00:05 UTC``; any other text as it is."""
+    try:
+        time = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return text if time.tzinfo is None else utc_minutes(time)
+
+
+def duration_text(seconds: float) -> str:
+    """``2d 3h 5m``, ``1h 56m``, ``45s``: whole units, the largest first, zero units left out."""
+    minutes, rest = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{rest}s"
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{v}{unit}" for v, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if v]
+    return " ".join(parts) or "0m"
 
 
 def metrics_html(metrics: Mapping[str, Any]) -> str:

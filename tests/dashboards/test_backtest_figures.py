@@ -128,7 +128,13 @@ def test_metric_text() -> None:
     assert metric_text("sharpe", None) == "n/a"
     assert metric_text("trades", 1200) == "1,200"
     assert metric_text("final_equity", 10_523.456) == "10,523.46"
-    assert metric_text("start", "2026-01-01T00:00:00+00:00") == "2026-01-01T00:00:00+00:00"
+    assert metric_text("start", "2026-01-01T00:05:00+00:00") == "2026-01-01 00:05 UTC"
+    assert metric_text("max_drawdown_end", "2026-01-01T02:05:00+02:00") == "2026-01-01 00:05 UTC"
+    assert metric_text("label", "ema_crossover") == "ema_crossover"
+    assert metric_text("code_version", "0.1.0+g1a2b3c") == "0.1.0+g1a2b3c"
+    assert metric_text("average_duration_s", 6960.0) == "1h 56m"
+    assert metric_text("average_duration_s", 2 * 86400 + 3 * 3600 + 300) == "2d 3h 5m"
+    assert metric_text("average_duration_s", 45.2) == "45s"
 
 
 def test_layout_thins_a_long_series_and_keeps_every_trade() -> None:
