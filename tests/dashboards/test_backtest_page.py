@@ -95,7 +95,11 @@ def test_page_says_when_the_database_cannot_answer(pg_url: str) -> None:
         db.close()
 
 
-def test_a_long_run_is_read_by_period_with_its_exact_drawdown(pg_url: str) -> None:
+@pytest.mark.parametrize("engine", ["pg_url", "timescale_url"])
+def test_a_long_run_is_read_by_period_with_its_exact_drawdown(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    pg_url = request.getfixturevalue(engine)  # on TimescaleDB the equity is a hypertable
     migrate(pg_url)
     n = 6_007  # over the 5,000 points drawn: read by 5m periods
     rng = np.random.default_rng(11)
