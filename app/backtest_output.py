@@ -4,17 +4,25 @@ the standalone report (docs/backtest.md, "Running a backtest" and "JSON output")
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flows.backtest import RunResult
 from flows.replay_progress import PROGRESS_EVERY, REDRAW_EVERY, duration
 from market.backtest import METRICS, BacktestTrade, format_metric
+
+if TYPE_CHECKING:
+    from app.backtest import BacktestOptions
+    from app.backtest_source import BacktestInput
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -144,6 +152,42 @@ def write_reports(path: Path, runs: Sequence[RunOutput]) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_report(target, BacktestView(run.title, candles, equity, trades, run.metrics, run.config))
     return paths
+
+
+def code_version() -> str:
+    """The package version, and the git commit of the checkout when there is one."""
+    try:
+        package = version("tcp-dashboard")
+    except PackageNotFoundError:
+        package = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{package}+{commit}" if commit else package
+
+
+def run_config(opts: BacktestOptions, data: BacktestInput, result: RunResult) -> dict[str, Any]:
+    """What ``backtest_runs.config`` records: the strategy, its parameters, the account and the data."""
+    entry = next(
+        (
+            s
+            for profile in opts.config.profiles
+            if profile.applies_to(result.symbol, result.timeframe)
+            for s in profile.strategies
+            if s.key == result.strategy
+        ),
+        None,
+    )
+    return {
+        "strategy": entry.strategy if entry is not None else result.strategy,
+        "label": result.strategy,
+        "params": dict(entry.params) if entry is not None else {},
+        "account": opts.account.model_dump(),
+        **data.described,
+    }
 
 
 class BacktestProgress:
