@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,6 +19,7 @@ from market.idruns import BELOW_ALL, ClosedIds
 from market.timeframes import TF_1D, TF_1H, TF_1M, TF_4H, TF_5M, TF_15M, Timeframe
 from market.types import EPOCH, Candle, Trade
 from market.watermark import DEFAULT_GRACE
+from market.window_items import NOTHING, Emitted, LateTrade, ResumePoint
 
 MINUTE = TF_1M.length
 DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (TF_1M, TF_5M, TF_15M, TF_1H, TF_4H, TF_1D)
@@ -26,55 +27,9 @@ DEFAULT_TIMEFRAMES: tuple[Timeframe, ...] = (TF_1M, TF_5M, TF_15M, TF_1H, TF_4H,
 DEFAULT_DEDUP_RETENTION = timedelta(hours=1)
 _NEVER = datetime.max.replace(tzinfo=UTC)
 _ZERO = timedelta(0)
+__all__ = ["NOTHING", "Emitted", "LateTrade", "ResumePoint", "SeriesWindows"]
 
 
-@dataclass(frozen=True, slots=True)
-class LateTrade:
-    """A trade whose 1m candle was already closed when it arrived (rule 4); it changed no candle.
-
-    ``candle_close`` is the close of the 1m candle it missed, ``watermark`` the watermark at its arrival.
-    """
-
-    trade: Trade
-    candle_close: datetime
-    watermark: datetime
-
-    @property
-    def lateness(self) -> timedelta:
-        """How late it was: the watermark at arrival minus its ``ts_event`` (always > 0)."""
-        return self.watermark - self.trade.ts_event
-
-
-@dataclass(frozen=True, slots=True)
-class Emitted:
-    """What one call produced: final candles (close-time order; at one instant 1m first, then longer
-    timeframes by length), late trades, and the number of duplicate trades dropped (rule 10)."""
-
-    candles: tuple[Candle, ...] = ()
-    late: tuple[LateTrade, ...] = ()
-    duplicates: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.candles or self.late or self.duplicates)
-
-
-@dataclass(frozen=True, slots=True)
-class ResumePoint:
-    """Where a series' stored data ends, to continue it exactly (docs/reliability.md, "Resume").
-
-    ``last_candle``: the newest final 1m candle stored (None: trades were stored, no candle yet).
-    ``period_candles``: the stored 1m candles of the longer timeframes' still-open intervals (those
-    after the open of the current 1d interval, up to and including ``last_candle``), in time order.
-    ``open_trades``: the stored trades after ``last_candle`` that were not late, in their arrival
-    (trade id) order: the open windows.
-    """
-
-    last_candle: Candle | None
-    period_candles: tuple[Candle, ...] = ()
-    open_trades: tuple[Trade, ...] = ()
-
-
-NOTHING = Emitted()
 _ONE_DUPLICATE = Emitted(duplicates=1)
 
 
