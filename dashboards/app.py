@@ -3,10 +3,11 @@
 Settings are loaded once per server process (``DATABASE_URL``, ``REDIS_URL``, instruments, indicator
 config); the database pool and the live hub are shared by every session. ``REDIS_URL`` is optional:
 without it (or while Redis is unreachable) the dashboard runs on the database alone and says "live
-updates off". Each session gets its own chart and health views and two periodic callbacks (live updates
-every 0.5 s, health every 5 s while its tab is shown), stopped when the session ends. The instrument
-list is read when a page loads: the configured instruments, then the others the database holds. Any
-failure shows a message, never a traceback.
+updates off". Each session gets its own chart, health and backtests views (the runs are read when the
+Backtests tab is first shown) and two periodic callbacks (live updates every 0.5 s, health every 5 s
+while its tab is shown), stopped when the session ends. The instrument list is read when a page loads:
+the configured instruments, then the others the database holds. Any failure shows a message, never a
+traceback.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def launcher(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_names_every_command_and_the_offline_mode() -> None:
     result = launcher("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("up", "test", "migrate", "sim", "lint"):
+    for command in ("up", "test", "migrate", "sim", "lint", "backtest"):
         assert f"python3 tcp.py {command}" in result.stdout
     assert "--offline" in result.stdout and "flows.replay" in result.stdout
 
@@ -33,6 +33,7 @@ def test_help_names_every_command_and_the_offline_mode() -> None:
         ("sim", "--poison"),
         ("lint", "usage: python3 tcp.py lint"),
         ("bench", "usage: python3 tcp.py bench"),
+        ("backtest", "usage: python3 tcp.py backtest"),
     ],
 )
 def test_each_command_answers_help_and_does_nothing_else(command: str, expected: str) -> None:
