@@ -59,8 +59,11 @@ ORDER BY trade_id DESC LIMIT 1
 
 _HISTORY = (
     f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
-    " AND time > %s AND time < %s ORDER BY time"
+    " AND time > %s AND time < %s ORDER BY time LIMIT %s"
 )
+HISTORY_PAGE = 5000
+"""Candles per read of a series' history: pages follow each other by time (one round trip each, no
+transaction), so a short history costs one round trip and a long one holds one page at a time."""
 HISTORY_RETRY_MAX = 30.0
 """Longest wait (seconds) between attempts to read a series' stored history while the database is down."""
 _NO_CANDLE_LOOKBACK = timedelta(hours=1)
@@ -141,16 +144,18 @@ class StoredHistory:
 
     def _rows(self, first: Candle, after: datetime) -> Iterator[Sequence[Any]]:
         """The stored rows of ``first``'s series closing after ``after`` and before ``first``."""
-        key = (first.exchange, first.symbol, first.timeframe, after, first.close_time)
         conn = self._connection()
-        try:
-            with conn.transaction(), conn.cursor(name="tcp_history") as cur:
-                cur.itersize = 5000
-                cur.execute(_HISTORY, key)
-                yield from cur
-        except psycopg.OperationalError:
-            conn.close()  # the next read connects again
-            raise
+        while True:
+            key = (first.exchange, first.symbol, first.timeframe, after, first.close_time, HISTORY_PAGE)
+            try:
+                rows = conn.execute(_HISTORY, key).fetchall()
+            except psycopg.OperationalError:
+                conn.close()  # the next read connects again
+                raise
+            yield from rows
+            if len(rows) < HISTORY_PAGE:
+                return
+            after = rows[-1][0]
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from app.embedded_postgres import EmbeddedPostgres
+from connectors import resume
 from connectors.database import DatabaseWriter
 from connectors.resume import StoredHistory
 from market.types import Candle
@@ -75,7 +76,7 @@ def test_the_history_waits_for_the_database_and_gives_every_candle_once(
         server.stop()
 
 
-def test_the_reads_share_one_connection(tmp_path: Path) -> None:
+def test_the_reads_share_one_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every series' first longer candle closes at the same instant: its reads must not each connect."""
     server, url = five_candles_stored(tmp_path)
     try:
@@ -95,5 +96,11 @@ def test_the_reads_share_one_connection(tmp_path: Path) -> None:
         after = sessions()
         assert [len(read) for read in reads] == [1, 2, 3, 4, 5]
         assert after - before == 2  # the reader's one connection and the second counter
+        # Read in pages shorter than the history: every candle once, in order, from the same connection.
+        for page in (1, 2, 5):
+            monkeypatch.setattr(resume, "HISTORY_PAGE", page)
+            assert list(history(candle(5))) == [candle(n) for n in range(5)]
+            assert list(history(candle(2))) == [candle(0), candle(1)]
+        assert sessions() - after == 1  # only the counter's own
     finally:
         server.stop()
