@@ -214,8 +214,8 @@ def backtest_block(figures: Figures) -> str:
     anchor = vector["read"] + vector["compute"]
     lines = [
         f"{figures['engine']}: {_n(n)} 1m candles of one symbol, `ema_crossover` 9/21, long-only account, "
-        f"fee 10 bps: {_n(figures['trades'])} trades, the same in every run "
-        f"({'yes' if figures['same_trades'] else '**no**'}).",
+        f"fee 10 bps: {_n(figures['trades'])} trades, "
+        + ("the same in every run." if figures["same_trades"] else "**not the same in every run**."),
         "",
         "| run | total s | read | graph | accounting | write | candles/s | x vectorised |",
         "|---|---|---|---|---|---|---|---|",

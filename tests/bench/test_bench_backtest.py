@@ -47,7 +47,8 @@ FIGURES: dict[str, Any] = {
 
 def test_the_block_gives_each_run_against_the_vectorised_anchor_and_the_goal() -> None:
     text = backtest_block(FIGURES)
-    assert "525,600 1m candles" in text and "12,037 trades, the same in every run (yes)" in text
+    assert "525,600 1m candles" in text and "12,037 trades, the same in every run." in text
+    assert "**not the same in every run**" in backtest_block(FIGURES | {"same_trades": False})
     assert "| 12.00 | 3.80 | 2.70 | 0.50 | 3.00 | 43,800 | 12.0x |" in text  # 525,600 / 12 s; 12 s / 1 s
     assert "| 5.00 | 0.00 | 4.20 | 0.80 | 0.00 | 105,120 | 5.0x |" in text
     assert "(anchor; its computation under graph) | 1.00 | 0.90 | 0.100 | | | 525,600 | 1x |" in text
