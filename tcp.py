@@ -13,6 +13,10 @@
         backtest strategies on the live dataflow over stored candles (or trades, or --tapes TAPE ...), store
         the runs, print their metrics; --json PATH, --report PATH.html, --check lookahead|warmup
         (python3 tcp.py backtest --help; docs/backtest.md)
+    python3 tcp.py bots list|add|show|start|pause|stop|remove|export ...
+        manage the paper-trading bots the live flow runs (python3 tcp.py bots --help; docs/bots.md)
+    python3 tcp.py export --symbol SYMBOL --timeframe TF|--trades [--start --end --format csv|parquet] ...
+        export stored candles (right-labelled, as in SQL) or trades to a file (python3 tcp.py export --help)
     python3 tcp.py sim --tape TAPE [OPTIONS ...] [--debug]
         run the local OKX simulator (faults, hostile frames: python3 tcp.py sim --help)
     python3 tcp.py lint
@@ -126,6 +130,10 @@ def main(argv: list[str]) -> None:
         _exec(ensure_environment(dev=False), "-m", "sql.migrate", *rest)
     elif command == "backtest":
         _exec(ensure_environment(dev=False), "-m", "app.backtest", *rest)
+    elif command == "bots":
+        _exec(ensure_environment(dev=False), "-m", "app.bots", *rest)
+    elif command == "export":
+        _exec(ensure_environment(dev=False), "-m", "app.export", *rest)
     elif command == "sim":
         _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
