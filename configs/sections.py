@@ -211,6 +211,9 @@ class DashboardSettings(BaseModel):
     port: int = Field(default=5006, ge=0, le=65535)
     database_url: SecretStr | None = None
     """A SELECT-only role's URL for the dashboard; unset: ``up`` creates the role ``tcp_dashboard``."""
+    control: bool = False
+    """Whether the page may change bots and user indicators (``up --control`` sets it, with the URL of
+    the narrow role ``tcp_control`` in ``DASHBOARD_CONTROL_URL``); off: the page is read-only."""
 
     @field_validator("database_url")
     @classmethod
