@@ -61,6 +61,10 @@ _HISTORY = (
     f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
     " AND time > %s AND time < %s ORDER BY time LIMIT %s"
 )
+_RANGE = (
+    f"SELECT {_CANDLE} FROM candles WHERE exchange = %s AND symbol = %s AND timeframe = %s"
+    " AND time > %s AND time <= %s ORDER BY time LIMIT %s"
+)
 HISTORY_PAGE = 5000
 """Candles per read of a series' history: pages follow each other by time (one round trip each, no
 transaction), so a short history costs one round trip and a long one holds one page at a time."""
@@ -106,8 +110,10 @@ def load_stored_ends(url: str, exchange: str, instruments: Sequence[str]) -> Sto
 
 
 class StoredHistory:
-    """The stored final candles of a series before a given one, oldest first: what an indicator step
-    continuing a series after a restart replays to be in the state an uninterrupted run would have."""
+    """The stored final candles of a series, oldest first: before a given one (what an indicator step
+    continuing a series after a restart replays to be in the state an uninterrupted run would have), or
+    in a range of close times (what a bot replays for the candles it missed, what a user indicator's
+    history is computed from)."""
 
     def __init__(self, url: str, retry_initial: float = 0.5) -> None:
         self.url = url
@@ -120,12 +126,24 @@ class StoredHistory:
         """The candles, read in pages; while the database does not answer the series waits for it (an
         indicator computed without its history would differ from an uninterrupted run), retrying with
         backoff, and goes on after the last candle it had read."""
-        tf = timeframe(first.timeframe)
-        after, delay = EPOCH, self.retry_initial
+        return self._read(first.exchange, first.symbol, first.timeframe, EPOCH, first.close_time, _HISTORY)
+
+    def range(
+        self, exchange: str, symbol: str, timeframe: str, after: datetime | None, until: datetime
+    ) -> Iterator[Candle]:
+        """The stored final candles of a series with close in ``(after, until]`` (every stored one up to
+        ``until`` when ``after`` is None), oldest first; read and retried like the whole history."""
+        return self._read(exchange, symbol, timeframe, after or EPOCH, until, _RANGE)
+
+    def _read(
+        self, exchange: str, symbol: str, timeframe_name: str, after: datetime, until: datetime, query: str
+    ) -> Iterator[Candle]:
+        tf = timeframe(timeframe_name)
+        delay = self.retry_initial
         while True:
             try:
-                for row in self._rows(first, after):
-                    candle = _candle(first.exchange, first.symbol, row, tf)
+                for row in self._rows(query, (exchange, symbol, timeframe_name), after, until):
+                    candle = _candle(exchange, symbol, row, tf)
                     after = candle.close_time
                     yield candle
                 return
@@ -133,22 +151,23 @@ class StoredHistory:
                 log.warning(
                     "the stored history of %s %s %s cannot be read (%s); its indicators wait for the "
                     "database, retrying in %.1f s",
-                    first.symbol,
-                    first.timeframe,
-                    first.close_time.isoformat(),
+                    symbol,
+                    timeframe_name,
+                    until.isoformat(),
                     " ".join(str(error).split()),
                     delay,
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, HISTORY_RETRY_MAX)
 
-    def _rows(self, first: Candle, after: datetime) -> Iterator[Sequence[Any]]:
-        """The stored rows of ``first``'s series closing after ``after`` and before ``first``."""
+    def _rows(
+        self, query: str, series: tuple[str, str, str], after: datetime, until: datetime
+    ) -> Iterator[Sequence[Any]]:
+        """The stored rows of the series after ``after`` and before ``until`` (or at it: ``_RANGE``)."""
         conn = self._connection()
         while True:
-            key = (first.exchange, first.symbol, first.timeframe, after, first.close_time, HISTORY_PAGE)
             try:
-                rows = conn.execute(_HISTORY, key).fetchall()
+                rows = conn.execute(query, (*series, after, until, HISTORY_PAGE)).fetchall()
             except psycopg.OperationalError:
                 conn.close()  # the next read connects again
                 raise
