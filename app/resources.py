@@ -20,6 +20,7 @@ from app.embedded_postgres import EmbeddedPostgres
 from app.embedded_redis import EmbeddedRedis
 from configs.errors import UserError, check_database, check_redis, exit_on_user_error, yaml_problem
 from configs.indicators import IndicatorsConfig, load_indicator_config
+from configs.logs import configure_logging
 from configs.settings import ConfigError, Settings, describe_validation_error, load_settings
 from connectors.database import DatabaseSink, drain_spool
 from connectors.health_table import HealthTableSink
@@ -39,7 +40,7 @@ def settings_or_exit() -> tuple[Settings, IndicatorsConfig]:
     with exit_on_user_error():
         settings = load_settings()
         indicators = load_indicators(settings)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, "flow")
     return settings, indicators
 
 

@@ -31,6 +31,7 @@ from app.services import DEMO_TAPE, services_for, start_simulator
 from app.status import WATCH_EVERY, StatusWatch
 from app.supervisor import Service, Supervisor
 from configs import errors
+from configs.logs import configure_logging
 from configs.settings import ConfigError, Settings, load_settings
 from sql.migrate import MigrationError, migrate_with_report
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
@@ -289,9 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         """Everything a user can get wrong is checked here, before anything starts."""
         settings = load_settings()
         load_indicators(settings)  # fail at start, naming the field, rather than in the flow
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings, "up")
         offline = None if args.offline is None else (args.offline or [DEMO_TAPE])
         check_tapes(offline or [], "up --offline")
         if settings.database_url is not None:

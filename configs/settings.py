@@ -29,6 +29,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from configs.logs import LogFormat, LogSettings
 from configs.sections import (
     DURATION_FORMS,
     DashboardSettings,
@@ -48,6 +49,7 @@ __all__ = [
     "DatabaseSettings",
     "Duration",
     "FeedSettings",
+    "LogSettings",
     "RecordingSettings",
     "RecoverySettings",
     "Settings",
@@ -109,6 +111,9 @@ class Settings(BaseSettings):
     replay_end: datetime | None = None
     """Declared end of a replay (TIME.md rule 9); default: the latest trade time of each tape."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = "text"
+    """``json``: one JSON object per log line, on stderr and in the log files (configs/logs.py)."""
+    logs: LogSettings = LogSettings()
     database: DatabaseSettings = DatabaseSettings()
     feed: FeedSettings = FeedSettings()
     recovery: RecoverySettings = RecoverySettings()

@@ -273,10 +273,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from configs.errors import UserError, check_database
+    from configs.logs import configure_logging
     from configs.settings import load_settings
 
     settings = load_settings()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(
+        settings, "migrate", level=logging.WARNING, text_format="%(levelname)s %(name)s: %(message)s"
+    )
     source = "--database-url" if args.database_url else "DATABASE_URL"
     url = args.database_url or (settings.database_url.get_secret_value() if settings.database_url else None)
     if url is None:

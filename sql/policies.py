@@ -294,15 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_cli(lambda: _main(args), debug=args.debug)
 
 
 def _main(args: argparse.Namespace) -> int:
     from configs.errors import UserError, check_database
+    from configs.logs import configure_logging
     from configs.settings import load_settings
 
     settings = load_settings()
+    configure_logging(settings, "policies", level=logging.INFO)
     url = args.database_url or (settings.database_url.get_secret_value() if settings.database_url else None)
     if url is None:
         raise UserError(

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import orjson
 
 from configs.errors import UserError, run_cli
+from configs.logs import configure_logging
+from configs.settings import load_settings
 from connectors.okx.simulator.config import SimulatorConfig, parse_args
 from connectors.okx.simulator.server import Simulator
 
@@ -63,8 +65,11 @@ def _parse(argv: list[str]) -> SimulatorConfig:
 
 def _serve(argv: list[str]) -> int:
     config = _parse(argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    configure_logging(
+        load_settings(),
+        "okx-simulator",
+        level=logging.INFO,
+        text_format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("okx-simulator.websockets").setLevel(logging.WARNING)
     try:
