@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.metrics import count_source_batch
 from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.okx.recording import SessionRecorder, SessionRecording
@@ -134,6 +135,7 @@ class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
                 self._emitted[item.symbol] = (item.trade_id, ms_from_utc(item.ts_event))
             self._taken += not isinstance(item, ConnectionHealth)
             batch.append(item)  # type: ignore[arg-type]
+        count_source_batch(batch)
         if self._ended and not batch:
             self._end()
         self._idle = not batch

@@ -26,6 +26,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from connectors.metrics import count_reconnect, watch_stream
 from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
 from connectors.okx.events import ConnectionHealth, ConnectionState
 from connectors.okx.handover import Handover
@@ -137,6 +138,7 @@ class TradeStream:
         self.subscribe_errors = 0
         self.pings_sent = 0
         self.pongs_received = 0
+        watch_stream(self, EXCHANGE)
 
     def health(self) -> ConnectionHealth:
         stalled, symbol = self.sequencer.stall()
@@ -196,6 +198,7 @@ class TradeStream:
                     self._attempts = 0
                 self._subscribed_at = self.connected_since = None
                 self.reconnects += 1
+                count_reconnect(EXCHANGE)
                 self.state = "backoff"
                 await self._handover.apply(
                     self.sequencer.feed(Disconnected(_now(), f"connection lost: {reason}"))
