@@ -42,6 +42,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors import database_writes as w
 from connectors.database_writes import Row, Written
+from connectors.metrics import observe_candle_rows, watch_spool
 from connectors.spool import (
     MB,
     ServerIdentity,
@@ -99,6 +100,7 @@ class DatabaseWriter:
         self.url = url
         self.contract_values = dict(contract_values or {})  # by symbol, stored with each 1m candle
         self.spool = Spool(spool_dir, url, max_bytes=spool_max_bytes)
+        watch_spool(self.spool, spool_dir.name)
         self.connect_timeout = connect_timeout
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -213,6 +215,7 @@ class DatabaseWriter:
             put(batch.gaps, lambda rows: w.write_gaps(cur, rows))
             if refused:
                 w.write_rejects(cur, [w.as_reject(item, why) for item, why in refused])
+        observe_candle_rows(candles, new_candles.inserted)
         s = self.stats
         bad_trades = sum(isinstance(i, Trade) for i, _ in refused)
         bad_candles = sum(isinstance(i, Candle) for i, _ in refused)

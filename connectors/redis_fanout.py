@@ -40,6 +40,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from connectors.metrics import count_redis_dropped
 from connectors.redis_codec import LiveItem, encode, health_latest_key, payload_of
 from market.health import HEALTH_EXPIRES_AFTER
 
@@ -171,6 +172,7 @@ class RedisFanout:
             position += n
             if errors:
                 self.stats.dropped[kind] += 1
+                count_redis_dropped(kind)
                 self.stats.last_error = f"{type(errors[0]).__name__}: {errors[0]}"
                 self._warn(f"Redis refused a {kind} message ({self.stats.last_error})")
             else:
@@ -185,6 +187,8 @@ class RedisFanout:
 
     def _drop(self, kinds: Counter[str]) -> None:
         self.stats.dropped.update(kinds)
+        for kind, n in kinds.items():
+            count_redis_dropped(kind, n)
         self._dropped_since_log += kinds.total()
         self._warn("Redis unreachable; dropping live messages")
 

@@ -35,6 +35,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
+from connectors.metrics import count_late
 from connectors.okx.events import Gap
 from market.provisional import ProvisionalCandle, ProvisionalThrottle
 from market.types import Candle, FeedState, Trade, TradeBatch
@@ -148,6 +149,7 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
                 elif not emitted.duplicates:
                     accepted.append(item)
                     out.extend(emitted.late)
+                    count_late(emitted.late)
                     self._closed(emitted.candles, out)
             elif isinstance(item, FeedState):
                 self._on_feed(item, now, out)
