@@ -12,6 +12,7 @@ import logging
 from collections import deque
 from datetime import UTC, datetime
 
+from connectors.metrics import count_gap_opened
 from connectors.okx.connection import Outbox, StreamOptions
 from connectors.okx.events import Gap
 from connectors.okx.rest import OkxRestClient
@@ -59,6 +60,7 @@ class Handover:
                 await self.outbox.room()
                 work.extend(self.sequencer.feed(await self._latest(action)))
             elif isinstance(action, FetchBackfill):
+                count_gap_opened(self.sequencer.exchange, action.symbol)
                 await self.outbox.room()
                 work.extend(self.sequencer.feed(await self._backfill(action)))
             else:
