@@ -12,14 +12,15 @@ from typing import Any
 
 import orjson
 
+from market.bots import BotUpdate
 from market.health import CollectorHealth
 from market.provisional import ProvisionalCandle
 from market.types import Candle, CandleBody, IndicatorValue, Signal
 from market.windowing import LateTrade
 
-LiveItem = Candle | ProvisionalCandle | IndicatorValue | Signal | LateTrade | CollectorHealth
+LiveItem = Candle | ProvisionalCandle | IndicatorValue | Signal | LateTrade | CollectorHealth | BotUpdate
 """What the live fan-out publishes."""
-KINDS = ("candle", "provisional", "indicator", "signal", "late", "health")
+KINDS = ("candle", "provisional", "indicator", "signal", "late", "health", "bot")
 HEALTH_CHANNEL = "tcp:health"
 ALL_PATTERNS = ("tcp:*",)
 _TIME_FIELDS = frozenset(
@@ -61,6 +62,10 @@ def signal_channel(exchange: str, symbol: str, timeframe: str) -> str:
 
 def late_channel(exchange: str, symbol: str) -> str:
     return f"tcp:late:{exchange}:{symbol}"
+
+
+def bot_channel(bot: str) -> str:
+    return f"tcp:bots:{bot}"
 
 
 def health_latest_key(collector: str) -> str:
@@ -186,6 +191,21 @@ def health_message(h: CollectorHealth) -> Message:
     return "health", HEALTH_CHANNEL, payload
 
 
+def bot_message(b: BotUpdate) -> Message:
+    """A bot's account at a candle's close (paper trading): numbers as JSON numbers."""
+    payload = {
+        "kind": "bot",
+        "bot": b.bot,
+        "time": _utc(b.time),
+        "equity": b.equity,
+        "cash": b.cash,
+        "position": b.position,
+        "close": b.close,
+        "state": b.state,
+    }
+    return "bot", bot_channel(b.bot), payload
+
+
 _MESSAGES: dict[type, Callable[[Any], Message]] = {
     Candle: candle_message,
     ProvisionalCandle: provisional_message,
@@ -193,6 +213,7 @@ _MESSAGES: dict[type, Callable[[Any], Message]] = {
     Signal: signal_message,
     LateTrade: late_message,
     CollectorHealth: health_message,
+    BotUpdate: bot_message,
 }
 
 
