@@ -58,11 +58,16 @@ def place_in_cluster(settings: Settings) -> ClusterPlace:
 
 def live_dataflow() -> Dataflow:
     """``flows.okx``'s ``flow``: OKX's websocket for the configured instruments into the resolved
-    database and Redis, continuing from where the stored data end; the first SIGINT/SIGTERM ends the
-    input; restarts by ``up`` are reported in the collectors' health."""
+    database and Redis, continuing from where the stored data end, with the bots and user indicators
+    of the control tables (docs/control.md); the first SIGINT/SIGTERM ends the inputs; restarts by
+    ``up`` are reported in the collectors' health."""
     # The live and session flows' modules are imported where used: a replay loads none of them.
+    from connectors.bot_store import BotSink, BotStates
+    from connectors.control_store import ControlStore
     from connectors.okx.source import OkxTradesSource
     from connectors.resume import StoredHistory, load_stored_ends
+    from flows.bots import BotResume
+    from flows.control import ControlSource
     from flows.health import Restarts
     from flows.okx import live_flow
     from flows.session import session_recording
@@ -71,19 +76,25 @@ def live_dataflow() -> Dataflow:
     place_in_cluster(settings)
     url = database_url(settings)
     sinks = production_sinks(settings, url)
+    timeout = max(1, round(settings.database.connect_timeout_seconds))
+    sinks.bots = [BotSink(url, timeout)]
     stored = load_stored_ends(url, "okx", settings.instruments)
+    stop = graceful_stop()
     source = OkxTradesSource(
         settings.okx_ws_url,
         settings.okx_rest_url,
         settings.instruments,
         start_after=stored.last_trades,
-        stop=graceful_stop(),
+        stop=stop,
         recording=session_recording(settings),
         close_probe=settings.candle_grace,
         **settings.feed.model_dump(),
     )
     restarts = Restarts.from_environ(os.environ)
-    return live_flow(settings, sinks, source, indicators, stored, StoredHistory(url), restarts)
+    history = StoredHistory(url)
+    control = ControlSource(ControlStore(url, timeout), stop)
+    bots = BotResume(BotStates(url, connect_timeout=timeout).runner, history.range)
+    return live_flow(settings, sinks, source, indicators, stored, history, restarts, control, bots)
 
 
 def session_dataflow() -> Dataflow:

@@ -5,11 +5,16 @@ source ─► split_source ─┬─ rejects ───────────�
                         │     trades; stored (final 1m candles, late trades, gaps) ──► database
                         │     live (candles, provisional, late trades, in order) ────► fan-out (Redis)
                         │     candles ─► indicators (by series): values + signals ──► database, fan-out
+                        │     candles ─► bots (by series): progress ─► bot tables; updates ─► fan-out
                         └─ connection health ─► health (by connection) ───► fan-out, collector_health
+control (live only) ─► split_control ─┬─ bot changes ─► bots
+                                      └─ indicator changes ─► indicators
 
 Streams are split by typed operators (``split_source``, ``flows.candles.split_candles``) that return
 small dataclasses of typed streams; each sink receives the one item type (or declared union) it stores.
-The stateful steps keep their ids (``candles``, ``indicators``, ``health``) so recovery snapshots resume.
+The stateful steps keep their ids (``candles``, ``indicators``, ``health``; ``bots``) so recovery
+snapshots resume. The control source (``flows.control.ControlSource``, docs/control.md) is given to the
+live flow only; without it the graph has no bots step and the indicator step sees only candles.
 The candle step's outputs have database and fan-out outputs of their own, built before the indicator
 step, so a final candle is written and published without waiting for the indicators on it.
 """
@@ -31,9 +36,12 @@ from configs.indicators import IndicatorsConfig
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.redis_codec import LiveItem
 from connectors.spool import StoredItem
+from flows.bots import NO_RESUME, BotResume, bot_stream, series_of
 from flows.candles import CandleConfig, CandleIn, CandleLogic, CandlesOut, split_candles
 from flows.health import NO_RESTARTS, Restarts, health_step
-from flows.indicators import History, IndicatorOut, IndicatorStep, series_key
+from flows.indicators import History, IndicatorOut, IndicatorStep
+from market.bots import BotProgress
+from market.control import BotChange, ControlChange, IndicatorChange
 from market.health import CollectorHealth
 from market.types import Candle, FeedState, Rejected, Trade
 from market.windowing import LateTrade
@@ -60,6 +68,8 @@ class FlowSinks:
     indicator values, signals and collector health."""
     health: list[Sink[CollectorHealth]] = field(default_factory=list)
     """Collector health snapshots (the ``collector_health`` table)."""
+    bots: list[Sink[BotProgress]] = field(default_factory=list)
+    """The running bots' fills, equity and state (``connectors.bot_store.BotSink``)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,25 @@ def split_source(step_id: str, up: Stream[SourceItem]) -> SourceOut:
     )
 
 
+@dataclass(frozen=True)
+class ControlOut:
+    """The control changes by kind."""
+
+    bots: Stream[BotChange]
+    indicators: Stream[IndicatorChange]
+
+
+def _is_bot_change(item: ControlChange) -> TypeGuard[BotChange]:
+    return type(item) is BotChange
+
+
+@operator
+def split_control(step_id: str, up: Stream[ControlChange]) -> ControlOut:
+    """Split the control changes: bots' go to the bots step, user indicators' to the indicator step."""
+    split = op.branch("split", up, _is_bot_change)
+    return ControlOut(bots=split.trues, indicators=split.falses)  # type: ignore[arg-type]
+
+
 def _connection(h: ConnectionHealth) -> str:
     return f"{h.exchange}:{h.connection}"
 
@@ -123,10 +152,16 @@ def candle_streams(
     return items, split_candles("split_batches", op.key_rm("unkey", windows))
 
 
-def indicator_stream(candles: Stream[Candle], step: IndicatorStep) -> Stream[IndicatorOut]:
-    """Final candles through the per-series indicator step (shared with the backtest over candles)."""
-    by_series = op.key_on("by_series", candles, series_key)
-    # ("exchange|symbol|timeframe", Candle)
+def indicator_stream(
+    candles: Stream[Candle], step: IndicatorStep, changes: Stream[IndicatorChange] | None = None
+) -> Stream[IndicatorOut]:
+    """Final candles (and, live, the user indicators' changes) through the per-series indicator step
+    (shared with the backtest over candles)."""
+    inputs: Stream[Candle | IndicatorChange] = (
+        candles if changes is None else op.merge("indicator_input", candles, changes)
+    )
+    by_series = op.key_on("by_series", inputs, series_of)
+    # ("exchange|symbol|timeframe", Candle | IndicatorChange)
     return op.key_rm("unkey_series", op.stateful_flat_map("indicators", by_series, step))
 
 
@@ -138,11 +173,17 @@ def build_flow(
     indicators: IndicatorsConfig | None = None,
     history: History | None = None,
     restarts: Restarts = NO_RESTARTS,
+    control: Source | None = None,
+    bots: BotResume = NO_RESUME,
 ) -> Dataflow:
     """Build the dataflow over ``source`` (items: ``Trade``, ``Rejected``, ``FeedState``, ``Gap``,
-    ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from."""
+    ``ConnectionHealth``; others are ignored). ``history``: stored candles a series continues from.
+    ``control``: the control changes (``market.control.ControlChange``) that run bots and user
+    indicators; ``bots``: where the bots resume from after a restart."""
     flow = Dataflow(flow_id)
     items, out = candle_streams(flow, source, candle_config)
+    changes = None if control is None else split_control("control", op.input("control_in", flow, control))
+    # bots: BotChange; indicators: IndicatorChange
     # The candle step's outputs are written (and published) by outputs of their own, built before the
     # indicator step: Bytewax runs a worker's operators in the order they were built, so a final candle's
     # row and message do not wait for the indicators computed on the same candles.
@@ -154,12 +195,18 @@ def build_flow(
     _outputs("late_out", out.late, sinks.late)
     later: list[Stream[LiveItem]] = []
     if indicators is not None:
-        computed = indicator_stream(out.candles, IndicatorStep(indicators, history))
+        user = None if changes is None else changes.indicators
+        computed = indicator_stream(out.candles, IndicatorStep(indicators, history), user)
         # IndicatorValue | Signal
         if sinks.database is not None:
             op.output("database_indicators", computed, sinks.database)
         later.append(computed)
         _outputs("indicators_out", computed, sinks.indicators)
+    if changes is not None:
+        ran = bot_stream("bots", out.candles, changes.bots, bots)
+        # progress: BotProgress (per bot and batch); updates: BotUpdate (per bot and candle)
+        _outputs("bots_out", ran.progress, sinks.bots)
+        later.append(ran.updates)
     if sinks.fanout or sinks.health:
         by_connection = op.key_on("by_connection", items.health, _connection)
         snapshots = op.key_rm(

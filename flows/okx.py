@@ -19,6 +19,7 @@ from configs.indicators import IndicatorsConfig
 from configs.settings import Settings
 from connectors.okx.source import OkxTradesSource
 from connectors.resume import StoredEnds
+from flows.bots import NO_RESUME, BotResume
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from flows.health import NO_RESTARTS, Restarts
@@ -34,10 +35,13 @@ def live_flow(
     stored: StoredEnds | None = None,
     history: History | None = None,
     restarts: Restarts = NO_RESTARTS,
+    control: Source | None = None,
+    bots: BotResume = NO_RESUME,
 ) -> Dataflow:
     """The live dataflow; ``source`` defaults to OKX's websocket for the configured instruments.
     ``stored``: where each instrument's stored data ends; its candles continue from there, and its
-    indicators from ``history`` (the stored candles before)."""
+    indicators from ``history`` (the stored candles before). ``control``: the bots' and user
+    indicators' changes (``flows.control.ControlSource``), and ``bots`` where the bots resume from."""
     stored = stored or StoredEnds()
     if source is None:
         source = OkxTradesSource(
@@ -57,7 +61,7 @@ def live_flow(
         provisional_every=timedelta(milliseconds=500),
         resume=stored.points,
     )
-    return build_flow("okx", source, config, sinks, indicators, history, restarts)
+    return build_flow("okx", source, config, sinks, indicators, history, restarts, control, bots)
 
 
 def __getattr__(name: str) -> Dataflow:
