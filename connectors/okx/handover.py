@@ -45,10 +45,10 @@ class Handover:
         self.rejects = 0
         self.last_error: str | None = None
 
-    def error(self, text: str) -> None:
-        """Note ``text`` as the connection's last error, and log it."""
+    def error(self, text: str, symbol: str | None = None) -> None:
+        """Note ``text`` as the connection's last error, and log it (about ``symbol``, when one)."""
         self.last_error = text
-        log.warning("okx %s: %s", self.name, text)
+        log.warning("okx %s: %s", self.name, text, extra={"exchange": "okx", "symbol": symbol})
 
     async def apply(self, actions: list[Action]) -> None:
         """Hand items over in order; perform requests and feed their answers back (breadth first, so an
@@ -79,7 +79,7 @@ class Handover:
         elif isinstance(item, Rejected):
             self.rejects += 1
             self.last_error = f"rejected ({item.source}): {item.reason[:300]}"
-            log.debug("okx %s: %s", self.name, self.last_error)
+            log.debug("okx %s: %s", self.name, self.last_error, extra={"exchange": "okx"})
         elif isinstance(item, Gap):
             if item.filled:
                 self.gaps_filled += 1
@@ -88,7 +88,8 @@ class Handover:
                 self.error(
                     f"unfilled gap {item.symbol} ({item.from_trade_id}, {item.to_trade_id}): "
                     f"{item.trades_backfilled} trades backfilled, "
-                    f"{item.error or 'REST history does not reach back far enough'}"
+                    f"{item.error or 'REST history does not reach back far enough'}",
+                    item.symbol,
                 )
         self.outbox.put(item)
 
@@ -97,7 +98,13 @@ class Handover:
             trades = await self.rest.latest_trades(request.symbol, self.options.latest_limit)
         except (OkxRestError, OkxParseError, OSError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-            log.warning("okx %s: newest %s trades unavailable: %s", self.name, request.symbol, error)
+            log.warning(
+                "okx %s: newest %s trades unavailable: %s",
+                self.name,
+                request.symbol,
+                error,
+                extra={"exchange": "okx", "symbol": request.symbol},
+            )
             return Latest(request.symbol, (), error, _now())
         return Latest(request.symbol, tuple(trades), None, _now())
 

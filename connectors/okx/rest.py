@@ -180,7 +180,13 @@ class OkxRestClient:
             attempt += 1
             delay = self.retry_backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
             log.warning(
-                "REST %s failed (%s), retry %d/%d in %.2f s", path, problem, attempt, self.retries, delay
+                "REST %s failed (%s), retry %d/%d in %.2f s",
+                path,
+                problem,
+                attempt,
+                self.retries,
+                delay,
+                extra={"exchange": "okx", "symbol": params.get("instId")},
             )
             await asyncio.sleep(delay)
 
@@ -237,6 +243,7 @@ class OkxRestClient:
                     after_id + 1,
                     until_id - 1,
                     next_report - started,
+                    extra={"exchange": "okx", "symbol": inst_id},
                 )
             try:
                 page = await self.history_trades(inst_id, after=cursor, before=after_id)
@@ -261,6 +268,7 @@ class OkxRestClient:
                 time.monotonic() - started,
                 self.requests - requests_before,
                 "complete" if complete else f"incomplete ({error or 'REST history ends'})",
+                extra={"exchange": "okx", "symbol": inst_id},
             )
         return BackfillResult(
             trades, complete, self.requests - requests_before, error, [outside[i] for i in sorted(outside)]
