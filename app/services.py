@@ -90,14 +90,29 @@ def dashboard_argv(host: str, port: int) -> list[str]:
     ]
 
 
+CONTROL_ENV = "DASHBOARD__CONTROL"
+CONTROL_URL_ENV = "DASHBOARD_CONTROL_URL"
+
+
+def control_env(control: bool, control_url: str | None) -> dict[str, str]:
+    """What turns the dashboard's control actions on (``up --control``): the switch and, when the control
+    role could be made, its URL (without it the dashboard says control is unavailable); nothing when off."""
+    if not control:
+        return {}
+    return {CONTROL_ENV: "true", **({CONTROL_URL_ENV: control_url} if control_url else {})}
+
+
 def services_for(
     settings: Settings,
     database_url: str,
     extra_env: dict[str, str] | None = None,
     dashboard_url: str | None = None,
+    control: bool = False,
+    control_url: str | None = None,
 ) -> list[Service]:
     """The processes that make up the running system, given the resolved database URL (and the
-    read-only one the dashboard reads with)."""
+    read-only one the dashboard reads with; with ``control``, the control role's URL it writes the bots
+    and user indicators with)."""
     env = {"DATABASE_URL": database_url, **(extra_env or {})}
     services = []
     if importlib.util.find_spec("flows.okx") is not None:
@@ -112,7 +127,7 @@ def services_for(
             Service(
                 "dashboard",
                 dashboard_argv(dash.host, dash.port),
-                {**env, "DATABASE_URL": dashboard_url or database_url},
+                {**env, "DATABASE_URL": dashboard_url or database_url, **control_env(control, control_url)},
             )
         )
     return services

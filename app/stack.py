@@ -6,7 +6,9 @@
    set;
 3. applies the migrations and the storage policies;
 4. starts the services (the live flow ``python -m bytewax.run flows.okx`` and the dashboard, as they
-   become available) as child processes with the resolved URLs in their environment;
+   become available) as child processes with the resolved URLs in their environment; with ``--control``
+   the dashboard also gets the control switch and the URL of the control role (sql/roles.py), with which
+   it creates and changes the paper-trading bots and user indicators (docs/bots.md);
 5. keeps them running (app/supervisor.py) and says how they do (app/status.py);
 6. on Ctrl-C or SIGTERM stops the services, then the embedded servers, and exits 0.
 """
@@ -27,7 +29,7 @@ from types import FrameType
 from app.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from app.embedded_redis import EmbeddedRedis
 from app.resources import check_tapes, load_indicators
-from app.services import DEMO_TAPE, services_for, start_simulator
+from app.services import CONTROL_URL_ENV, DEMO_TAPE, services_for, start_simulator
 from app.status import WATCH_EVERY, StatusWatch
 from app.supervisor import Service, Supervisor
 from configs import errors
@@ -35,7 +37,14 @@ from configs.logs import configure_logging
 from configs.settings import ConfigError, Settings, load_settings
 from sql.migrate import MigrationError, migrate_with_report
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
-from sql.roles import READER, ReaderUnavailable, ensure_reader
+from sql.roles import (
+    CONTROLLER,
+    READER,
+    ControllerUnavailable,
+    ReaderUnavailable,
+    ensure_controller,
+    ensure_reader,
+)
 
 MAINTENANCE_EVERY = 3600.0  # seconds between retention runs on plain PostgreSQL (no job scheduler)
 
@@ -81,6 +90,20 @@ def _dashboard_url(settings: Settings, url: str) -> str:
             flush=True,
         )
         return url
+
+
+def _control_url(settings: Settings, url: str) -> str | None:
+    """The URL of the control role ``up --control`` keeps (sql/roles.py); ``None`` (said so) when the
+    server refuses to create it: the dashboard then shows control as unavailable."""
+    try:
+        return ensure_controller(url, settings.data_dir)
+    except ControllerUnavailable as error:
+        print(
+            f"Control: unavailable: the role {CONTROLLER} could not be created ({error}); "
+            "the dashboard's bots and indicators stay read-only",
+            flush=True,
+        )
+        return None
 
 
 def _apply_storage_policies(settings: Settings, url: str) -> bool:
@@ -139,14 +162,15 @@ class _Running:
             print("Embedded PostgreSQL stopped.", flush=True)
 
 
-def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) -> int:
-    """Run the system until Ctrl-C or SIGTERM (0), or a problem a user can fix (2, said in one line)."""
+def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None, control: bool = False) -> int:
+    """Run the system until Ctrl-C or SIGTERM (0), or a problem a user can fix (2, said in one line);
+    ``control``: the dashboard may change the paper-trading bots and user indicators."""
     stop = _StopRequest()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     running = _Running()
     try:
-        return _run(settings, once, offline_tapes, stop, running)
+        return _run(settings, once, offline_tapes, stop, running, control)
     except _Stop as stopped:
         print(f"\n{stopped}: stopping ...", flush=True)
         return 0
@@ -165,7 +189,12 @@ def up(settings: Settings, once: bool, offline_tapes: list[Path] | None = None) 
 
 
 def _run(
-    settings: Settings, once: bool, offline_tapes: list[Path] | None, stop: _StopRequest, running: _Running
+    settings: Settings,
+    once: bool,
+    offline_tapes: list[Path] | None,
+    stop: _StopRequest,
+    running: _Running,
+    control: bool = False,
 ) -> int:
     """``up``'s steps in order, each adding what it starts to ``running``; returns the exit code."""
     url = _start_database(settings, running)
@@ -175,7 +204,7 @@ def _run(
     print(f'Database: {shown}\n  psql "{shown}"\nRedis: {errors.redact_url(redis_url)}', flush=True)
     if once:
         return 0
-    extra_env = _add_services(settings, url, redis_url, offline_tapes, running)
+    extra_env = _add_services(settings, url, redis_url, offline_tapes, running, control)
     started = datetime.now(UTC)
     for service in running.services:
         if service.process is None:
@@ -226,7 +255,12 @@ def _prepare_database(settings: Settings, url: str) -> bool:
 
 
 def _add_services(
-    settings: Settings, url: str, redis_url: str, offline_tapes: list[Path] | None, running: _Running
+    settings: Settings,
+    url: str,
+    redis_url: str,
+    offline_tapes: list[Path] | None,
+    running: _Running,
+    control: bool = False,
 ) -> dict[str, str]:
     """Add the services to ``running`` (the simulator, started now, first); returns the environment they
     share beyond ``DATABASE_URL``."""
@@ -235,13 +269,23 @@ def _add_services(
         simulator, simulator_env = start_simulator(offline_tapes, url)
         extra_env |= simulator_env
         running.services.append(simulator)
-    running.services += services_for(settings, url, extra_env, _dashboard_url(settings, url))
+    control_url = _control_url(settings, url) if control else None
+    running.services += services_for(
+        settings, url, extra_env, _dashboard_url(settings, url), control, control_url
+    )
     return extra_env
 
 
 def _say_up(settings: Settings, services: list[Service]) -> None:
-    if any(s.name == "dashboard" for s in services):
+    dashboard = next((s for s in services if s.name == "dashboard"), None)
+    if dashboard is not None:
         print(f"Dashboard: http://{settings.dashboard.host}:{settings.dashboard.port}", flush=True)
+    if dashboard is not None and CONTROL_URL_ENV in dashboard.env:
+        print(
+            f"Control: on: the dashboard creates and changes bots and user indicators (role {CONTROLLER}); "
+            "bots are paper trading only, no order ever leaves this machine",
+            flush=True,
+        )
     running = ", ".join(s.name for s in services) or "the database only"
     print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
 
@@ -281,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run against the local OKX simulator replaying these tapes from now "
         f"(default: {DEMO_TAPE.name})",
     )
+    up_parser.add_argument(
+        "--control",
+        action="store_true",
+        help="let the dashboard create, start, pause, stop and delete paper-trading bots and add or remove "
+        "user indicators (docs/bots.md); without it the dashboard only reads",
+    )
     up_parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
     if args.debug:
@@ -303,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             errors.check_redis(settings.redis_url.get_secret_value(), "REDIS_URL")
         if not args.once:
             errors.check_port_free(settings.dashboard.host, settings.dashboard.port, "DASHBOARD__PORT")
-        return up(settings, once=args.once, offline_tapes=offline)
+        return up(settings, once=args.once, offline_tapes=offline, control=args.control)
 
     return errors.run_cli(start, debug=args.debug)
 
