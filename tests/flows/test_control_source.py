@@ -1,0 +1,109 @@
+"""The control source against a real PostgreSQL: the current state at start, then every change once and
+in order (oracle: the ``control_log`` table itself), nothing read twice, errors logged once, the input
+ends on the stop event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from configs.bots import parse_bot_config
+from configs.indicators import IndicatorEntry
+from connectors.control_store import ControlStore
+from flows.control import ControlSource, _ControlPartition
+from market.control import BotChange, ControlChange, IndicatorChange
+from sql.migrate import migrate
+
+NOW = timedelta(0)
+
+
+def config(name: str) -> dict[str, object]:
+    return {"name": name, "symbol": "BTC-USDT", "timeframe": "1m", "strategy": "ema_crossover"}
+
+
+@pytest.fixture
+def parts() -> Iterator[list[_ControlPartition]]:
+    """The partitions a test builds, closed (with their stores' connections) afterwards."""
+    built: list[_ControlPartition] = []
+    yield built
+    for part in built:
+        part.close()
+
+
+def partition(
+    parts: list[_ControlPartition], store: ControlStore, stop: threading.Event | None = None
+) -> _ControlPartition:
+    part = ControlSource(store, stop, interval=NOW).build_part("control", "control", None)
+    parts.append(part)
+    return part
+
+
+def logged_ids(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT change_id FROM control_log ORDER BY change_id")]
+
+
+def test_the_state_at_start_then_each_change_once_in_order(
+    pg_url: str, parts: list[_ControlPartition], request: pytest.FixtureRequest
+) -> None:
+    migrate(pg_url)
+    store = ControlStore(pg_url)
+    request.addfinalizer(store.close)
+    store.add_bot(parse_bot_config(config("one")))
+    store.start_bot("one")
+    store.add_indicator(
+        "okx", "BTC-USDT", "1m", IndicatorEntry(indicator="SMA", label="sma_5", params={"timeperiod": 5})
+    )
+    part = partition(parts, ControlStore(pg_url))
+
+    loads = part.next_batch()
+    assert {(type(c), c.action) for c in loads} == {(BotChange, "load"), (IndicatorChange, "load")}
+    (bot,) = [c for c in loads if type(c) is BotChange]
+    assert (bot.name, bot.state, bot.config["strategy"]) == ("one", "running", "ema_crossover")
+    assert part.next_batch() == []  # nothing new: nothing again
+
+    store.add_bot(parse_bot_config(config("two")))
+    store.pause_bot("one")
+    store.remove_indicator("okx", "BTC-USDT", "1m", "sma_5")
+    store.stop_bot("two")
+    seen: list[ControlChange] = []
+    for _ in range(3):
+        seen += part.next_batch()
+    assert [c.change_id for c in seen] == logged_ids(pg_url)[3:]
+    assert [(c.action, getattr(c, "state", None)) for c in seen] == [
+        ("add", "created"),
+        ("pause", "paused"),
+        ("remove", None),
+        ("stop", "stopped"),
+    ]
+
+
+def test_a_database_error_is_logged_once_and_the_read_retried(
+    pg_url: str, parts: list[_ControlPartition], caplog: pytest.LogCaptureFixture
+) -> None:
+    migrate(pg_url)
+    part = partition(parts, ControlStore(pg_url.replace("/t_", "/missing_"), connect_timeout=2))
+    with caplog.at_level(logging.WARNING, logger="flows.control"):
+        assert part.next_batch() == [] and part.next_batch() == []
+    assert len([r for r in caplog.records if "cannot be read" in r.message]) == 1
+    with ControlStore(pg_url) as writer:
+        writer.add_bot(parse_bot_config(config("late")))
+    part.close()
+    part.store = ControlStore(pg_url)  # the database answers again
+    (load,) = part.next_batch()
+    assert (load.action, load.name) == ("load", "late")  # type: ignore[union-attr]
+
+
+def test_the_input_ends_when_the_flow_stops(pg_url: str, parts: list[_ControlPartition]) -> None:
+    migrate(pg_url)
+    stop = threading.Event()
+    part = partition(parts, ControlStore(pg_url), stop)
+    part.next_batch()
+    stop.set()
+    with pytest.raises(StopIteration):
+        part.next_batch()
