@@ -1,0 +1,1 @@
+"""Binance spot trades through the exchange interface (see docs/binance.md)."""
