@@ -3,16 +3,21 @@
 Settings are loaded once per server process (``DATABASE_URL``, ``REDIS_URL``, instruments, indicator
 config); the database pool and the live hub are shared by every session. ``REDIS_URL`` is optional:
 without it (or while Redis is unreachable) the dashboard runs on the database alone and says "live
-updates off". Each session gets its own chart, health and backtests views (the runs are read when the
-Backtests tab is first shown) and two periodic callbacks (live updates every 0.5 s, health every 5 s
-while its tab is shown), stopped when the session ends. The instrument list is read when a page loads:
-the configured instruments, then the others the database holds. Any failure shows a message, never a
-traceback.
+updates off". Each session gets its own chart, health, backtests and bots views (the runs are read when
+the Backtests tab is first shown) and three periodic callbacks (live updates every 0.5 s, health every
+5 s and the bots every 2 s while their tab is shown), stopped when the session ends. The instrument
+list is read when a page loads: the configured instruments, then the others the database holds. Any
+failure shows a message, never a traceback.
+
+Control (creating and changing bots and user indicators) is off unless ``DASHBOARD__CONTROL=true``; then
+the writes go through one ``ControlStore`` per server process on ``DASHBOARD_CONTROL_URL`` (the narrow
+role ``tcp_control``; ``python3 tcp.py up --control`` sets both). Every read stays on the read-only pool.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import panel as pn
@@ -21,7 +26,9 @@ from panel.viewable import ServableMixin
 
 from configs.indicators import IndicatorsConfig, load_indicator_config
 from configs.settings import ConfigError, Settings, load_settings
+from connectors.control_store import ControlStore
 from dashboards.backtests import BacktestReader, BacktestsPage
+from dashboards.bots import NO_CONTROL_URL, READ_ONLY, BotReader, BotsPage
 from dashboards.chart_store import ChartStore
 from dashboards.data import DashboardData, DataUnavailable
 from dashboards.health import HealthView
@@ -32,6 +39,9 @@ log = logging.getLogger("tcp.dashboard")
 
 LIVE_PERIOD_MS = 500
 HEALTH_PERIOD_MS = 5000
+BOTS_PERIOD_MS = 2000
+CONTROL_URL = "DASHBOARD_CONTROL_URL"
+"""Where the control store connects (``up --control`` sets it); read only with control on."""
 TITLE = "TCP Dashboard"
 Page = pn.viewable.Viewable | ServableMixin
 """A session's page: the template, or a message when the dashboard cannot start."""
@@ -63,6 +73,16 @@ def shared_data(settings: Settings) -> DashboardData:
     )
 
 
+def shared_control(settings: Settings) -> tuple[ControlStore | None, str]:
+    """The control store of this server process, or None and why the page is read-only."""
+    if not settings.dashboard.control:
+        return None, READ_ONLY
+    url = os.environ.get(CONTROL_URL)
+    if not url:
+        return None, NO_CONTROL_URL
+    return pn.state.as_cached("tcp-dashboard-control", ControlStore, url=url), ""  # type: ignore[arg-type]
+
+
 def instruments(settings: Settings, data: DashboardData) -> list[str]:
     """The configured instruments first, then the others with stored candles (none if unreachable)."""
     try:
@@ -87,13 +107,17 @@ def build_app() -> tuple[Page, list[Stop]]:
         data = shared_data(settings)
     except ConfigError as error:
         return message_page(f"The dashboard cannot start: {error}"), []
-    store = ChartStore(data, instruments(settings, data), config)
+    control, read_only = shared_control(settings)
+    listed = instruments(settings, data)
+    store = ChartStore(data, listed, config)
     health = HealthView(data)
     backtests = BacktestsPage(BacktestReader(data.db))
+    bots = BotsPage(BotReader(data.db), control, listed, read_only)
     tabs = pn.Tabs(
         ("Chart", CandleChart(store)),
         ("Health", health),
         ("Backtests", backtests),
+        ("Bots", bots),
         dynamic=False,
         sizing_mode="stretch_width",
         css_classes=["tcp-tabs"],
@@ -103,12 +127,18 @@ def build_app() -> tuple[Page, list[Stop]]:
         if tabs.active == 1:
             health.refresh()
 
+    def refresh_shown_bots() -> None:
+        if tabs.active == 3:
+            bots.refresh()
+
     live = pn.state.add_periodic_callback(_guarded(store.poll_live), period=LIVE_PERIOD_MS)
     checks = pn.state.add_periodic_callback(_guarded(refresh_shown_health), period=HEALTH_PERIOD_MS)
+    following = pn.state.add_periodic_callback(_guarded(refresh_shown_bots), period=BOTS_PERIOD_MS)
     tabs.param.watch(lambda _: refresh_shown_health(), "active")
     tabs.param.watch(lambda _: backtests.activate() if tabs.active == 2 else None, "active")
+    tabs.param.watch(lambda _: bots.activate() if tabs.active == 3 else None, "active")
     template = pn.template.BootstrapTemplate(title=TITLE, main=[tabs], header_background="#263238")
-    return template, [live.stop, checks.stop, store.close]
+    return template, [live.stop, checks.stop, following.stop, store.close]
 
 
 def _guarded(callback: Callable[[], object]) -> Callable[[], None]:

@@ -38,6 +38,7 @@ SUMMARY_HEAD = (
     "fills",
     "last candle (UTC)",
 )
+TIME_AXIS = "Time (UTC); candles and equity at their close, fills at the open that filled them"
 FILL_TIPS = [
     ("Fill", "@side @quantity{0,0.[00000000]} at @price{0,0.[00000000]}"),
     ("Time (UTC)", "@time{%F %H:%M}"),
@@ -151,7 +152,9 @@ def bot_layout(
     """The bot's candles with its fills (▲ buy, ▼ sell), over its equity (and buy-and-hold) and
     drawdown: a backtest run's layout with no trades, the fills drawn on its price figure."""
     layout = run_layout(candles, equity, [], start_equity, title)
-    price = next(cast(figure, fig) for fig, *_ in layout.children if fig.name == "tcp-bt-price")
+    figures = {fig.name: cast(figure, fig) for fig, *_ in layout.children}
+    price = figures["tcp-bt-price"]
+    figures["tcp-bt-drawdown"].xaxis.axis_label = TIME_AXIS
     marks = ColumnDataSource(fill_columns(fills), name="tcp-bot-fills")
     drawn = price.scatter(
         "time", "price", source=marks, marker="marker", size=12, fill_color="color", line_color="white"
