@@ -9,7 +9,8 @@ each entry point calls once, after loading its settings (in place of ``logging.b
   each rotation. One process writes one file: a second process of the same name running at the same time
   (two processes of a cluster on one host, a replay beside ``up``) writes ``<process>-2.log``; the
   ``<name>.lock`` files there say which names are taken. A directory that cannot be written costs only
-  the file, said once on stderr.
+  the file, said once on stderr. An exception nobody caught (a flow's step that raised) is written to
+  the file too, as a CRITICAL record; stderr shows Python's traceback as before.
 
 Records say which instrument they are about with ``extra={"exchange": "okx", "symbol": "BTC-USDT"}``; the
 JSON form carries both, the text form is unchanged.
@@ -22,10 +23,12 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -219,7 +222,40 @@ def configure_logging(
         setattr(handler, _INSTALLED, True)
         root.addHandler(handler)
     root.setLevel(settings.log_level if level is None else level)
+    if written is not None:
+        _log_uncaught_exceptions()
     return written
+
+
+def _log_uncaught_exceptions() -> None:
+    """Exceptions nobody caught also go to the log files (Python's default hooks still print them)."""
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _uncaught
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _uncaught_in_thread
+
+
+def _uncaught(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
+    _to_files(kind, value, trace, "uncaught exception")
+    sys.__excepthook__(kind, value, trace)
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        name = args.thread.name if args.thread is not None else "?"
+        _to_files(args.exc_type, args.exc_value, args.exc_traceback, f"uncaught exception in thread {name}")
+    threading.__excepthook__(args)
+
+
+def _to_files(
+    kind: type[BaseException], value: BaseException, trace: TracebackType | None, message: str
+) -> None:
+    if issubclass(kind, KeyboardInterrupt | SystemExit):
+        return
+    record = logging.LogRecord("uncaught", logging.CRITICAL, "", 0, message, None, (kind, value, trace))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LogFile) and getattr(handler, _INSTALLED, False):
+            handler.handle(record)
 
 
 def _plain_stderr(handler: logging.Handler) -> bool:

@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +41,7 @@ KEYS = {"time", "level", "logger", "message", "process"}
 def bare_root() -> Iterator[logging.Logger]:
     """The root logger without the test harness's handlers (as in a process of its own), restored after."""
     root = logging.getLogger()
-    saved, level = root.handlers[:], root.level
+    saved, level, hooks = root.handlers[:], root.level, (sys.excepthook, threading.excepthook)
     root.handlers.clear()
     try:
         yield root
@@ -48,6 +50,7 @@ def bare_root() -> Iterator[logging.Logger]:
             handler.close()
         root.handlers[:] = saved
         root.setLevel(level)
+        sys.excepthook, threading.excepthook = hooks
 
 
 def record(
@@ -261,3 +264,33 @@ def test_a_bad_log_setting_is_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=rf"(?m)^  {re.escape(field)}: "):
         load_settings()
+
+
+UNCAUGHT = """
+import threading
+from configs.logs import configure_logging
+from configs.settings import Settings
+
+configure_logging(Settings(), "flow")
+thread = threading.Thread(target=lambda: 1 / 0, name="reader")
+thread.start()
+thread.join()
+raise RuntimeError("a step failed")
+"""
+
+
+def test_an_uncaught_exception_is_in_the_file_and_on_stderr_as_before(tmp_path: Path) -> None:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_FORMAT": "json"}
+    done = subprocess.run(
+        [sys.executable, "-c", UNCAUGHT], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "Exception in thread reader" in done.stderr  # Python's own hooks still print
+    assert done.stderr.rstrip().endswith("RuntimeError: a step failed")
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "flow.log").read_text().splitlines()]
+    assert [(e["level"], e["message"]) for e in lines] == [
+        ("CRITICAL", "uncaught exception in thread reader"),
+        ("CRITICAL", "uncaught exception"),
+    ]
+    assert lines[0]["exc_info"].endswith("ZeroDivisionError: division by zero")
+    assert lines[1]["exc_info"].endswith("RuntimeError: a step failed")
