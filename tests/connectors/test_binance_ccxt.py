@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,12 @@ def simulator_rest() -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        yield json.loads(process.stdout.readline())["rest"]
+        rest = json.loads(process.stdout.readline())["rest"]
+        deadline = time.monotonic() + 30
+        while not json.loads(urllib.request.urlopen(f"{rest}/sim/v1/status").read())["finished"]:
+            assert time.monotonic() < deadline, "the replay did not finish"
+            time.sleep(0.1)  # speed 0: every trade is played within a second or so
+        yield rest
     finally:
         process.terminate()
         process.wait(10)
@@ -55,12 +61,7 @@ def test_ccxt_fetch_trades_newest_and_from_an_id(simulator_rest: str) -> None:
     exchange = ccxt.binance(OPTIONS)
     exchange.urls["api"]["public"] = f"{simulator_rest}/api/v3"
     last = max(ROWS)
-    deadline = time.monotonic() + 30
-    while True:  # speed 0: the replay ends quickly; wait until every trade has been played
-        newest = exchange.fetch_trades("XRP/ETH", limit=5)
-        if int(newest[-1]["id"]) == last or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    newest = exchange.fetch_trades("XRP/ETH", limit=5)
     assert [int(t["id"]) for t in newest] == list(range(last - 4, last + 1))
     first = min(ROWS)
     paged = exchange.fetch_trades("XRP/ETH", limit=1000, params={"fromId": first + 10})
@@ -95,3 +96,20 @@ def test_ccxt_pro_watch_trades_on_the_aggtrade_stream() -> None:
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # consecutive aggregate ids, none lost or repeated
     for trade in got:
         assert_is_tape_row(trade)
+
+
+@pytest.mark.parametrize(("timeframe", "name"), [("1m", "1m"), ("5m", "5m")])
+def test_ccxt_fetch_ohlcv_gives_binances_own_klines(simulator_rest: str, timeframe: str, name: str) -> None:
+    """The simulator's klines, built from the played tape, are Binance's (the last one was still forming)."""
+    exchange = ccxt.binance(OPTIONS)
+    exchange.urls["api"]["public"] = f"{simulator_rest}/api/v3"
+    expected = [
+        [int(k["open_time"]), *(float(k[f]) for f in ("open", "high", "low", "close", "volume"))]
+        for k in tape_rows(TEST_DATA / "tapes" / f"XRP-ETH-exchange-candles-{name}.csv")
+    ]
+    got: list[list[float]] = []
+    while len(got) < len(expected):
+        page = exchange.fetch_ohlcv("XRP/ETH", timeframe, since=expected[len(got)][0], limit=1000)
+        assert page
+        got.extend(page)
+    assert got[:-1] == expected[:-1]

@@ -140,3 +140,17 @@ def test_rest_client_waits_out_429_and_gives_up_on_long_bans() -> None:
             assert not result.complete and result.error is not None and "RateLimited" in result.error
 
     asyncio.run(scenario())
+
+
+def test_rebased_replay_publishes_now_on_the_minute_grid() -> None:
+    async def scenario() -> None:
+        async with simulator(rebase_now=True, speed=1.0) as sim:
+            now_ms = int(datetime.now(UTC).timestamp() * 1000)
+            assert sim.market.offset_ms % 60_000 == 0
+            first = int(ROWS[0]["created_time"]) + sim.market.offset_ms
+            assert now_ms - 60_000 < first <= now_ms
+            client = BinanceRestClient(sim.urls["rest"], min_interval=0)
+            (trade,) = await client.agg_trades("XRP-ETH", FIRST, 1)
+            assert (trade.trade_id, ms_from_utc(trade.ts_event)) == (FIRST, first)
+
+    asyncio.run(scenario())

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.binance.rest import BinanceRestClient
 from connectors.exchange import (
@@ -152,3 +154,27 @@ def test_okx_rejects_pass_through() -> None:
     for raw in (b"{", b"[]", b'{"arg":{"channel":"trades"},"data":[{"px":"1"}]}'):
         got = parse(raw, NOW)
         assert isinstance(got, Rejected) and got == parse_frame(raw, NOW)
+
+
+# ----------------------------------------------------------------------------- every exchange
+
+
+@pytest.mark.parametrize("name", EXCHANGES)
+@given(raw=st.binary(max_size=80) | st.text(max_size=80))
+def test_every_parser_never_raises(name: str, raw: bytes | str) -> None:
+    result = exchange(name).parser(["BTC-USDT"])(raw, NOW)
+    assert isinstance(result, list | Rejected | Acked | Refused | ServerNotice | Pong | Ignored)
+
+
+@pytest.mark.parametrize("name", EXCHANGES)
+def test_every_exchange_subscribes_each_instrument_once_with_fresh_ids(name: str) -> None:
+    spec = exchange(name)
+    insts = [f"C{i}-USDT" for i in range(450)]
+    first = spec.subscriptions(insts, 1)
+    later = spec.subscriptions(insts, 1 + len(first))
+    assert [s for sub in first for s in sub.symbols] == insts
+    ids = [sub.request_id for sub in first + later]
+    assert len(set(ids)) == len(ids)
+    assert all(json.loads(sub.message) for sub in first)
+    assert spec.connect_url(spec.ws_url, insts).startswith(spec.ws_url)
+    assert spec.limits.min_connect_interval > 0

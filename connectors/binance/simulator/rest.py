@@ -1,5 +1,6 @@
 """The Binance simulator's REST answers: ``/api/v3/ping``, ``time``, ``exchangeInfo``, ``aggTrades``
-(newest, by ``fromId``, or by ``startTime``/``endTime``) and ``trades`` (newest), with Binance's error
+(newest, by ``fromId``, or by ``startTime``/``endTime``), ``trades`` (newest) and ``klines`` (from the
+played trades: ``[open, close)`` intervals, flat ones at the previous close), with Binance's error
 shape ``{"code": -1121, "msg": "Invalid symbol."}`` and its request weights reported in
 ``X-MBX-USED-WEIGHT-1M``. A throttle fault answers every n-th request with 429 and ``Retry-After``.
 """
@@ -10,6 +11,7 @@ import bisect
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 import orjson
 
@@ -18,7 +20,8 @@ from connectors.binance.simulator.market import History, Market, agg_trade_field
 Query = Mapping[str, list[str]]
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
-WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "aggTrades": 4, "trades": 25}
+WEIGHTS = {"ping": 1, "time": 1, "exchangeInfo": 20, "aggTrades": 4, "trades": 25, "klines": 2}
+INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "1d": 1440}
 
 
 class RestError(Exception):
@@ -94,12 +97,49 @@ def recent_trades(market: Market, query: Query) -> object:
     ]
 
 
+def klines(market: Market, query: Query) -> object:
+    """``[open time, o, h, l, c, volume, close time (last ms), quote volume, trades, taker buy base,
+    taker buy quote, "0"]`` per interval from the first played trade's to the clock's (still forming)."""
+    history, limit = _history(market, query), _limit(query)
+    minutes = INTERVALS.get(_one(query, "interval") or "")
+    if minutes is None:
+        raise RestError(400, -1120, "Invalid interval.")
+    span = minutes * 60_000
+    start, end = _int(query, "startTime"), _int(query, "endTime")
+    bars: list[list[object]] = []
+    previous: Decimal | None = None
+    position = 0
+    if not history.times:
+        return bars
+    for open_ms in range(history.times[0] // span * span, history.times[-1] + 1, span):
+        stop = bisect.bisect_left(history.times, open_ms + span, position)
+        trades = history.trades[position:stop]
+        position = stop
+        if trades:
+            prices = [t.price for t in trades]
+            o, h, lo, c = prices[0], max(prices), min(prices), prices[-1]
+            previous = c
+        else:
+            o = h = lo = c = previous  # type: ignore[assignment]
+        volume = sum((t.size for t in trades), Decimal(0))
+        quote = sum((t.price * t.size for t in trades), Decimal(0))
+        taker = [t for t in trades if t.side == "buy"]
+        taker_base = sum((t.size for t in taker), Decimal(0))
+        taker_quote = sum((t.price * t.size for t in taker), Decimal(0))
+        if (start is None or open_ms >= start) and (end is None or open_ms <= end):
+            numbers = (o, h, lo, c, volume)
+            bars.append([open_ms, *(format(n, "f") for n in numbers), open_ms + span - 1, format(quote, "f"),
+                         len(trades), format(taker_base, "f"), format(taker_quote, "f"), "0"])  # fmt: skip
+    return bars[:limit] if start is not None else bars[-limit:]
+
+
 ROUTES: dict[str, Callable[[Market, Query], object]] = {
     "ping": lambda market, query: {},
     "time": lambda market, query: {"serverTime": int(time.time() * 1000)},
     "exchangeInfo": lambda market, query: orjson.Fragment(market.exchange_info(int(time.time() * 1000))),
     "aggTrades": agg_trades,
     "trades": recent_trades,
+    "klines": klines,
 }
 
 
