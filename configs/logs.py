@@ -182,7 +182,7 @@ def remove_expired(directory: Path, max_age_seconds: float, now: float | None = 
             if path.suffix == ".log" and _in_use(directory / f"{match['name']}.lock"):
                 continue
             path.unlink()
-        except FileNotFoundError:
+        except OSError:  # gone already, or not ours to delete: the next pass tries again
             continue
         removed.append(path)
     return removed
