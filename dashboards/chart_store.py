@@ -7,6 +7,9 @@ first (so nothing is missed), then loads its history from the database. The peri
 ``poll_live`` drains the session's live queue into the sources with ``stream(..., rollover=max_rows)``,
 so a session's memory stays bounded however long it runs. Without Redis, every ``CHECK_SECONDS`` it
 looks for newly stored candles (and re-reads the collectors' status) and says why live updates are off.
+The picker offers the configured indicators and the series' user indicators (re-read every
+``CHECK_SECONDS``); a shown one without values yet (just added: the flow computes its history) is looked
+for every ``PENDING_SECONDS`` and drawn once stored.
 
 What the view shows is published as parameters: ``plan`` (what the figures draw: ``dashboards.figures``),
 ``state`` (the summary: ``dashboards.summary``) and ``load_error`` (why the history could not be read).
@@ -21,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 import param
@@ -46,6 +49,7 @@ from dashboards.shaping import (
     LiveBatch,
     MinuteParts,
     chart_columns,
+    columns,
     configured_indicators,
     default_selection,
     has_values,
@@ -54,6 +58,7 @@ from dashboards.shaping import (
     signal_columns,
     sort_live,
     to_ms,
+    user_labels,
 )
 from dashboards.summary import ChartState
 from market.indicators.registry import indicator_spec
@@ -61,14 +66,10 @@ from market.timeframes import TIMEFRAMES
 
 BASE_SOURCES = ("candles", "provisional", "signals")
 CHECK_SECONDS = 5.0
-"""How often a session re-reads the collectors' status, and (live updates off) looks for new candles."""
+"""How often a session re-reads the collectors' status and user indicators (live off: new candles)."""
+PENDING_SECONDS = 1.0
+"""How often a session looks for the first stored values of a shown user indicator that has none."""
 NO_VALUES = ("time", "indicator", "output", "value")
-
-
-def columns(source: ColumnDataSource) -> Mapping[str, Sequence[Any]]:
-    """A source's columns as read back. Bokeh's stub types ``data`` as everything it accepts (frames,
-    arrays); the store only ever assigns and streams lists, so lists are what it holds."""
-    return cast("Mapping[str, Sequence[Any]]", source.data)
 
 
 class ChartStore(param.Parameterized):
@@ -105,7 +106,12 @@ class ChartStore(param.Parameterized):
         self.channels: dict[str, str] = {}
         self.minute_channels: dict[str, str] = {}
         self.sources: dict[str, ColumnDataSource] = {}
-        self.configured: dict[str, str] = {}
+        self.configured: dict[str, str] = {}  # configured label -> its indicator
+        self.user: dict[str, dict[str, Any]] = {}  # user indicator label -> its entry
+        self.labels: dict[str, str] = {}  # what the picker offers: both, label -> indicator
+        self.pending: list[str] = []  # shown user indicators without a stored value yet
+        self._pending_at = 0.0
+        self._span: tuple[datetime, datetime] | None = None
         self.last_time: datetime | None = None
         self.provisional: dict[str, Any] | None = None
         self.live_error: str | None = None
@@ -124,17 +130,42 @@ class ChartStore(param.Parameterized):
 
     def _choose_indicators(self) -> None:
         self.configured = configured_indicators(self.config, self.symbol, self.timeframe)
-        keep = [label for label in self.indicators if label in self.configured]
-        self.param.indicators.objects = list(self.configured)
+        self.user = self._read_user()
+        self._offer()
+
+    def _offer(self, select: str | None = None) -> None:
+        """The picker's labels (configured and user); the shown ones still offered (and ``select``)."""
+        self.labels = user_labels(self.configured, self.user)
+        keep = [label for label in self.indicators if label in self.labels]
+        if select in self.labels and select not in keep:
+            keep.append(select)
+        self.param.indicators.objects = list(self.labels)
         with param.parameterized.discard_events(self):
             self.indicators = keep or default_selection(self.configured)
+
+    def _read_user(self) -> dict[str, dict[str, Any]]:
+        try:
+            return self.data.db.user_indicators(self.symbol, self.timeframe)
+        except DataUnavailable as error:
+            self.db_error = str(error)
+            return {}
+
+    def refresh_user_indicators(self, select: str | None = None) -> None:
+        """Read the series' user indicators again; if they changed (one was added or removed, here or
+        elsewhere) offer them and reload, showing ``select``."""
+        user = self._read_user()
+        if user == self.user and (select is None or select in self.indicators):
+            return
+        self.user = user
+        self._offer(select)
+        self.reload()
 
     def _series_changed(self, _: Any) -> None:
         self._choose_indicators()
         self.reload()
 
     def _outputs(self, label: str) -> tuple[str, ...]:
-        return indicator_spec(self.configured[label]).outputs
+        return indicator_spec(self.labels[label]).outputs
 
     # -- loading --------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -149,6 +180,7 @@ class ChartStore(param.Parameterized):
             self.db_error = self.load_error = str(error)
             frame, values, signals = candle_frame([]), pd.DataFrame(columns=NO_VALUES), signal_frame([])
         self.last_time = frame["time"].iloc[-1].to_pydatetime() if len(frame) else None
+        self._span = (frame["time"].iloc[0].to_pydatetime(), self.last_time) if self.last_time else None
         self._show_history(frame, values, signals)
         self._load_minutes()
         self._catch_up()
@@ -226,6 +258,8 @@ class ChartStore(param.Parameterized):
             if not force and self.db_error is not None:
                 self.reload()
                 return
+            if not force:
+                self.refresh_user_indicators()
             if force or self.data.live.status.connected:
                 return
             newest = self.data.db.newest_time(self.symbol, self.timeframe)
@@ -255,9 +289,14 @@ class ChartStore(param.Parameterized):
         candles.data = chart_columns(frame, tf)
         live.data = chart_columns(candle_frame([]), tf, provisional=True)
         marks.data = signal_columns(signals, columns(candles)["time"], columns(candles)["close"])
-        plan = figure_plan(f"{self.symbol} {tf} (okx)", tf, self.indicators, self.configured, self._outputs)
+        plan = figure_plan(f"{self.symbol} {tf} (okx)", tf, self.indicators, self.labels, self._outputs)
         for label in plan.labels:
             self._source(label).data = indicator_columns(values, label, self._outputs(label))
+        self.pending = [
+            label
+            for label in plan.labels
+            if label in self.user and not has_values(columns(self.sources[label]))
+        ]
         # A sub-panel with no value yet (fewer candles than the warm-up) has no scale: it is drawn once
         # its first value arrives.
         self.waiting = [
@@ -291,7 +330,22 @@ class ChartStore(param.Parameterized):
         if messages:
             self.apply(messages)
         self._check_database()
+        self._check_pending()
         self._publish_state()
+
+    def _check_pending(self) -> None:
+        """A shown user indicator's first stored values (its history, from the flow) reload the series."""
+        now = time.monotonic()
+        if not self.pending or self._span is None or now - self._pending_at < PENDING_SECONDS:
+            return
+        self._pending_at = now
+        try:
+            stored = self.data.db.indicator_history(self.symbol, self.timeframe, self.pending, *self._span)
+        except DataUnavailable as error:
+            self.db_error = str(error)
+            return
+        if len(stored):
+            self.reload()
 
     def apply(self, messages: Iterable[LiveMessage]) -> None:
         """Live messages of the series: new candles, the provisional candle, indicator values, signals."""

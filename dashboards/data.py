@@ -131,6 +131,11 @@ class ReadOnlyDatabase:
         frame["value"] = frame["value"].astype(float)
         return frame
 
+    def user_indicators(self, symbol: str, timeframe: str) -> dict[str, dict[str, Any]]:
+        """The user indicators of a series: label -> entry (``{"indicator", "label", "params"}``)."""
+        rows = self.run(lambda c: queries.user_indicators(c, EXCHANGE, symbol, timeframe))
+        return {row["label"]: row["entry"] for row in rows}
+
     def signals(self, symbol: str, timeframe: str, since: datetime | None, limit: int = 1000) -> pd.DataFrame:
         """Signals of a series stamped after ``since``, oldest first."""
         rows = self.run(lambda c: queries.recent_signals(c, EXCHANGE, symbol, timeframe, since, limit))

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from dashboards.data import candle_frame
 from market.timeframes import TIMEFRAMES
 
 if TYPE_CHECKING:
+    from bokeh.models import ColumnDataSource
     from bokeh.models.sources import DataDict
 
 OVERLAY_INDICATORS = frozenset(
@@ -59,6 +60,21 @@ def configured_indicators(config: IndicatorsConfig, symbol: str, timeframe: str)
         for profile in config.profiles
         if profile.applies_to(symbol, timeframe)
         for entry in profile.indicators
+    }
+
+
+def columns(source: ColumnDataSource) -> Mapping[str, Sequence[Any]]:
+    """A source's columns as read back. Bokeh's stub types ``data`` as everything it accepts (frames,
+    arrays); the chart only ever assigns and streams lists, so lists are what it holds."""
+    return cast("Mapping[str, Sequence[Any]]", source.data)
+
+
+def user_labels(configured: Mapping[str, str], user: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The labels a series' chart offers: the configured ones, then its user indicators' (a user label a
+    configured one already has is the configured one's: the flow ignores such a user indicator)."""
+    return {
+        **configured,
+        **{label: entry["indicator"] for label, entry in user.items() if label not in configured},
     }
 
 

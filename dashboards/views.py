@@ -5,6 +5,14 @@ publishes (``plan``: the figures are rebuilt by ``dashboards.figures.chart_layou
 line and the empty-state notice of ``dashboards.summary``; ``load_error``: the red alert). Loading, live
 updates and the checks of the database are the store's (``dashboards.chart_store``); the health page is
 ``dashboards.health``.
+
+Given a control store (``CandleChart(store, control=ControlStore(...))``: the dashboard runs with control
+on), the chart also shows ``dashboards.indicator_form.IndicatorForm``: the "Add indicator" form and the
+series' user indicators with a remove button each; without one it is read-only. CSS classes for the
+browser tests: the picker ``tcp-indicators``; the form ``tcp-indicator-form``, ``tcp-add-indicator-name``,
+``tcp-indicator-param-<name>``, ``tcp-add-indicator-label``, ``tcp-add-indicator`` (Add),
+``tcp-indicator-message``; the list ``tcp-user-indicators``, ``tcp-user-indicator`` (``data-label``) and
+``tcp-remove-indicator-<label>``.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ import panel as pn
 import param
 from param.parameters import NoNone
 
+from connectors.control_store import ControlStore
 from dashboards.chart_store import ChartStore
 from dashboards.figures import chart_layout
+from dashboards.indicator_form import IndicatorForm
 from dashboards.summary import empty_html, summary_html
 
 __all__ = ["CandleChart"]
@@ -30,8 +40,9 @@ class CandleChart(pn.viewable.Viewer):
         class_=ChartStore, allow_None=NoNone, doc="The series shown (given to the constructor)"
     )
 
-    def __init__(self, store: ChartStore, **params: Any) -> None:
+    def __init__(self, store: ChartStore, control: ControlStore | None = None, **params: Any) -> None:
         super().__init__(store=store, **params)
+        self.form = IndicatorForm(store, control) if control is not None else None
         self.summary = pn.pane.HTML(
             "Loading ...", css_classes=["tcp-chart-summary"], sizing_mode="stretch_width"
         )
@@ -63,6 +74,7 @@ class CandleChart(pn.viewable.Viewer):
         return pn.Column(
             controls,
             pn.Row(pn.pane.HTML("<b>Indicators</b>", margin=(12, 5)), picker),
+            *([self.form] if self.form is not None else []),
             self.summary,
             self.alert,
             self.notice,

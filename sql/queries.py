@@ -40,6 +40,7 @@ __all__ = [
     "recent_signals",
     "reject_counts",
     "symbols",
+    "user_indicators",
 ]
 
 RELATIONS: dict[str, str] = {tf: f"candles_{tf}" for tf in TIMEFRAMES}
@@ -236,6 +237,13 @@ def recent_signals(
             "limit": _limit(limit),
         },
     )
+
+
+def user_indicators(conn: psycopg.Connection[Any], exchange: str, symbol: str, timeframe: str) -> list[Row]:
+    """``label, entry`` of the user indicators of a series (``entry``: ``{"indicator", "label",
+    "params"}`` as validated when it was added), in the order they were added."""
+    params = {"exchange": exchange, "symbol": symbol, "timeframe": check_timeframe(timeframe)}
+    return _fetch(conn, statements.USER_INDICATORS, params)
 
 
 def symbols(conn: psycopg.Connection[Any], exchange: str) -> list[Row]:

@@ -25,9 +25,11 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
+    column,
     func,
     literal_column,
     select,
+    table,
     true,
     tuple_,
 )
@@ -259,6 +261,19 @@ INDICATOR_HISTORY = Statement(
     .order_by(indicators.c.time, indicators.c.indicator, indicators.c.output)
 )
 """Values of the indicators named in ``labels`` of a series stamped in ``[start, end]``, oldest first."""
+
+_user_indicators = table(
+    "user_indicators",
+    *(column(name) for name in ("indicator_id", "exchange", "symbol", "timeframe", "label", "entry")),
+)
+"""The user indicators of each series (migration 0018; written only through the control store)."""
+USER_INDICATORS = Statement(
+    select(_user_indicators.c.label, _user_indicators.c.entry)
+    .where(*_series(_user_indicators))
+    .order_by(_user_indicators.c.indicator_id)
+)
+"""The user indicators of a series (``label``, ``entry``: the validated indicator entry), in the order
+they were added."""
 
 
 @cache
