@@ -8,8 +8,9 @@ trades, a :class:`market.types.Rejected`, or one of the control events below), a
 the newest trades and backfills a hole by trade id (:attr:`rest_client`, a :class:`TradeHistory`), how
 instrument ids map between the exchange and ``BASE-QUOTE`` (:attr:`ids`), the heartbeat and reconnect
 rules (:class:`Heartbeat`), the published limits (:class:`ExchangeLimits`) and how to start its
-simulator (:class:`SimulatorProfile`). The socket loop that drives a
-:class:`market.sequencing.Sequencer` with these pieces is the same for every exchange.
+simulator (:class:`SimulatorProfile`). Nothing in it is particular to one exchange, so that one socket
+loop driving a :class:`market.sequencing.Sequencer` can serve every exchange (the live flow still runs
+OKX's own loop, :class:`connectors.okx.stream.TradeStream`).
 
 Control events are the exchange-neutral meaning of a non-trade frame: :class:`Acked` (a subscription
 confirmed), :class:`Refused` (a request refused), :class:`ServerNotice` (the server says something;
@@ -171,6 +172,10 @@ class Heartbeat:
             raise ValueError(f"ping_after {self.ping_after} s must be below idle_close {self.idle_close} s")
         if self.max_age is not None and (self.renew_after is None or self.renew_after >= self.max_age):
             raise ValueError("a connection with a max_age must be renewed before it (renew_after)")
+
+    def renewal_due(self, connected_for: timedelta) -> bool:
+        """Whether a connection open this long should be replaced now (before the exchange ends it)."""
+        return self.renew_after is not None and connected_for >= self.renew_after
 
 
 @dataclass(frozen=True, slots=True)

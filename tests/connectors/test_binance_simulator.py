@@ -154,3 +154,18 @@ def test_rebased_replay_publishes_now_on_the_minute_grid() -> None:
             assert (trade.trade_id, ms_from_utc(trade.ts_event)) == (FIRST, first)
 
     asyncio.run(scenario())
+
+
+def test_a_client_too_far_behind_is_dropped() -> None:
+    async def scenario() -> None:
+        async with simulator(wait_for_subscriber=True, max_queue=10) as sim:
+            async with connect(f"{sim.urls['ws']}/stream?streams=xrpeth@aggTrade") as ws:
+                received = 0
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                        received += 1
+                assert ws.close_code == 1008 and ws.close_reason == "slow consumer"
+                assert 0 < received < len(ROWS)
+
+    asyncio.run(scenario())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,14 @@ def test_connections_respect_the_exchange_cap() -> None:
     binance = exchange("binance")
     many = [f"C{i}-USDT" for i in range(2050)]
     assert [len(c) for c in binance.connections(many, 5000)] == [1024, 1024, 2]
+
+
+def test_binance_connections_are_renewed_before_the_24_hour_cut() -> None:
+    heartbeat = exchange("binance").heartbeat
+    assert heartbeat.max_age == timedelta(hours=24) and heartbeat.renew_after == timedelta(hours=23)
+    assert not heartbeat.renewal_due(timedelta(hours=22, minutes=59))
+    assert heartbeat.renewal_due(timedelta(hours=23))
+    assert not exchange("okx").heartbeat.renewal_due(timedelta(days=30))
 
 
 def test_heartbeat_rules_are_consistent() -> None:

@@ -5,7 +5,8 @@ Websocket (Binance's "WebSocket Streams"): ``/ws/<stream>`` (raw events) and ``/
 ``LIST_SUBSCRIPTIONS`` requests answered ``{"result":..,"id":..}``; ``<symbol>@aggTrade`` and
 ``<symbol>@trade`` streams. The server sends a ping frame every ``ping_interval`` seconds and closes a
 connection whose pong is ``pong_timeout`` late; it closes every connection at ``max_age`` (Binance: 24
-hours) and any that sends more than 5 messages in a second (1008). REST: see
+hours), any that sends more than 5 messages in a second (1008 "Too many requests") and any that falls
+``max_queue`` events behind (1008 "slow consumer"). REST: see
 :mod:`connectors.binance.simulator.rest`. Usable in-process::
 
     sim = BinanceSimulator(BinanceSimulatorConfig(tapes=(Path("tape.csv"),), speed=0))
@@ -67,6 +68,9 @@ class BinanceSimulatorConfig:
                 raise ValueError(f"tape {tape} does not exist")
         if self.speed < 0:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
+        for name in ("ping_interval", "pong_timeout", "max_age"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.rebase_now and self.wait_for_subscriber:
             raise ValueError("rebase_now anchors the clock at start; it cannot wait for a subscriber")
 
@@ -81,9 +85,12 @@ class Session:
         self.streams: set[str] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.received: deque[float] = deque()
+        self.closing: asyncio.Task[None] | None = None
 
     def push(self, stream: str, event: dict[str, Any]) -> None:
-        if self.queue.qsize() >= self.simulator.config.max_queue:
+        if self.queue.qsize() >= self.simulator.config.max_queue:  # a client this slow is dropped
+            if self.closing is None:
+                self.closing = asyncio.get_running_loop().create_task(self.ws.close(1008, "slow consumer"))
             return
         data = {"stream": stream, "data": event} if self.combined else event
         self.queue.put_nowait(orjson.dumps(data).decode())
