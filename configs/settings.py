@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from configs.logs import LogFormat, LogSettings
+from configs.metrics_settings import MetricsSettings
 from configs.sections import (
     DURATION_FORMS,
     DashboardSettings,
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     storage: StorageSettings = StorageSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("instruments", mode="before")
     @classmethod
