@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,10 +136,19 @@ def dump_bot_config(config: BotConfig, fmt: Literal["json", "yaml"]) -> str:
     raise ValueError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
-def bot_config_problem(error: ValidationError, source: str = "bot") -> UserError:
-    """The first failure of a validation as one line naming the field, and the fix."""
+def bot_config_problem(
+    error: ValidationError, source: str = "bot", names: Mapping[str, str] | None = None
+) -> UserError:
+    """The first failure of a validation as one line naming the field (``source: field``, or the name
+    ``names`` gives the field or its nearest parent, e.g. a command's flag), and the fix."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(config)"
+    loc = [str(part) for part in first["loc"]]
+    field = ".".join(loc) or "(config)"
+    where = f"{source}: {field}"
+    for end in range(len(loc), 0, -1):
+        if names and (name := names.get(".".join(loc[:end]))) is not None:
+            where = name
+            break
     reason = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         reason = "unknown field (check the spelling)"
@@ -146,4 +156,4 @@ def bot_config_problem(error: ValidationError, source: str = "bot") -> UserError
         reason = "missing"
     shown = first["type"] == "missing" or "got " in reason
     got = "" if shown else f" (got {first.get('input')!r})"
-    return UserError(f"{source}: {field}: {reason}{got}.", "Fix it; docs/bots.md lists the fields.")
+    return UserError(f"{where}: {reason}{got}.", "Fix it; docs/bots.md lists the fields.")
