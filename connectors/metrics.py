@@ -78,7 +78,11 @@ def count_source_batch(items: Iterable[object]) -> None:
 
 
 def count_gap_opened(exchange: str, symbol: str) -> None:
+    """A hole was found; its outcome's series start at 0 with it, so ``opened - filled - unfilled`` (the
+    holes still open) exists from then on."""
     GAPS_OPENED.labels(exchange, symbol).inc()
+    GAPS_FILLED.labels(exchange, symbol)
+    GAPS_UNFILLED.labels(exchange, symbol)
 
 
 def count_reconnect(exchange: str) -> None:
