@@ -193,9 +193,9 @@ class ControlStore:
         self.close()
 
     @contextmanager
-    def _transaction(self, write: bool = False) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """One transaction on the store's connection (connected on first use, again after a loss);
-        a writing one holds the writers' lock from its start to its commit."""
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """The store's connection (autocommit: a lone read is one round trip), connected on first use
+        and again after a loss."""
         with self._lock:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(
@@ -203,14 +203,19 @@ class ControlStore:
                 )
             conn = self._conn
             try:
-                with conn.transaction():
-                    if write:
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                    yield conn
+                yield conn
             except psycopg.OperationalError:
                 conn.close()
                 self._conn = None
                 raise
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """One transaction; a writing one holds the writers' lock from its start to its commit."""
+        with self._connection() as conn, conn.transaction():
+            if write:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield conn
 
     @staticmethod
     def _log(conn: psycopg.Connection[Any], kind: str, action: str, target: str, **fields: Any) -> None:
@@ -274,11 +279,11 @@ class ControlStore:
 
     def bots(self) -> list[BotRecord]:
         """Every bot, by name."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             return [_bot(row) for row in conn.execute(_BOTS).fetchall()]
 
     def bot(self, name: str) -> BotRecord | None:
-        with self._transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(_BOT, {"name": name}).fetchone()
         return None if row is None else _bot(row)
 
@@ -332,7 +337,7 @@ class ControlStore:
     ) -> list[UserIndicator]:
         """The user indicators, of one series or more (``None``: any), oldest first per series."""
         params = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
-        with self._transaction() as conn:
+        with self._connection() as conn:
             return [_indicator(row) for row in conn.execute(_INDICATORS, params).fetchall()]
 
     # --- what the flow follows ----------------------------------------------------------------------
@@ -354,7 +359,7 @@ class ControlStore:
 
     def changes_since(self, cursor: int, limit: int = 500) -> list[ControlChange]:
         """Up to ``limit`` changes with an id above ``cursor``, oldest first."""
-        with self._transaction() as conn:
+        with self._connection() as conn:
             rows = conn.execute(_CHANGES, {"cursor": cursor, "limit": limit}).fetchall()
         return [_change(row) for row in rows]
 
