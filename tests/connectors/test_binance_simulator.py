@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from connectors.binance.parser import BinanceRestError, FrameParser
 from connectors.binance.rest import BinanceRestClient, RateLimited
 from connectors.binance.simulator import BinanceSimulator, BinanceSimulatorConfig
-from market.types import ms_from_utc
+from market.types import Trade, ms_from_utc
 from tests.support.tapes import tape_rows
 
 XRP = Path(__file__).parents[1] / "data" / "tapes" / "XRP-ETH-2019-10-11T0000Z_2019-10-13T1119Z.csv"
@@ -45,7 +45,7 @@ def test_a_combined_stream_named_in_the_url_carries_every_trade() -> None:
     async def scenario() -> None:
         async with simulator(wait_for_subscriber=True) as sim:
             parse = FrameParser(["XRP-ETH"])
-            got = []
+            got: list[Trade] = []
             async with connect(f"{sim.urls['ws']}/stream?streams=xrpeth@aggTrade") as ws:
                 while len(got) < len(ROWS):
                     raw = await asyncio.wait_for(ws.recv(), 10)
