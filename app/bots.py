@@ -296,11 +296,18 @@ class BotsCommand:
             "remove": self.remove,
             "export": self.export,
         }
+        from psycopg.errors import UndefinedTable
+
         try:
             handlers[args.action](args)
         except ControlError as error:
             raise UserError(
                 f"{error}.", "python3 tcp.py bots list shows the bots and their states."
+            ) from None
+        except UndefinedTable:
+            raise UserError(
+                "the database has no bots table: its schema is older than this code.",
+                "Run python3 tcp.py migrate.",
             ) from None
         finally:
             self.store.close()

@@ -210,5 +210,12 @@ def test_bad_files_are_named(
     assert refused(capsys, "import", str(path)).removeprefix(str(tmp_path) + "/").startswith(told)
 
 
+def test_an_old_schema_is_told(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", pg_url)  # not migrated
+    assert refused(capsys, "list") == "the database has no bots table: its schema is older than this code."
+
+
 def test_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no-such.yaml" in refused(capsys, "import", str(tmp_path / "no-such.yaml"))
