@@ -373,11 +373,12 @@ class ChartStore(param.Parameterized):
         self._stream_signals(batch)
 
     def _stream_indicators(self, payloads: Iterable[Mapping[str, Any]]) -> None:
-        """Values newer than their label's last; a waiting sub-panel's first value redraws the chart."""
+        """Values newer than their label's last; a waiting sub-panel's first value redraws the chart. A
+        pending user indicator's (its history, published at once) are read from the database instead."""
         for payload in payloads:
             label = payload["indicator"]
             source = self.sources.get(label) if label in self.indicators else None
-            if source is None:
+            if source is None or label in self.pending:
                 continue
             times = columns(source)["time"]
             if not times or to_ms([payload["time"]])[0] > times[-1]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import panel as pn
@@ -22,14 +23,17 @@ import talib
 from configs.indicators import IndicatorEntry
 from connectors.control_store import ControlStore
 from connectors.database import DatabaseWriter
+from connectors.redis_codec import decode, encode, indicator_message
+from connectors.redis_reader import LiveMessage
 from connectors.resume import StoredHistory
 from dashboards import chart_store
 from dashboards.chart_store import ChartStore, columns
 from dashboards.data import DashboardData
 from dashboards.views import CandleChart
-from flows.indicators import IndicatorStep
+from flows.indicators import IndicatorOut, IndicatorStep
 from market.control import IndicatorChange
 from market.indicators import INDICATORS
+from market.types import IndicatorValue
 from sql.migrate import migrate
 from tests.dashboards.chart_kit import CONFIG, MINUTE, T0, candle
 
@@ -44,7 +48,7 @@ def url(pg_url: str, tmp_path: Path) -> str:
     """A database holding the series' candles and its configured indicators' values."""
     migrate(pg_url, "off")
     writer = DatabaseWriter(pg_url, spool_dir=tmp_path / "spool")
-    step, state, out = IndicatorStep(CONFIG), None, []
+    step, state, out = IndicatorStep(CONFIG), None, list[IndicatorOut]()
     for c in CANDLES:
         state, emitted = step(state, c)
         out.extend(emitted)
@@ -73,11 +77,11 @@ def control(url: str) -> Iterator[ControlStore]:
         store.close()
 
 
-def flow_applies(url: str, tmp_path: Path) -> None:
+def flow_applies(url: str, tmp_path: Path) -> list[IndicatorValue]:
     """What the running flow does with the stored user indicators: their history, written."""
     with ControlStore(url) as control:
         _, changes = control.snapshot()
-    step, state, out = IndicatorStep(CONFIG, StoredHistory(url)), None, []
+    step, state, out = IndicatorStep(CONFIG, StoredHistory(url)), None, list[IndicatorOut]()
     for change in changes:
         if isinstance(change, IndicatorChange):
             state, emitted = step(state, change)
@@ -85,6 +89,7 @@ def flow_applies(url: str, tmp_path: Path) -> None:
     writer = DatabaseWriter(url, spool_dir=tmp_path / "flow-spool")
     writer.write(out)
     writer.close()
+    return [v for v in out if isinstance(v, IndicatorValue)]
 
 
 def shown_values(store: ChartStore, label: str, output: str = "value") -> list[float]:
@@ -125,7 +130,7 @@ def test_the_form_offers_the_registry_with_its_defaults_and_bounds(
         spec = INDICATORS[name]
         assert list(form.param_inputs) == [p.name for p in spec.params]
         for p in spec.params:
-            widget = form.param_inputs[p.name]
+            widget: Any = form.param_inputs[p.name]
             assert (widget.value, widget.start, widget.end) == (p.default, p.minimum, p.maximum)
             assert widget.css_classes == [f"tcp-indicator-param-{p.name}"]
         assert form.label.placeholder == name.lower()
@@ -152,12 +157,20 @@ def test_an_added_indicator_is_drawn_once_its_history_is_stored(
     assert store.pending == ["ema_six"]
     store.poll_live()
     assert store.pending == ["ema_six"] and shown_values(store, "ema_six") == []
-    flow_applies(url, tmp_path)
+    history = flow_applies(url, tmp_path)
+    # its history published at once: not streamed value by value into the empty source, read stored
+    store.apply(
+        [
+            LiveMessage(channel, decode(encode(payload)))
+            for _, channel, payload in map(indicator_message, history)
+        ]
+    )
+    assert shown_values(store, "ema_six") == []
     store.poll_live()
     assert store.pending == []
     expected = talib.EMA(CLOSES, timeperiod=6)
     assert shown_values(store, "ema_six") == pytest.approx(list(expected[~np.isnan(expected)]), rel=1e-12)
-    listed = pn.panel(form).select(pn.pane.HTML)
+    listed = form.listing.select(pn.pane.HTML)
     assert any(
         'data-label="ema_six"' in str(p.object) and "EMA(timeperiod=6)" in str(p.object) for p in listed
     )
@@ -201,9 +214,7 @@ def test_remove_and_changes_made_elsewhere_reach_the_picker(
     store.poll_live()
     assert "elsewhere" in store.param.indicators.objects
     buttons = [
-        b
-        for b in pn.panel(form).select(pn.widgets.Button)
-        if "tcp-remove-indicator-elsewhere" in b.css_classes
+        b for b in form.listing.select(pn.widgets.Button) if "tcp-remove-indicator-elsewhere" in b.css_classes
     ]
     assert len(buttons) == 1
     buttons[0].clicks += 1
