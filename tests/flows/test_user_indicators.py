@@ -248,16 +248,16 @@ def test_a_restart_continues_exactly_as_an_uninterrupted_run(
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_in_a_dataflow_the_changes_reach_their_series_in_any_interleaving(workers: int) -> None:
-    """Changes merged into the candles, keyed by series: wherever the add falls among the candles, the
-    values equal TA-Lib's over the whole series (the history covers what the step had processed)."""
+    """Changes merged into the candles as the live flow merges them, keyed by series: wherever the add
+    falls among the candles, the values equal TA-Lib's over the whole series (the history covers what the
+    step had processed)."""
     history = ListHistory()
     history.stored = list(CANDLES)  # stored before the step sees them
     flow = Dataflow("user_indicators")
     candles = op.input("candles", flow, TestingSource(list(CANDLES)))
     changes = op.input("changes", flow, TestingSource([change("add", "mine", "WILLR", timeperiod=9)]))
     out: list[IndicatorOut] = []
-    merged = op.merge("candles_and_changes", candles, changes)
-    op.output("out", indicator_stream(merged, IndicatorStep(CONFIG, history)), TestingSink(out))  # type: ignore[arg-type]
+    op.output("out", indicator_stream(candles, IndicatorStep(CONFIG, history), changes), TestingSink(out))
     if workers == 1:
         run_main(flow)
     else:
