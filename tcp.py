@@ -47,6 +47,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 SUPPORTED = ((3, 11), (3, 12))
+MODULES = {
+    "up": ("app.stack", "up"),
+    "migrate": ("sql.migrate",),
+    "backtest": ("app.backtest",),
+    "bots": ("app.bots",),
+    "export": ("app.export",),
+    "sim": ("connectors.okx.simulator",),
+}
+"""The commands that run a module of the project in the runtime environment."""
 
 
 def _venv_python() -> Path:
@@ -120,22 +129,12 @@ def main(argv: list[str]) -> None:
         print(__doc__)
         return
     command, rest = argv[0], argv[1:]
-    if command == "up":
-        _exec(ensure_environment(dev=False), "-m", "app.stack", "up", *rest)
+    if command in MODULES:
+        _exec(ensure_environment(dev=False), "-m", *MODULES[command], *rest)
     elif command == "test":
         python = ensure_environment(dev=True)
         ensure_chromium()
         _exec(python, "-m", "pytest", *rest)
-    elif command == "migrate":
-        _exec(ensure_environment(dev=False), "-m", "sql.migrate", *rest)
-    elif command == "backtest":
-        _exec(ensure_environment(dev=False), "-m", "app.backtest", *rest)
-    elif command == "bots":
-        _exec(ensure_environment(dev=False), "-m", "app.bots", *rest)
-    elif command == "export":
-        _exec(ensure_environment(dev=False), "-m", "app.export", *rest)
-    elif command == "sim":
-        _exec(ensure_environment(dev=False), "-m", "connectors.okx.simulator", *rest)
     elif command == "lint":
         if rest:
             print("usage: python3 tcp.py lint\n\nruff check, ruff format --check and mypy (no arguments)")
