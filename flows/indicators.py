@@ -140,6 +140,15 @@ class IndicatorStep:
                 candle.exchange, candle.symbol, candle.timeframe, user.last, candle.open_time
             )
             out.extend(_fill(label, user, stored))
+            if user.last is not None and user.last < candle.open_time:
+                log.warning(
+                    "user indicator %r on %s: the stored candles end at %s, before this candle's open %s;"
+                    " its values skip the candles between",
+                    label,
+                    series_key(candle),
+                    user.last.isoformat(),
+                    candle.open_time.isoformat(),
+                )
         out.extend(_fill(label, user, (candle,)))
         return out
 

@@ -165,6 +165,19 @@ def test_a_history_the_database_has_not_finished_storing_is_completed_from_the_n
     assert_equal(of("mine", [*filled, *after]), talib("SMA", {"timeperiod": 20}, CANDLES))
 
 
+def test_a_history_the_database_never_completes_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    history = ListHistory()
+    step = IndicatorStep(CONFIG, history)
+    state, _ = run(step, CANDLES[:300], {})
+    history.stored = list(CANDLES[:297])  # and the database never stores candles 297..299
+    state, _ = step(state, change("add", "mine", "SMA", timeperiod=20))
+    with caplog.at_level(logging.WARNING, logger="flows.indicators"):
+        step(state, CANDLES[300])
+        step(state, CANDLES[301])
+    [record] = caplog.records  # said once: the next candle follows the one before
+    assert f"end at {CANDLES[296].close_time.isoformat()}" in record.getMessage()
+
+
 def test_an_indicator_loaded_before_any_candle_reads_every_stored_candle() -> None:
     history = ListHistory()
     history.stored = list(CANDLES[:500])
