@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
+from tests.e2e.livekit import FLOW, start, stop
 from tests.support.browser import free_port
 
 pytestmark = pytest.mark.slow
 
 KEYS = {"time", "level", "logger", "message", "process"}
+BTC = REPO_ROOT / "tests" / "data" / "tapes" / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
 TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.-]+: ")
 
 
@@ -106,3 +109,36 @@ def test_up_offline_gives_each_process_its_own_json_log(tmp_path: Path) -> None:
     assert "status: okx:BTC-USDT" in out or "Up: " in out
     relayed = [line for line in err.splitlines() if line.startswith("{")]
     assert {json.loads(line)["process"] for line in relayed} >= {"up", "flow", "okx-simulator"}
+
+
+def test_the_live_flow_s_records_about_an_instrument_carry_exchange_and_symbol(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The simulator drops the connection after 200 messages: the flow reconnects and backfills the
+    trades it missed over REST, and says so about BTC-USDT."""
+    migrate(pg_url, "off")
+    env = environment(tmp_path, LOG_FORMAT="json", DATABASE_URL=pg_url, REDIS_URL=redis_url)
+    sim_argv = [sys.executable, "-m", "connectors.okx.simulator", "--tape", str(BTC), "--rebase-now"]
+    simulator = start([*sim_argv, "--start-offset", "60", "--drop-after-messages", "200"], env)
+    try:
+        assert simulator.stdout is not None
+        ready = json.loads(simulator.stdout.readline())
+        okx = {"OKX_WS_URL": ready["ws_public"], "OKX_REST_URL": ready["rest"], "INSTRUMENTS": "BTC-USDT"}
+        flow = start(FLOW, {**env, **okx})
+        logs = tmp_path / "data" / "logs"
+        try:
+            deadline = time.monotonic() + 120
+            while '"symbol"' not in ((logs / "flow.log").read_text() if (logs / "flow.log").exists() else ""):
+                assert flow.poll() is None, flow.communicate()
+                assert time.monotonic() < deadline, "no record about an instrument"
+                time.sleep(0.5)
+        finally:
+            stop(flow)
+    finally:
+        stop(simulator)
+    assert flow.returncode == 0
+    parsed = entries((logs / "flow.log").read_text().splitlines(), "flow")
+    about = [e for e in parsed if "symbol" in e]
+    assert about and all((e["exchange"], e["symbol"]) == ("okx", "BTC-USDT") for e in about), about
+    assert all("BTC-USDT" in str(e["message"]) for e in about)
+    entries((logs / "okx-simulator.log").read_text().splitlines(), "okx-simulator")
