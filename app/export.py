@@ -240,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
 
     def export() -> int:
-        run(options(argv))
+        try:
+            run(options(argv))
+        except BrokenPipeError:  # standard output's reader stopped reading (``-o - | head``): done
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return 0
 
     return run_cli(export, debug="--debug" in argv)

@@ -66,7 +66,7 @@ def test_a_bad_flag_stops_it_naming_the_flag(
     assert len(err) <= 2 and "Traceback" not in "\n".join(err)
 
 
-def test_help_through_the_launcher() -> None:
+def test_help_lists_every_flag() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "app.export", "--help"],
         capture_output=True,

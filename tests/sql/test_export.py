@@ -6,6 +6,8 @@ only the header or schema; a series that is not stored stops the command naming 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.export import main, options, run
+from tests.conftest import REPO_ROOT
 from tests.sql.conftest import Loaded
 
 DAY = datetime(2019, 10, 12, tzinfo=UTC)
@@ -250,3 +253,14 @@ def test_csv_to_standard_output(env: Loaded, capsys: pytest.CaptureFixture[str])
         *(",".join(r) for r in csv_text(rows, trades=False)),
     ]
     assert "-> standard output" in captured.err
+
+
+def test_a_reader_that_stops_reading_standard_output_ends_it_quietly(env: Loaded) -> None:
+    argv = [sys.executable, "-m", "app.export", "--symbol", "XRP-ETH", "--trades", "-o", "-"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT) as child:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline().startswith(b"exchange,symbol,trade_id,time,")
+        child.stdout.close()  # as ``| head -1`` does; the export has about 1 MB more to write
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "error" not in err
