@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -219,3 +221,19 @@ def test_an_old_schema_is_told(
 
 def test_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no-such.yaml" in refused(capsys, "import", str(tmp_path / "no-such.yaml"))
+
+
+def test_help_says_paper_trading_and_up_names_control() -> None:
+    def launcher(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "tcp.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    bots = launcher("bots", "--help")
+    assert bots.startswith("usage: python3 tcp.py bots") and PAPER in bots
+    assert "list|add|show|start|pause|stop|remove|export|import" in bots
+    assert "--control let the dashboard create, start, pause, stop and delete paper-trading bots" in launcher(
+        "up", "--help"
+    )
