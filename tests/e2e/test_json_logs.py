@@ -12,15 +12,17 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from app.services import dashboard_argv
 from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
 from tests.e2e.livekit import FLOW, start, stop
-from tests.support.browser import free_port
+from tests.support.browser import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +144,26 @@ def test_the_live_flow_s_records_about_an_instrument_carry_exchange_and_symbol(
     assert about and all((e["exchange"], e["symbol"]) == ("okx", "BTC-USDT") for e in about), about
     assert all("BTC-USDT" in str(e["message"]) for e in about)
     entries((logs / "okx-simulator.log").read_text().splitlines(), "okx-simulator")
+
+
+def test_the_dashboard_server_logs_json_to_its_own_file_with_the_setup_script(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [*dashboard_argv("127.0.0.1", port), "--setup", "dashboards/serve_logs.py"],
+        cwd=REPO_ROOT,
+        env=environment(tmp_path, LOG_FORMAT="json"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, server)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/app", timeout=30) as page:
+            assert page.status == 200
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    lines = (tmp_path / "data" / "logs" / "dashboard.log").read_text().splitlines()
+    parsed = entries(lines, "dashboard")
+    assert any(str(e["logger"]).startswith("bokeh.") for e in parsed)
+    assert err.decode().splitlines() == lines
