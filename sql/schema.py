@@ -10,7 +10,8 @@ Relations:
 
 - tables: ``trades``, ``late_trades``, ``rejects``, ``gaps``, ``candles_1m``, ``candle_conflicts``,
   ``indicators``, ``signals``, ``collector_health``, ``backtest_runs``, ``backtest_trades``,
-  ``backtest_equity``;
+  ``backtest_equity``, ``bots``, ``user_indicators``, ``control_log``, ``bot_fills``, ``bot_equity``,
+  ``bot_state``;
 - views (``info["view"]`` is True): ``candles_5m`` ... ``candles_1d``, the same columns as
   ``candles_1m`` (views on both engines over the ``rollup_*`` storage, continuous aggregates on
   TimescaleDB), and ``candles``, every timeframe with a leading ``timeframe`` column. A view has no
@@ -36,6 +37,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -253,6 +255,89 @@ backtest_equity = Table(
     Column("position", Double, nullable=False),  # signed quantity held after this candle
     Column("equity", Double, nullable=False),
     PrimaryKeyConstraint("run_id", "time", name="backtest_equity_pkey"),
+)
+
+bots = Table(
+    "bots",
+    metadata,
+    Column("bot_id", BigInteger, Identity(always=True), nullable=False),
+    _text("name"),  # unique
+    _text("exchange"),
+    _text("symbol"),
+    _text("timeframe"),
+    Column("config", JSONB, nullable=False),  # configs.bots.BotConfig
+    _text("state"),  # 'created' | 'running' | 'paused' | 'stopped'
+    _time("created_at"),
+    _time("updated_at"),
+    PrimaryKeyConstraint("bot_id", name="bots_pkey"),
+    UniqueConstraint("name", name="bots_name_key"),
+)
+
+user_indicators = Table(
+    "user_indicators",
+    metadata,
+    Column("indicator_id", BigInteger, Identity(always=True), nullable=False),
+    _text("exchange"),
+    _text("symbol"),
+    _text("timeframe"),
+    _text("label"),
+    Column("entry", JSONB, nullable=False),  # configs.indicators.IndicatorEntry
+    _time("created_at"),
+    PrimaryKeyConstraint("indicator_id", name="user_indicators_pkey"),
+    UniqueConstraint(
+        "exchange", "symbol", "timeframe", "label", name="user_indicators_exchange_symbol_timeframe_label_key"
+    ),
+)
+
+control_log = Table(
+    "control_log",
+    metadata,
+    Column("change_id", BigInteger, Identity(always=True), nullable=False),
+    _time("at"),
+    _text("kind"),  # 'bot' | 'indicator'
+    _text("action"),
+    _text("exchange"),
+    _text("symbol"),
+    _text("timeframe"),
+    _text("target"),  # the bot's name or the indicator's label
+    Column("payload", JSONB, nullable=False),
+    PrimaryKeyConstraint("change_id", name="control_log_pkey"),
+)
+
+bot_fills = Table(
+    "bot_fills",
+    metadata,
+    Column("bot_id", BigInteger, nullable=False),  # bots.bot_id, ON DELETE CASCADE
+    _time("time"),  # open instant of the candle whose open filled it
+    Column("seq", SmallInteger, nullable=False),
+    _time("signal_time"),
+    _text("side"),  # 'buy' | 'sell'
+    Column("price", Double, nullable=False),
+    Column("quantity", Double, nullable=False),
+    Column("fee", Double, nullable=False),
+    PrimaryKeyConstraint("bot_id", "time", "seq", name="bot_fills_pkey"),
+)
+
+bot_equity = Table(
+    "bot_equity",
+    metadata,
+    Column("bot_id", BigInteger, nullable=False),  # bots.bot_id, ON DELETE CASCADE
+    _time("time"),  # candle close
+    Column("close", Double, nullable=False),
+    Column("cash", Double, nullable=False),
+    Column("position", Double, nullable=False),
+    Column("equity", Double, nullable=False),
+    PrimaryKeyConstraint("bot_id", "time", name="bot_equity_pkey"),
+)
+
+bot_state = Table(
+    "bot_state",
+    metadata,
+    Column("bot_id", BigInteger, nullable=False),  # bots.bot_id, ON DELETE CASCADE
+    _time("last_close"),
+    Column("runner", LargeBinary, nullable=False),  # written and read by the flow only
+    _time("updated_at"),
+    PrimaryKeyConstraint("bot_id", name="bot_state_pkey"),
 )
 
 candles_5m, candles_15m, candles_1h, candles_4h, candles_1d = (
