@@ -308,7 +308,20 @@ def _main(args: argparse.Namespace) -> int:
             secret = settings.data_dir / SECRET_FILE
             kept = f"from {PASSWORD_ENV}" if os.environ.get(PASSWORD_ENV) else f"in {secret}"
             print(f"Dashboard role: {READER}, SELECT only (password {kept})")
+    _control_role(url, settings.data_dir)
     return 0
+
+
+def _control_role(url: str, data_dir: Path) -> None:
+    """The role the dashboard's control actions write with (``up --control``, docs/control.md)."""
+    from sql.roles import CONTROLLER, ControllerUnavailable, ensure_controller
+
+    try:
+        ensure_controller(url, data_dir)
+    except ControllerUnavailable as error:
+        print(f"Control role {CONTROLLER} not created ({error}); the dashboard's control stays off")
+    else:
+        print(f"Control role: {CONTROLLER}, writes bots and user indicators only")
 
 
 if __name__ == "__main__":

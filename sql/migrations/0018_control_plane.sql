@@ -1,7 +1,8 @@
 -- The control plane (docs/control.md): paper-trading bots and user indicators, changed by `tcp.py bots`
 -- and the dashboard, applied by the running flow. Every change to `bots` or `user_indicators` is written
--- in the same transaction as one `control_log` row; writers take `LOCK TABLE control_log IN EXCLUSIVE
--- MODE` first, so ids commit in id order and a reader that has seen id N has seen every id below N.
+-- in the same transaction as one `control_log` row; writers take one transaction-scoped advisory lock
+-- (connectors/control_store.py) before drawing a change id, so ids commit in id order and a reader that
+-- has seen id N has seen every id below N.
 
 CREATE TABLE bots (
     bot_id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

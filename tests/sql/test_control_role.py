@@ -3,7 +3,10 @@ but the bots and user indicators (and append to their change log): no other tabl
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,3 +155,24 @@ def test_the_password_can_be_given_in_the_environment(
     assert not (tmp_path / CONTROL_SECRET_FILE).exists()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (CONTROLLER,)
+
+
+def test_the_migrate_command_creates_the_control_role(pg_url: str, tmp_path: Path) -> None:
+    """``tcp.py migrate`` (a deployment without ``up``) leaves the control role ready, as ``up`` does."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": pg_url}
+    env.pop(CONTROL_PASSWORD_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "sql.migrate"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Control role: {CONTROLLER}" in done.stdout
+    assert (tmp_path / CONTROL_SECRET_FILE).exists()
+    with psycopg.connect(pg_url) as owner:
+        granted = {
+            privilege
+            for privilege in PRIVILEGES
+            if owner.execute(
+                "SELECT has_table_privilege(%s, 'bots', %s)", (CONTROLLER, privilege)
+            ).fetchone()[0]
+        }
+    assert granted == EXPECTED["bots"]
