@@ -81,6 +81,8 @@ def dashboard_argv(host: str, port: int) -> list[str]:
         "panel",
         "serve",
         "dashboards/app.py",
+        "--setup",
+        "dashboards/serve_logs.py",
         "--address",
         host,
         "--port",
