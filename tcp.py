@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """TCP Dashboard launcher. Needs only Python 3.11 or 3.12; creates ./.venv on first use.
 
-    python3 tcp.py up [--offline [TAPE ...]] [--once] [--debug]
+    python3 tcp.py up [--offline [TAPE ...]] [--control] [--once] [--debug]
         run the whole system on embedded defaults (Ctrl-C stops everything); --offline runs it against
-        the bundled OKX simulator replaying TAPE (default: a real BTC-USDT tape) from now; --once only
-        starts the database and applies the migrations (a health check)
+        the bundled OKX simulator replaying TAPE (default: a real BTC-USDT tape) from now; --control lets
+        the dashboard manage paper-trading bots and user indicators; --once only starts the database and
+        applies the migrations (a health check)
     python3 tcp.py test [PYTEST ARGS ...]
         run the whole test suite (e.g. python3 tcp.py test tests/flows -x)
     python3 tcp.py migrate [--database-url URL] [--debug]
