@@ -65,7 +65,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python3 tcp.py export", description=__doc__.splitlines()[0].strip("`"))
+    p = _Parser(
+        prog="python3 tcp.py export",
+        description="Write a stored series' candles (right-labelled: time is the close) or trades to CSV or "
+        "parquet. The range is [start, end): the trades with start <= time < end, the candles lying wholly "
+        "in it.",
+        epilog="docs/export.md",
+    )
     p.add_argument("--exchange", default="okx", help="exchange of the stored series (default: okx)")
     p.add_argument("--symbol", help="instrument, e.g. BTC-USDT")
     rows = p.add_mutually_exclusive_group()
