@@ -105,7 +105,11 @@ class IndicatorForm(pn.viewable.Viewer):
         rows = []
         for label, entry in self.store.user.items():
             remove = pn.widgets.Button(
-                label="Remove", color="light", width=80, css_classes=[f"tcp-remove-indicator-{label}"]
+                label="Remove",
+                color="danger",
+                button_style="outline",
+                width=80,
+                css_classes=[f"tcp-remove-indicator-{label}"],
             )
             remove.on_click(partial(self._remove_clicked, label))
             text = f"<b>{html.escape(label)}</b>: {html.escape(describe(entry))}"
