@@ -20,7 +20,7 @@ def launcher(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_names_every_command_and_the_offline_mode() -> None:
     result = launcher("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("up", "test", "migrate", "sim", "lint", "backtest"):
+    for command in ("up", "test", "migrate", "sim", "lint", "backtest", "bots", "export"):
         assert f"python3 tcp.py {command}" in result.stdout
     assert "--offline" in result.stdout and "flows.replay" in result.stdout
 
@@ -34,6 +34,8 @@ def test_help_names_every_command_and_the_offline_mode() -> None:
         ("lint", "usage: python3 tcp.py lint"),
         ("bench", "usage: python3 tcp.py bench"),
         ("backtest", "usage: python3 tcp.py backtest"),
+        ("bots", "usage: python3 tcp.py bots"),
+        ("export", "usage: python3 tcp.py export"),
     ],
 )
 def test_each_command_answers_help_and_does_nothing_else(command: str, expected: str) -> None:
