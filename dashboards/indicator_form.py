@@ -107,7 +107,7 @@ class IndicatorForm(pn.viewable.Viewer):
             remove = pn.widgets.Button(
                 label="Remove",
                 color="danger",
-                button_style="outline",
+                variant="outline",
                 width=80,
                 css_classes=[f"tcp-remove-indicator-{label}"],
             )
