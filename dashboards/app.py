@@ -114,7 +114,7 @@ def build_app() -> tuple[Page, list[Stop]]:
     backtests = BacktestsPage(BacktestReader(data.db))
     bots = BotsPage(BotReader(data.db), control, listed, read_only)
     tabs = pn.Tabs(
-        ("Chart", CandleChart(store)),
+        ("Chart", CandleChart(store, control=control)),
         ("Health", health),
         ("Backtests", backtests),
         ("Bots", bots),
