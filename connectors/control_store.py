@@ -66,6 +66,12 @@ VALUES (%(exchange)s, %(symbol)s, %(timeframe)s, %(label)s, %(entry)s)
 ON CONFLICT (exchange, symbol, timeframe, label) DO NOTHING
 RETURNING {_INDICATOR_COLUMNS}
 """
+_EARLIER_ENTRY = """
+SELECT payload -> 'entry' AS entry FROM control_log
+WHERE kind = 'indicator' AND action = 'add' AND exchange = %(exchange)s AND symbol = %(symbol)s
+  AND timeframe = %(timeframe)s AND target = %(label)s
+ORDER BY change_id DESC LIMIT 1
+"""
 _DELETE_INDICATOR = f"""
 DELETE FROM user_indicators
 WHERE exchange = %(exchange)s AND symbol = %(symbol)s AND timeframe = %(timeframe)s AND label = %(label)s
@@ -310,13 +316,21 @@ class ControlStore:
         entry = entry.model_copy(update={"label": label})
         series = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
         with self._transaction(write=True) as conn:
+            dumped = entry.model_dump(mode="json")
             row = conn.execute(
-                _INSERT_INDICATOR, {"label": label, "entry": Jsonb(entry.model_dump(mode="json")), **series}
+                _INSERT_INDICATOR, {"label": label, "entry": Jsonb(dumped), **series}
             ).fetchone()
             if row is None:
                 raise ControlError(
                     f"{symbol} {timeframe} already has a user indicator labelled {label!r}: "
                     "give it another label, or remove that one first"
+                )
+            earlier = conn.execute(_EARLIER_ENTRY, {"label": label, **series}).fetchone()
+            if earlier is not None and earlier["entry"] != dumped:
+                # Stored values are final: the label's values would mix the two parameter sets.
+                raise ControlError(
+                    f"label {label!r} was used on {symbol} {timeframe} before with other parameters "
+                    f"({earlier['entry']}) and its values are stored: give the indicator another label"
                 )
             record = _indicator(row)
             self._log(conn, "indicator", "add", label, payload=Jsonb({"entry": row["entry"]}), **series)

@@ -282,3 +282,16 @@ def test_store_connects_again_after_losing_its_connection(store: ControlStore, m
     with pytest.raises(psycopg.OperationalError):
         store.bots()
     assert [b.name for b in store.bots()] == ["a"]
+
+
+def test_a_removed_label_comes_back_only_with_its_parameters(store: ControlStore) -> None:
+    """Stored indicator values are final, so a label may not return with other parameters (its chart would
+    mix both sets); the same parameters, or the same parameters on another series, are fine."""
+    store.add_indicator("okx", "BTC-USDT", "1m", entry("EMA", "ema_a", timeperiod=5))
+    store.remove_indicator("okx", "BTC-USDT", "1m", "ema_a")
+    with pytest.raises(ControlError, match="before with other parameters"):
+        store.add_indicator("okx", "BTC-USDT", "1m", entry("EMA", "ema_a", timeperiod=6))
+    assert store.indicators("okx", "BTC-USDT", "1m") == []
+    store.add_indicator("okx", "BTC-USDT", "5m", entry("EMA", "ema_a", timeperiod=6))
+    again = store.add_indicator("okx", "BTC-USDT", "1m", entry("EMA", "ema_a", timeperiod=5))
+    assert again.entry.params == {"timeperiod": 5}
