@@ -60,6 +60,10 @@ CANDLE_CLOSE_TO_ROW = Histogram(
 )
 
 
+_TRADES_OF: dict[tuple[str, str], Counter] = {}
+"""``TRADES`` by (exchange, symbol), kept so a batch does not look its labels up again."""
+
+
 # ------------------------------------------------------------------------------------------ counting
 def count_source_batch(items: Iterable[object]) -> None:
     """Count what a trade source hands the flow in one batch: trades, rejects, and gaps by outcome."""
@@ -73,8 +77,11 @@ def count_source_batch(items: Iterable[object]) -> None:
         elif type(item) is Gap:
             outcome = GAPS_FILLED if item.filled else GAPS_UNFILLED
             outcome.labels(item.exchange, item.symbol).inc()
-    for (exchange, symbol), n in trades.items():
-        TRADES.labels(exchange, symbol).inc(n)
+    for key, n in trades.items():
+        child = _TRADES_OF.get(key)
+        if child is None:
+            child = _TRADES_OF.setdefault(key, TRADES.labels(*key))
+        child.inc(n)
 
 
 def count_gap_opened(exchange: str, symbol: str) -> None:
