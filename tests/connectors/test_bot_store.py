@@ -41,7 +41,7 @@ def progress_of(bot_id: int, closes: list[float]) -> list[BotProgress]:
     return out
 
 
-CLOSES = [100, 99, 98, 99, 101, 104, 103, 100, 97, 96, 99, 103, 104]
+CLOSES: list[float] = [100, 99, 98, 99, 101, 104, 103, 100, 97, 96, 99, 103, 104]
 
 
 def table(url: str, name: str) -> list[tuple[Any, ...]]:

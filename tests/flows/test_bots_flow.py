@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -47,29 +49,29 @@ class _Gate:
 
 
 class _Part(StatefulSourcePartition[object, None]):
-    def __init__(self, items: list[object], gate: _Gate, control: bool) -> None:
+    def __init__(self, items: Sequence[Any], gate: _Gate, control: bool) -> None:
         self.items, self.gate, self.control, self.sent = items, gate, control, False
 
-    def next_batch(self) -> list[object]:
+    def next_batch(self) -> list[Any]:
         if self.control:
             if self.sent:
                 self.gate.open.set()
                 raise StopIteration
             self.sent = True
-            return self.items
+            return list(self.items)
         if not self.gate.open.is_set():
             return []
         if self.sent:
             raise StopIteration
         self.sent = True
-        return self.items
+        return list(self.items)
 
     def snapshot(self) -> None:
         return None
 
 
 class _Source(FixedPartitionedSource[object, None]):
-    def __init__(self, items: list[object], gate: _Gate, control: bool) -> None:
+    def __init__(self, items: Sequence[Any], gate: _Gate, control: bool) -> None:
         self.items, self.gate, self.control = items, gate, control
 
     def list_parts(self) -> list[str]:
@@ -97,14 +99,14 @@ def test_bots_in_the_flow_take_the_fills_of_a_backtest_over_its_candles(workers:
     gate = _Gate()
     candles: list[Candle] = []
     progress: list[BotProgress] = []
-    live: list[object] = []
+    live: list[Any] = []
     sinks = FlowSinks(
         candles=[TestingSink(candles)], bots=[TestingSink(progress)], fanout=[TestingSink(live)]
     )
     config = CandleConfig(grace=timedelta(seconds=2), clock="event")
     flow = build_flow(
         "bots", _Source(market, gate, False), config, sinks, control=_Source(changes, gate, True)
-    )  # type: ignore[arg-type]
+    )
     if workers == 1:
         run_main(flow)
     else:

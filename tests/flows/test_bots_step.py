@@ -34,9 +34,8 @@ ACCOUNT = AccountSettings.from_bps(1000.0, 1.0, 10.0, 5.0, True)
 
 
 def change(change_id: int, action: str, state: BotState, bot_id: int = 7, **config: Any) -> BotChange:
-    return BotChange(
-        change_id, action, bot_id, f"bot{bot_id}", "okx", "BTC-USDT", "1m", state, {**CONFIG, **config}
-    )  # type: ignore[arg-type]
+    name, series = f"bot{bot_id}", ("okx", "BTC-USDT", "1m")
+    return BotChange(change_id, action, bot_id, name, *series, state, {**CONFIG, **config})  # type: ignore[arg-type]
 
 
 def walk(n: int, seed: int = 3) -> list[Candle]:
@@ -139,7 +138,7 @@ def test_changes_pause_stop_and_remove() -> None:
     paused = run(logic, [change(3, "pause", "paused")], candles[20:30])
     assert fills(paused) == [] and {u.state for u in paused if type(u) is BotUpdate} == {"paused"}
     run(logic, [change(4, "stop", "stopped")])
-    items, keep = logic.on_batch(candles[30:])
+    items, keep = logic.on_batch(list[Any](candles[30:]))
     assert list(items) == [] and keep == StatefulBatchLogic.DISCARD  # stopped: the series holds no bot
     removed = BotsLogic(Store(candles).resume(), None)
     run(removed, [change(1, "start", "running")], candles[:5])
