@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from flows.control import ControlSource, _ControlPartition
 from market.control import BotChange, ControlChange, IndicatorChange
 from sql.migrate import migrate
 
-NOW = timedelta(0)
+INTERVAL = timedelta(milliseconds=20)
 
 
 def config(name: str) -> dict[str, object]:
@@ -38,7 +39,7 @@ def parts() -> Iterator[list[_ControlPartition]]:
 def partition(
     parts: list[_ControlPartition], store: ControlStore, stop: threading.Event | None = None
 ) -> _ControlPartition:
-    part = ControlSource(store, stop, interval=NOW).build_part("control", "control", None)
+    part = ControlSource(store, stop, interval=INTERVAL).build_part("control", "control", None)
     parts.append(part)
     return part
 
@@ -46,6 +47,22 @@ def partition(
 def logged_ids(url: str) -> list[int]:
     with psycopg.connect(url) as conn:
         return [r[0] for r in conn.execute("SELECT change_id FROM control_log ORDER BY change_id")]
+
+
+def take(part: _ControlPartition, count: int) -> list[ControlChange]:
+    """What the partition hands the dataflow until ``count`` changes came (waiting up to 30 s), then
+    nothing more over two further reads of the database."""
+    taken: list[ControlChange] = []
+    deadline = time.monotonic() + 30
+    while len(taken) < count:
+        assert time.monotonic() < deadline, f"only {taken} came"
+        taken += part.next_batch()
+        time.sleep(0.01)
+    polls = part.polls
+    while part.polls < polls + 2:
+        time.sleep(0.01)
+    assert part.next_batch() == []  # nothing read twice
+    return taken
 
 
 def test_the_state_at_start_then_each_change_once_in_order(
@@ -61,19 +78,16 @@ def test_the_state_at_start_then_each_change_once_in_order(
     )
     part = partition(parts, ControlStore(pg_url))
 
-    loads = part.next_batch()
+    loads = take(part, 2)
     assert {(type(c), c.action) for c in loads} == {(BotChange, "load"), (IndicatorChange, "load")}
     (bot,) = [c for c in loads if type(c) is BotChange]
     assert (bot.name, bot.state, bot.config["strategy"]) == ("one", "running", "ema_crossover")
-    assert part.next_batch() == []  # nothing new: nothing again
 
     store.add_bot(parse_bot_config(config("two")))
     store.pause_bot("one")
     store.remove_indicator("okx", "BTC-USDT", "1m", "sma_5")
     store.stop_bot("two")
-    seen: list[ControlChange] = []
-    for _ in range(3):
-        seen += part.next_batch()
+    seen = take(part, 4)
     assert [c.change_id for c in seen] == logged_ids(pg_url)[3:]
     assert [(c.action, getattr(c, "state", None)) for c in seen] == [
         ("add", "created"),
@@ -87,23 +101,49 @@ def test_a_database_error_is_logged_once_and_the_read_retried(
     pg_url: str, parts: list[_ControlPartition], caplog: pytest.LogCaptureFixture
 ) -> None:
     migrate(pg_url)
-    part = partition(parts, ControlStore(pg_url.replace("/t_", "/missing_"), connect_timeout=2))
+    missing = ControlStore(pg_url.replace("/t_", "/missing_"), connect_timeout=2)
     with caplog.at_level(logging.WARNING, logger="flows.control"):
-        assert part.next_batch() == [] and part.next_batch() == []
+        part = partition(parts, missing)
+        while part.polls < 3:
+            assert part.next_batch() == []
+            time.sleep(0.01)
     assert len([r for r in caplog.records if "cannot be read" in r.message]) == 1
     with ControlStore(pg_url) as writer:
         writer.add_bot(parse_bot_config(config("late")))
-    part.close()
     part.store = ControlStore(pg_url)  # the database answers again
-    (load,) = part.next_batch()
+    missing.close()
+    (load,) = take(part, 1)
     assert (load.action, load.name) == ("load", "late")  # type: ignore[union-attr]
+
+
+class _Stuck:
+    """A database that does not answer (until released)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def snapshot(self) -> tuple[int, list[ControlChange]]:
+        self.release.wait()
+        return 0, []
+
+    def changes_since(self, cursor: int, limit: int = 500) -> list[ControlChange]:
+        return []
+
+
+def test_a_database_that_does_not_answer_never_holds_the_worker(parts: list[_ControlPartition]) -> None:
+    stuck = _Stuck()
+    part = ControlSource(stuck, interval=INTERVAL).build_part("control", "control", None)
+    assert isinstance(part, _ControlPartition)
+    assert part.next_batch() == [] and part.next_batch() == []  # returned while the read hangs
+    stuck.release.set()
+    parts.append(part)
 
 
 def test_the_input_ends_when_the_flow_stops(pg_url: str, parts: list[_ControlPartition]) -> None:
     migrate(pg_url)
     stop = threading.Event()
     part = partition(parts, ControlStore(pg_url), stop)
-    part.next_batch()
+    take(part, 0)
     stop.set()
     with pytest.raises(StopIteration):
         part.next_batch()
