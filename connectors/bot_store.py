@@ -8,8 +8,10 @@ than the stored one. A bot removed meanwhile is skipped (its rows went with it).
 twice changes nothing.
 
 Delivery guarantee: at least once, effectively exactly once by the idempotent writes. When the database
-fails (unreachable, or refusing the batch) the batch is kept and written with the next one; the failure
-is logged once, and its end. ``BotSink`` is the Bytewax adapter, one writer (one connection) per worker.
+fails (unreachable, or refusing the batch) the batch is kept and written with a later one, the attempts
+backing off from 0.5 s to 30 s so an unreachable database does not hold the worker at every batch; the
+failure is logged once, and its end. ``BotSink`` is the Bytewax adapter, one writer (one connection)
+per worker.
 
 ``BotStates.runner`` reads a bot's stored runner back, for the flow to resume it after a restart.
 """
@@ -48,8 +50,10 @@ ON CONFLICT (bot_id) DO UPDATE SET last_close = EXCLUDED.last_close, runner = EX
 WHERE bot_state.last_close < EXCLUDED.last_close
 """
 _RUNNER = "SELECT runner FROM bot_state WHERE bot_id = %s"
+RETRY_INITIAL = 0.5
 RETRY_MAX = 30.0
-"""Longest wait (seconds) between attempts to read a bot's stored state while the database is down."""
+"""Longest wait (seconds) between attempts while the database is down: to write the kept batches (the
+first again after ``RETRY_INITIAL``, doubling), or to read a bot's stored state."""
 
 
 def _rows(batch: Iterable[BotProgress]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -70,25 +74,33 @@ def _rows(batch: Iterable[BotProgress]) -> tuple[list[tuple[Any, ...]], list[tup
 class BotWriter:
     """Writes batches of bot progress; keeps what failed and writes it with the next batch."""
 
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0, retry_initial: float = RETRY_INITIAL) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
+        self.retry_initial = retry_initial
         self.pending: list[BotProgress] = []
         """Progress not yet stored (a failed batch waits here for the next)."""
         self.failing = False
         self._conn: psycopg.Connection[Any] | None = None
+        self._next_attempt = 0.0
+        self._delay = retry_initial
 
     def write(self, batch: list[BotProgress]) -> bool:
         """Store ``batch`` and anything kept from failed writes, in one transaction; False when the
-        database failed (everything is kept for the next call)."""
+        database failed, or failed lately and its next attempt is not due (everything is kept for a
+        later call)."""
         self.pending.extend(batch)
         if not self.pending:
             return True
+        if time.monotonic() < self._next_attempt:
+            return False
         try:
             self._write(self.pending)
         except psycopg.Error as error:
             if self._conn is not None and (self._conn.closed or self._conn.broken):
                 self._conn = None
+            self._next_attempt = time.monotonic() + self._delay
+            self._delay = min(self._delay * 2, RETRY_MAX)
             if not self.failing:
                 log.warning(
                     "the bots' fills, equity and state cannot be written (%s); kept for the next batch",
@@ -100,6 +112,7 @@ class BotWriter:
             log.info("the bots' fills, equity and state are written again (%d kept)", len(self.pending))
             self.failing = False
         self.pending = []
+        self._next_attempt, self._delay = 0.0, self.retry_initial
         return True
 
     def _write(self, batch: list[BotProgress]) -> None:
@@ -120,6 +133,7 @@ class BotWriter:
 
     def close(self) -> None:
         if self.pending:
+            self._next_attempt = 0.0  # a last attempt
             self.write([])
         if self._conn is not None:
             self._conn.close()
@@ -151,7 +165,7 @@ class BotSink(DynamicSink[BotProgress]):
 class BotStates:
     """The bots' stored runners, read when the flow loads its bots."""
 
-    def __init__(self, url: str, retry_initial: float = 0.5, connect_timeout: int = 5) -> None:
+    def __init__(self, url: str, retry_initial: float = RETRY_INITIAL, connect_timeout: int = 5) -> None:
         self.url = url
         self.retry_initial = retry_initial
         self.connect_timeout = connect_timeout

@@ -97,13 +97,28 @@ def test_a_failed_batch_is_kept_and_written_with_the_next(
     migrate(pg_url)
     bot_id = new_bot(pg_url, "kept")
     batch = progress_of(bot_id, CLOSES)
-    writer = BotWriter(pg_url.replace("/t_", "/missing_"), connect_timeout=2)
+    writer = BotWriter(pg_url.replace("/t_", "/missing_"), connect_timeout=2, retry_initial=0)
     try:
         with caplog.at_level(logging.WARNING, logger="connectors.bot_store"):
-            assert not writer.write(batch[:4]) and not writer.write(batch[4:8])
+            assert not writer.write(batch[:4]) and not writer.write(batch[4:8])  # two attempts
         assert len([r for r in caplog.records if "cannot be written" in r.message]) == 1
         writer.url = pg_url  # the database answers again
         assert writer.write(batch[8:]) and writer.pending == []
+    finally:
+        writer.close()
+    assert [r[1] for r in table(pg_url, "bot_equity")] == [p.last_close for p in batch]
+
+
+def test_after_a_failure_the_next_attempt_waits_and_closing_makes_a_last_one(pg_url: str) -> None:
+    migrate(pg_url)
+    bot_id = new_bot(pg_url, "later")
+    batch = progress_of(bot_id, CLOSES)
+    writer = BotWriter(pg_url.replace("/t_", "/missing_"), connect_timeout=2, retry_initial=60)
+    try:
+        assert not writer.write(batch[:4])
+        writer.url = pg_url
+        assert not writer.write(batch[4:])  # not due: not tried, kept
+        assert writer.pending == batch and table(pg_url, "bot_equity") == []
     finally:
         writer.close()
     assert [r[1] for r in table(pg_url, "bot_equity")] == [p.last_close for p in batch]
