@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from configs.settings import Settings
 from connectors.database import DatabaseSink
@@ -72,9 +72,13 @@ class Watcher:
             self.seen.append(scrape(self.url))
 
 
-def test_a_live_run_counts_what_the_database_stored(pg_url: str, tmp_path: Path, metrics_url: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_live_run_counts_what_the_database_stored(
+    pg_url: str, tmp_path: Path, metrics_url: str, workers: int
+) -> None:
     """The live graph over the simulator with dropped connections and malformed frames: trades, rejects,
-    gaps opened and filled, reconnects and the candles' close-to-row times, scraped over HTTP."""
+    gaps opened and filled, reconnects and the candles' close-to-row times, scraped over HTTP. With two
+    workers (threads of one process) the counts are the process's, whichever worker made them."""
     migrate(pg_url)
     expected = BTC_ROWS[:10000]
     health: list[CollectorHealth] = []
@@ -86,7 +90,10 @@ def test_a_live_run_counts_what_the_database_stored(pg_url: str, tmp_path: Path,
         before = scrape(metrics_url)
         started = datetime.now(UTC)
         with Watcher(metrics_url) as watcher:
-            run_main(flow)
+            if workers == 1:
+                run_main(flow)
+            else:
+                cluster_main(flow, [], 0, worker_count_per_proc=workers)
         ended = datetime.now(UTC)
         after = scrape(metrics_url)
         drops = len(sim.log_lines("drop: connection aborted"))
