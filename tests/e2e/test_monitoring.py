@@ -117,6 +117,7 @@ def test_compose_mounts_the_files_where_they_are_read() -> None:
     assert targets["tcp-flow"] == [f"flow:{env['METRICS__PORT']}"]
     assert env["METRICS__HOST"] == "0.0.0.0" and "ports" not in flow
     assert env["BYTEWAX_DATAFLOW_API_ENABLED"] == "true" and "BYTEWAX_DATAFLOW_API_PORT" not in env
+    assert env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] in flow["tmpfs"]  # writable on a read-only file system
     assert targets["bytewax"] == ["flow:3030"]  # Bytewax's default port
 
     # Grafana: the provider's path is where the dashboards are mounted; the data source is Prometheus.

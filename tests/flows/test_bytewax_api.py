@@ -1,7 +1,8 @@
 """Bytewax's own metrics endpoint, as docs/metrics.md describes it: with ``BYTEWAX_DATAFLOW_API_ENABLED``
 set, ``python -m bytewax.run`` serves ``/metrics`` (its per-step counters and histograms, plus
 prometheus_client's default registry, where the project's ``tcp_`` metrics live) and ``/dataflow`` (the
-graph as JSON) on ``BYTEWAX_DATAFLOW_API_PORT`` (default 3030). Checked on a small flow whose item counts
+graph as JSON, also written to ``dataflow.json`` in ``BYTEWAX_DATAFLOW_API_CACHE_PATH``, by default the
+working directory) on ``BYTEWAX_DATAFLOW_API_PORT`` (default 3030). Checked on a small flow whose item counts
 are known (tests/flows/api_flow.py)."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def test_bytewax_serves_its_step_metrics_and_ours_while_the_flow_runs(tmp_path: 
         **os.environ,
         "BYTEWAX_DATAFLOW_API_ENABLED": "true",
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
+        "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(tmp_path),  # where it writes dataflow.json (default: cwd)
         "API_FLOW_TRADES": str(TRADES),
         "API_FLOW_RELEASE": str(release),
     }
@@ -73,4 +75,5 @@ def test_bytewax_serves_its_step_metrics_and_ours_while_the_flow_runs(tmp_path: 
     assert metrics.series("bytewax_inp_part_next_batch_duration_seconds_count")
     assert metrics.series("process_resident_memory_bytes")  # prometheus_client's default registry
     assert graph["flow_id"] == "api"
+    assert json.loads((tmp_path / "dataflow.json").read_text()) == graph
     assert [s["step_name"] for s in graph["substeps"]] == ["trades", "count", "out"]
