@@ -64,6 +64,7 @@ def live_dataflow() -> Dataflow:
     # The live and session flows' modules are imported where used: a replay loads none of them.
     from connectors.bot_store import BotSink, BotStates
     from connectors.control_store import ControlStore
+    from connectors.metrics import serve_metrics
     from connectors.okx.source import OkxTradesSource
     from connectors.resume import StoredHistory, load_stored_ends
     from flows.bots import BotResume
@@ -73,7 +74,8 @@ def live_dataflow() -> Dataflow:
     from flows.session import session_recording
 
     settings, indicators = settings_or_exit()
-    place_in_cluster(settings)
+    place = place_in_cluster(settings)
+    serve_metrics(settings.metrics.port, settings.metrics.host, place.process)
     url = database_url(settings)
     sinks = production_sinks(settings, url)
     timeout = max(1, round(settings.database.connect_timeout_seconds))
