@@ -49,6 +49,8 @@ class ConnectionHealth:
     stalled_seconds: float = 0.0
     stalled_symbol: str | None = None
     queued: int = 0
+    data_types: tuple[str, ...] = ("trades",)
+    """What the connection collects for its instruments (every connection here subscribes to trades)."""
 
 
 __all__ = ["ConnectionHealth", "ConnectionState", "Gap", "GapReason"]
