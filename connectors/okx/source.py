@@ -1,4 +1,5 @@
-"""Bytewax source of live OKX trades over the v5 public websocket, gap-filled from REST.
+"""Bytewax source of live OKX trades over the v5 public websocket, gap-filled from REST: the
+exchange-neutral :class:`connectors.trades_source.TradesSource` with OKX as its one venue.
 
 Items: :class:`market.types.Trade` (``origin`` ``ws`` or ``rest``), :class:`market.types.Rejected`
 (refused frames and trades, ``source`` ``okx-ws`` or ``okx-rest``), :class:`market.types.FeedState`,
@@ -8,191 +9,25 @@ See docs/okx-connectivity.md.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from connectors.okx.exchange import SPEC
+from connectors.stream_connection import ConnectLimiter
+from connectors.trades_source import Positions, TradesItem, TradesPartition, TradesSource, Venue
+from market.sequencing import Position
 
-from connectors.metrics import count_source_batch
-from connectors.okx.connection import PROCESS_LIMITER, ConnectLimiter, Outbox, StreamOptions
-from connectors.okx.events import ConnectionHealth, Gap
-from connectors.okx.recording import SessionRecorder, SessionRecording
-from connectors.okx.stream import DEFAULT_CLOSE_PROBE, TradeStream
-from market.sequencing import Limits, Position
-from market.types import FeedState, Rejected, Trade, ms_from_utc
-
-OkxItem = Trade | Rejected | FeedState | Gap | ConnectionHealth
-Positions = dict[str, Position]
-"""Resume state of one partition: instrument -> (last trade id emitted, its time in epoch ms or None)."""
-
-_END = object()
+OkxItem = TradesItem
+OkxTradesPartition = TradesPartition
 
 
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+class OkxTradesSource(TradesSource):
+    """Live OKX ``trades`` for ``instruments``, one partition per websocket connection (partition key:
+    the comma-joined instruments); what it emits and guarantees is :class:`TradesSource`'s.
 
-
-class OkxTradesPartition(StatefulSourcePartition[OkxItem, Positions]):
-    """One websocket connection for a few instruments, run by an event loop in its own thread.
-
-    A dedicated loop thread (rather than :func:`bytewax.inputs.batch_async`, which runs the loop only
-    while ``next_batch`` is being called) keeps heartbeats, reconnects and backfills on time however
-    slowly the dataflow pulls, and lets :meth:`close` cancel the task and close the socket. The thread
-    hands items over through a bounded :class:`Outbox`: once ``queue_max_items`` wait, it stops reading
-    the socket; ``next_batch`` only drains it and never waits. With a ``recorder``, the session is
-    recorded, ending with how many items the dataflow took.
-    """
-
-    def __init__(
-        self,
-        key: str,
-        ws_url: str,
-        rest_url: str,
-        instruments: Sequence[str],
-        options: StreamOptions,
-        positions: Mapping[str, Position],
-        end_ids: Mapping[str, int],
-        batch_size: int,
-        poll_interval: float,
-        limiter: ConnectLimiter,
-        queue_max_items: int,
-        recorder: SessionRecorder | None = None,
-        close_probe: timedelta | None = DEFAULT_CLOSE_PROBE,
-    ) -> None:
-        self.key = key
-        self._recorder = recorder
-        self._taken = 0
-        self._queue = Outbox(queue_max_items)
-        self._emitted: Positions = {inst: positions[inst] for inst in instruments if inst in positions}
-        self._batch_size = batch_size
-        self._poll = timedelta(seconds=poll_interval)
-        self._idle = False
-        self._ended = False
-        self._stream = TradeStream(
-            key,
-            ws_url,
-            rest_url,
-            instruments,
-            options,
-            self._queue,
-            positions=self._emitted,
-            end_ids=end_ids,
-            limiter=limiter,
-            recorder=recorder,
-            close_probe=close_probe,
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ready = threading.Event()
-        self._closing = False
-        self._thread = threading.Thread(target=self._thread_main, name=f"okx-trades[{key}]", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-
-    def _thread_main(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._ready.set()
-        try:
-            await self._stream.run()
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # a bug: re-raised in the dataflow by next_batch
-            self._queue.put(_Failed(exc))
-            return
-        self._queue.put(_END)
-
-    def health(self) -> ConnectionHealth:
-        """The connection's current health (the same record is emitted every ``health_interval``)."""
-        return self._stream.health()
-
-    @property
-    def queued(self) -> int:
-        """Items waiting for the dataflow."""
-        return len(self._queue)
-
-    stop: threading.Event | None = None
-    """Set from outside (a signal handler) to end this partition's input."""
-
-    def next_batch(self) -> list[OkxItem]:
-        if self._ended or (self.stop is not None and self.stop.is_set()):
-            self._end()
-        batch: list[OkxItem] = []
-        for item in self._queue.take(self._batch_size):
-            if item is _END:
-                self._ended = True
-                break
-            if isinstance(item, _Failed):
-                raise item.error
-            if isinstance(item, Trade):
-                self._emitted[item.symbol] = (item.trade_id, ms_from_utc(item.ts_event))
-            self._taken += not isinstance(item, ConnectionHealth)
-            batch.append(item)  # type: ignore[arg-type]
-        count_source_batch(batch)
-        if self._ended and not batch:
-            self._end()
-        self._idle = not batch
-        return batch
-
-    def _end(self) -> NoReturn:
-        """No more items: the recording notes how many the dataflow took (a replay stops there)."""
-        if self._recorder is not None:
-            self._recorder.end(self._taken)
-        raise StopIteration
-
-    def next_awake(self) -> datetime | None:
-        return datetime.now(UTC) + self._poll if self._idle else None
-
-    def snapshot(self) -> Positions:
-        return dict(self._emitted)
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop finished in the meantime
-                pass
-        self._thread.join(timeout=10)
-        if self._recorder is not None:
-            self._recorder.close()
-
-
-class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
-    """Live OKX ``trades`` for ``instruments``, one partition per websocket connection.
-
-    Instruments are sharded over ``ceil(n / max_instruments_per_connection)`` connections (partition key:
-    the comma-joined instruments). Each connection subscribes, keeps the link alive, reconnects, drops
-    trade ids already emitted, fills holes in the id sequence from REST and refuses poison
-    (docs/okx-connectivity.md), emitting a :class:`Gap` before the trades of every hole it backfilled,
-    a ``Rejected`` for everything refused, ``FeedState`` items telling whether each instrument's feed is
-    complete up to when, and a :class:`ConnectionHealth` every ``health_interval`` seconds.
-
-    Delivery guarantee: per instrument, trades are emitted in strictly increasing trade-id order and no
-    trade id is emitted twice within one run. Every trade between the starting point and the end is
-    emitted unless REST cannot return it, and then a ``Gap(filled=False)`` covering it is emitted
-    instead: a loss is never silent. The resume state (per instrument, the last trade id and time handed
-    to the dataflow) makes the source at-least-once across Bytewax recovery: after a restart it backfills
-    from the snapshot, so trades emitted after the last snapshot are emitted again and must be (and are,
-    by trade id, TIME.md rule 10) dropped downstream. Without resume state or ``start_after`` an instrument
-    starts after the newest trade REST reports when it subscribes.
-
-    ``start_after``: instrument -> trade id, or (trade id, its time in epoch ms), to start after when there
-    is no resume state (the trades after it are backfilled; with the time, the backfill is also checked
-    against it). ``end_trade_ids``: instrument -> last trade id to emit; a partition ends once all
-    of its instruments reached theirs (finite replays and tests; default: run forever). The feed limits
-    (``future_tolerance`` .. ``queue_max_items``) are those of ``configs.settings.FeedSettings``.
-    ``recording``: record each partition's session (``connectors.okx.recording``) for a replay.
+    ``start_after``: instrument -> trade id, or (trade id, its time in epoch ms), to start after when
+    there is no resume state; ``end_trade_ids``: instrument -> last trade id to emit. Every other
+    argument is :class:`TradesSource`'s.
     """
 
     def __init__(
@@ -201,111 +36,25 @@ class OkxTradesSource(FixedPartitionedSource[OkxItem, Positions]):
         rest_url: str,
         instruments: Sequence[str],
         *,
-        max_instruments_per_connection: int = 20,
-        ping_interval: float = 1.0,
-        pong_timeout: float = 20.0,
-        reconnect_initial: float = 0.5,
-        reconnect_max: float = 30.0,
-        health_interval: float = 5.0,
-        ack_timeout: float = 10.0,
-        open_timeout: float = 10.0,
-        rest_timeout: float = 10.0,
-        rest_retries: int = 3,
-        rest_min_interval: float = 0.1,
-        backfill_max_pages: int = 50,
-        reorder_window: float = 0.5,
         start_after: Mapping[str, int | Position] | None = None,
         end_trade_ids: Mapping[str, int] | None = None,
-        batch_size: int = 1000,
-        poll_interval: float = 0.005,
-        stop: threading.Event | None = None,
-        future_tolerance: timedelta = timedelta(seconds=5),
-        max_behind: timedelta = timedelta(minutes=10),
-        max_frame_bytes: int = 1024 * 1024,
-        max_trades_per_push: int = 1000,
-        queue_max_items: int = 100_000,
-        recording: SessionRecording | None = None,
-        close_probe: timedelta | None = DEFAULT_CLOSE_PROBE,
+        **options: Any,
     ) -> None:
-        """``stop``: when set, every partition ends its input (a graceful shutdown: Bytewax then
-        closes the sinks and the run returns). ``close_probe``: the candle grace; a connection silent
-        when a candle is due to close (each minute plus it) sends a ``ping`` then, so the feed's clock
-        reaches the close one round trip later (None: only the probe after ``ping_interval``)."""
-        unique = list(dict.fromkeys(instruments))
-        if not unique:
-            raise ValueError("at least one instrument is needed")
-        if max_instruments_per_connection < 1:
-            raise ValueError("max_instruments_per_connection must be >= 1")
+        venue = Venue(SPEC, ws_url, rest_url, tuple(instruments), start_after or {}, end_trade_ids or {})
+        super().__init__([venue], **options)
         self.ws_url = ws_url
         self.rest_url = rest_url
-        self.instruments = tuple(unique)
-        limits = Limits(
-            future_tolerance=future_tolerance,
-            max_behind=max_behind,
-            max_trades_per_push=max_trades_per_push,
-            reorder_window=timedelta(seconds=reorder_window),
-            close_grace=close_probe,
-        )
-        self.options = StreamOptions(
-            ping_interval=ping_interval,
-            pong_timeout=pong_timeout,
-            reconnect_initial=reconnect_initial,
-            reconnect_max=reconnect_max,
-            open_timeout=open_timeout,
-            ack_timeout=ack_timeout,
-            health_interval=health_interval,
-            rest_timeout=rest_timeout,
-            rest_retries=rest_retries,
-            rest_min_interval=rest_min_interval,
-            backfill_max_pages=backfill_max_pages,
-            max_frame_bytes=max_frame_bytes,
-            limits=limits,
-        )
-        self.queue_max_items = queue_max_items
-        n = max_instruments_per_connection
-        self.shards = {
-            ",".join(chunk): chunk
-            for chunk in (self.instruments[i : i + n] for i in range(0, len(self.instruments), n))
-        }
-        self.start_after: dict[str, Position] = {
-            inst: (after, None) if isinstance(after, int) else after
-            for inst, after in (start_after or {}).items()
-        }
+        self.instruments = self.venues["okx"].instruments
         self.end_trade_ids = dict(end_trade_ids or {})
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.limiter: ConnectLimiter = PROCESS_LIMITER
-        self.stop = stop
-        self.recording = recording
-        self.close_probe = close_probe
 
-    def list_parts(self) -> list[str]:
-        return list(self.shards)
+    @property
+    def limiter(self) -> ConnectLimiter:
+        """The limiter of this source's new connections (OKX's process-wide one unless replaced)."""
+        return self.limiters["okx"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Positions | None) -> OkxTradesPartition:
-        instruments = self.shards[for_part]
-        if resume_state is not None:
-            positions: dict[str, Position] = dict(resume_state)
-        else:
-            positions = {inst: self.start_after[inst] for inst in instruments if inst in self.start_after}
-        end_ids = {inst: self.end_trade_ids[inst] for inst in instruments if inst in self.end_trade_ids}
-        partition = OkxTradesPartition(
-            for_part,
-            self.ws_url,
-            self.rest_url,
-            instruments,
-            self.options,
-            positions,
-            end_ids,
-            self.batch_size,
-            self.poll_interval,
-            self.limiter,
-            self.queue_max_items,
-            None if self.recording is None else SessionRecorder(self.recording, for_part),
-            self.close_probe,
-        )
-        partition.stop = self.stop
-        return partition
+    @limiter.setter
+    def limiter(self, value: ConnectLimiter) -> None:
+        self.limiters["okx"] = value
 
 
 __all__ = ["OkxItem", "OkxTradesPartition", "OkxTradesSource", "Positions"]

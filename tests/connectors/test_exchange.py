@@ -101,13 +101,12 @@ def test_okx_subscription_is_what_the_stream_sends() -> None:
 
     insts = ["BTC-USDT", "ETH-USDT"]
     stream = TradeStream("c0", "ws://127.0.0.1:1", "http://127.0.0.1:1", insts, StreamOptions(), Outbox(10))
-    request_id = asyncio.run(stream._subscribe(Socket(), insts))  # type: ignore[arg-type]
+    requests = asyncio.run(stream._subscribe(Socket(), insts))  # type: ignore[arg-type]
     (subscription,) = exchange("okx").subscriptions(insts, 1)
-    assert (subscription.request_id, [subscription.message], subscription.symbols) == (
-        request_id,
-        sent,
-        tuple(insts),
-    )
+    assert sent == [
+        '{"id":"s1","op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"ETH-USDT"}]}'
+    ]
+    assert ({subscription.request_id: subscription.symbols}, [subscription.message]) == (requests, sent)
 
 
 def _server_messages() -> list[Any]:
