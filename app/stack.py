@@ -286,6 +286,8 @@ def _say_up(settings: Settings, services: list[Service]) -> None:
             "bots are paper trading only, no order ever leaves this machine",
             flush=True,
         )
+    if settings.metrics.port and any(s.name == "flow" for s in services):
+        print(f"Metrics: http://{settings.metrics.host}:{settings.metrics.port}/metrics", flush=True)
     running = ", ".join(s.name for s in services) or "the database only"
     print(f"Up: {running}. Ctrl-C stops everything.", flush=True)
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -27,6 +28,7 @@ from typing import cast
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.embedded_postgres import EmbeddedPostgres
 from tests.conftest import REPO_ROOT
@@ -199,17 +201,33 @@ def continuity(url: str, started: datetime) -> dict[str, int]:
     return found
 
 
+def scraped_trades(metrics_url: str, database_url: str) -> None:
+    """The flow's /metrics, as ``up`` printed it, counts at least the trades the database had stored
+    before the scrape (it counts them as they arrive, before they are written)."""
+    stored = one(database_url, "SELECT count(*) FROM trades WHERE symbol = 'BTC-USDT'")
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    counted = {
+        sample.labels.get("symbol"): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tcp_trades_total" and sample.labels.get("exchange") == "okx"
+    }
+    assert counted.get("BTC-USDT", 0) >= stored > 0, (counted, stored)
+
+
 def test_offline_first_hour_in_a_browser(chromium_path: Path, tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     pending: list[str] = []  # checks of behaviour other parts of the system are still to deliver
     IMAGES.mkdir(parents=True, exist_ok=True)
     with chromium(chromium_path) as browser:
-        first = Up(data_dir, port, "--offline")
+        first = Up(data_dir, port, "--offline", env={"METRICS__PORT": str(free_port())})
         try:
             database_url = first.wait_for(r'psql "([^"]+)"', timeout=90)[1]
             page = open_dashboard(browser, first, port)
             assert sees_candles_arrive(page) > 0
             eventually(lambda: count_candles(database_url, "BTC-USDT") > 0, 15)
+            scraped_trades(first.wait_for(r"Metrics: (http://\S+)", timeout=5)[1], database_url)
             page.wait_for_timeout(500)
             page.screenshot(path=IMAGES / "first-hour-offline.png", full_page=True)
             assert "Traceback" not in page.content()
