@@ -43,6 +43,7 @@ from configs.sections import (
     SupervisorSettings,
     split_csv,
 )
+from configs.selection import Followed, by_exchange, parse_selection
 
 __all__ = [
     "ConfigError",
@@ -63,6 +64,7 @@ __all__ = [
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "tcp.yaml"
 CONFIG_FILE_ENV = "TCP_CONFIG"
+
 
 _INSTRUMENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -91,8 +93,12 @@ class Settings(BaseSettings):
     """Redis URL; unset means: the run command starts an embedded Redis under data_dir."""
     okx_ws_url: str = "wss://ws.okx.com:8443/ws/v5/public"
     okx_rest_url: str = "https://www.okx.com"
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
     instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
-    """OKX instrument ids; comma-separated in the environment (``INSTRUMENTS=BTC-USDT,ETH-USDT``)."""
+    """What to follow, ``exchange:INSTRUMENT`` entries (an entry without ``exchange:`` is OKX's);
+    comma-separated in the environment (``INSTRUMENTS=BTC-USDT,binance:BTC-USDT``). See
+    :attr:`selection`."""
     candle_grace: Duration = timedelta(seconds=2)
     """Event-time grace before a candle closes (TIME.md rule 4); seconds or ISO 8601 (``PT2S``)."""
     emit_flat_candles: bool = True
@@ -137,14 +143,20 @@ class Settings(BaseSettings):
     @field_validator("instruments")
     @classmethod
     def _instruments_valid(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one instrument is required")
-        for inst in value:
-            if not set(inst) <= _INSTRUMENT_CHARS or "-" not in inst:
+        for inst in value:  # an entry without ``exchange:`` is an OKX instrument id
+            if ":" not in inst and (not set(inst) <= _INSTRUMENT_CHARS or "-" not in inst):
                 raise ValueError(f"{inst!r} is not an OKX instrument id such as BTC-USDT (upper case)")
-        if len(set(value)) != len(value):
-            raise ValueError("instruments are listed more than once")
+        parse_selection(value)
         return value
+
+    @property
+    def selection(self) -> tuple[Followed, ...]:
+        """The (exchange, instrument) pairs :attr:`instruments` names, in order."""
+        return parse_selection(self.instruments)
+
+    def followed(self) -> dict[str, tuple[str, ...]]:
+        """The instruments followed on each exchange (exchanges in order of first mention)."""
+        return by_exchange(self.selection)
 
     @field_validator("candle_grace")
     @classmethod
@@ -170,14 +182,14 @@ class Settings(BaseSettings):
             raise ValueError("must carry a time zone, e.g. 2019-10-13T11:20:00Z")
         return value
 
-    @field_validator("okx_ws_url")
+    @field_validator("okx_ws_url", "binance_ws_url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return value
 
-    @field_validator("okx_rest_url")
+    @field_validator("okx_rest_url", "binance_rest_url")
     @classmethod
     def _rest_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
