@@ -34,6 +34,7 @@ _TIME_FIELDS = frozenset(
         "last_message_time",
         "status_since",
         "last_restart_time",
+        "last_check_time",
     }
 )
 _DECIMAL_FIELDS = frozenset(
@@ -174,6 +175,12 @@ def health_message(h: CollectorHealth) -> Message:
         "time": _utc(h.time),
         "status": h.status,
         "should_be_running": h.should_be_running,
+        "symbols": list(h.symbols),
+        "data_types": list(h.data_types),
+        "auto_restart": h.auto_restart,
+        "health_check_interval_seconds": h.health_check_interval_seconds,
+        "stale_data_threshold_seconds": h.stale_data_threshold_seconds,
+        "last_check_time": _opt_utc(h.last_check_time),
         "messages_received": h.messages_received,
         "messages_processed": h.messages_processed,
         "errors": h.errors,

@@ -37,7 +37,9 @@ class HealthRules:
 
 @dataclass(frozen=True, slots=True)
 class CollectorHealth:
-    """A collector's status snapshot at ``time``; ``is_healthy``/``issues`` come from ``assess_health``."""
+    """A collector's status snapshot at ``time``: its status, what it follows and collects, whether it
+    is restarted, its statistics and how it is checked (docs/redis.md); ``is_healthy``/``issues``,
+    ``last_check_time`` and ``stale_data_threshold_seconds`` come from ``assess_health``."""
 
     collector: str
     time: datetime
@@ -59,6 +61,20 @@ class CollectorHealth:
     """When the collector entered ``status`` (None: unknown)."""
     last_restart_time: datetime | None = None
     """When the collector's process was last restarted by the supervisor (None: never)."""
+    symbols: tuple[str, ...] = ()
+    """The instruments the collector follows (``BTC-USDT``, ...)."""
+    data_types: tuple[str, ...] = ()
+    """What it collects for them (``trades``)."""
+    auto_restart: bool = False
+    """Whether a supervisor restarts the collector's process when it exits (``tcp.py up``)."""
+    health_check_interval_seconds: float | None = None
+    """Seconds since the collector's previous health check (None: this is its first)."""
+    stale_data_threshold_seconds: float | None = None
+    """The silence after which the check calls the data stale (``HealthRules.stale_after``; None: not
+    checked by the rules)."""
+    last_check_time: datetime | None = None
+    """When the rules last checked the collector: the snapshot's own ``time``, as no rule reads a clock
+    (None: not checked by them)."""
 
 
 Rule = Callable[[CollectorHealth, HealthRules, "CollectorHealth | None"], list[str]]
@@ -151,6 +167,13 @@ def health_issues(
 def assess_health(
     h: CollectorHealth, rules: HealthRules = HealthRules(), previous: CollectorHealth | None = None
 ) -> CollectorHealth:
-    """``h`` with ``issues`` and ``is_healthy`` filled in by ``health_issues``."""
+    """``h`` checked at its own ``time``: ``issues`` and ``is_healthy`` filled in by ``health_issues``,
+    with the check's time and stale-data threshold."""
     issues = health_issues(h, rules, previous)
-    return replace(h, issues=issues, is_healthy=not issues)
+    return replace(
+        h,
+        issues=issues,
+        is_healthy=not issues,
+        last_check_time=h.time,
+        stale_data_threshold_seconds=rules.stale_after.total_seconds(),
+    )
