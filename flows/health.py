@@ -24,19 +24,31 @@ _STATUS: dict[str, Status] = {
 
 RESTARTS_ENV = ("TCP_RESTARTS", "TCP_LAST_RESTART")
 """Set by the supervisor of ``tcp.py up`` on a restarted flow: how often, and when last."""
+AUTO_RESTART_ENV = "TCP_AUTO_RESTART"
+"""``true`` when a supervisor restarts the flow's process if it exits (``tcp.py up``, a container's
+restart policy)."""
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 @dataclass(frozen=True)
 class Restarts:
-    """How often this flow's process was restarted by its supervisor, and when last."""
+    """How often this flow's process was restarted by its supervisor, when last, and whether a
+    supervisor restarts it at all (a process that was restarted has one)."""
 
     count: int = 0
     last: datetime | None = None
+    supervised: bool = False
+    """Told so by ``AUTO_RESTART_ENV``."""
+
+    @property
+    def auto_restart(self) -> bool:
+        return self.supervised or self.count > 0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Restarts:
         count, last = (environ.get(name, "") for name in RESTARTS_ENV)
-        return cls(int(count or 0), datetime.fromisoformat(last) if last else None)
+        supervised = environ.get(AUTO_RESTART_ENV, "").strip().lower() in _TRUE
+        return cls(int(count or 0), datetime.fromisoformat(last) if last else None, supervised)
 
 
 NO_RESTARTS = Restarts()
@@ -49,9 +61,10 @@ def health_step(
     state: HealthState | None, h: ConnectionHealth, restarts: Restarts = NO_RESTARTS
 ) -> tuple[HealthState, CollectorHealth]:
     """``op.stateful_map`` step keyed by connection: the snapshot's uptime counts from when the
-    connection was first seen; rates are judged against the previous snapshot; ``restarts`` are the
-    process's own."""
+    connection was first seen; rates are judged against the previous snapshot, and the health check
+    interval is the time since it; ``restarts`` are the process's own."""
     started, previous = state if state is not None else (h.time, None)
+    since_check = None if previous is None else (h.time - previous.time).total_seconds()
     collector = f"{h.exchange}:{h.connection}"
     status: Status = (
         "error" if h.subscribe_errors and h.state != "subscribed" else _STATUS.get(h.state, "error")
@@ -72,6 +85,10 @@ def health_step(
         reconnect_attempts=h.reconnects,
         last_message_time=h.last_message_at,
         last_error=h.last_error,
+        symbols=tuple(h.instruments),
+        data_types=h.data_types,
+        auto_restart=restarts.auto_restart,
+        health_check_interval_seconds=since_check,
         details={
             "instruments": float(len(h.instruments)),
             "trades_backfilled": float(h.trades_backfilled),
