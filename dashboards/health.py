@@ -28,11 +28,58 @@ def message_rate(current: Mapping[str, Any], previous: Mapping[str, Any] | None)
     return current["messages_received"] / uptime if uptime > 0 else 0.0
 
 
+def health_check(h: Mapping[str, Any]) -> str:
+    """How the collector's health is checked: ``every 5 s, stale after 60 s, last 12:00:05 UTC``
+    (parts the snapshot does not carry are left out; ``not checked`` when no rule checked it)."""
+    last = h.get("last_check_time")
+    if last is None:
+        return "not checked"
+    interval, stale = h.get("health_check_interval_seconds"), h.get("stale_data_threshold_seconds")
+    parts = [] if interval is None else [f"every {interval:.0f} s"]
+    parts += [] if stale is None else [f"stale after {stale:.0f} s"]
+    return ", ".join([*parts, f"last {last:%H:%M:%S} UTC"])
+
+
+def _duration(seconds: float) -> str:
+    """``2d 03:04:05``, ``03:04:05``."""
+    days, rest = divmod(int(seconds), 86_400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def _yes_no(flag: bool | None) -> str:
+    """``unknown`` for a snapshot that does not say (written before the field existed)."""
+    return "unknown" if flag is None else ("yes" if flag else "no")
+
+
+COLLECTOR_COLUMNS = [
+    "collector",
+    "symbols",
+    "data types",
+    "status",
+    "last error",
+    "healthy",
+    "auto restart",
+    "uptime",
+    "messages",
+    "processed",
+    "rate (msg/s)",
+    "last message age (s)",
+    "reconnects",
+    "restarts",
+    "errors",
+    "health check",
+    "snapshot (UTC)",
+    "issues",
+]
+
+
 def collector_rows(
     states: Sequence[CollectorState], previous: Mapping[str, Mapping[str, Any]], now: datetime
 ) -> pd.DataFrame:
-    """One row per collector: status (since when, or not reporting), last error, health, rate, last
-    message age, reconnects, errors, issues."""
+    """One row per collector: what it follows and collects, status (since when, or not reporting),
+    last error, health, whether it is restarted, the statistics (uptime, messages received and
+    processed, rate, last message age, reconnects, restarts, errors), how it is checked, issues."""
     rows = []
     for state in sorted(states, key=lambda s: s.collector):
         h = {**state.payload, "time": state.time}
@@ -41,36 +88,26 @@ def collector_rows(
         rows.append(
             {
                 "collector": state.collector,
+                "symbols": ", ".join(h.get("symbols") or []),
+                "data types": ", ".join(h.get("data_types") or []),
                 "status": state.describe(now, with_error=False),
                 "last error": state.last_error or "none",
                 "healthy": ("yes" if state.is_healthy else "NO") if current else "unknown",
+                "auto restart": _yes_no(h.get("auto_restart")),
+                "uptime": _duration(float(h.get("uptime_seconds") or 0.0)),
                 "messages": h.get("messages_received", 0),
+                "processed": h.get("messages_processed", 0),
                 "rate (msg/s)": round(message_rate(h, previous.get(state.collector)), 2),
                 "last message age (s)": "never" if last is None else f"{(now - last).total_seconds():.0f}",
                 "reconnects": h.get("reconnect_attempts", 0),
                 "restarts": h.get("restarts", 0),
                 "errors": h.get("errors", 0),
+                "health check": health_check(h),
                 "snapshot (UTC)": state.time.strftime("%Y-%m-%d %H:%M:%S"),
                 "issues": "; ".join(h.get("issues") or []) or "none",
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "collector",
-            "status",
-            "last error",
-            "healthy",
-            "messages",
-            "rate (msg/s)",
-            "last message age (s)",
-            "reconnects",
-            "restarts",
-            "errors",
-            "snapshot (UTC)",
-            "issues",
-        ],
-    )
+    return pd.DataFrame(rows, columns=COLLECTOR_COLUMNS)
 
 
 def gap_summary(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
