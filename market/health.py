@@ -65,8 +65,9 @@ class CollectorHealth:
     """The instruments the collector follows (``BTC-USDT``, ...)."""
     data_types: tuple[str, ...] = ()
     """What it collects for them (``trades``)."""
-    auto_restart: bool = False
-    """Whether a supervisor restarts the collector's process when it exits (``tcp.py up``)."""
+    auto_restart: bool | None = None
+    """Whether a supervisor restarts the collector's process when it exits (``tcp.py up``; None: the
+    record does not say)."""
     health_check_interval_seconds: float | None = None
     """Seconds since the collector's previous health check (None: this is its first)."""
     stale_data_threshold_seconds: float | None = None

@@ -33,6 +33,7 @@ REFERENCE_FIELDS = {
 def test_the_check_stamps_its_time_and_the_threshold_it_judged_by() -> None:
     unchecked = live_samples.health()
     assert unchecked.last_check_time is None and unchecked.stale_data_threshold_seconds is None
+    assert unchecked.auto_restart is None  # unknown unless the record says
     checked = assess_health(unchecked, HealthRules(stale_after=timedelta(seconds=90)))
     assert checked.last_check_time == unchecked.time
     assert checked.stale_data_threshold_seconds == 90.0

@@ -35,3 +35,6 @@ def test_a_row_from_before_the_record_had_those_fields_still_shows() -> None:
     shown = collector_rows([state], {}, T0).iloc[0]
     assert (shown["symbols"], shown["data types"], shown["auto restart"]) == ("", "", "unknown")
     assert shown["health check"] == "not checked" and shown["uptime"] == "00:00:00"
+    # a record of today that does not say whether its process is restarted
+    silent = CollectorState.from_row(stored_row(CollectorHealth("service:flow", T0, "running", True)))
+    assert collector_rows([silent], {}, T0).iloc[0]["auto restart"] == "unknown"
