@@ -1,10 +1,11 @@
 """The per-instrument candle step: a thin Bytewax adapter around ``market.windowing.SeriesWindows``.
 
-Items in, of one instrument (a keyed stream): trades; ``FeedState`` (live sources: whether the feed is
-complete up to now; while it is not, the wall clock does not close windows); ``Gap`` (a hole REST
-could not fill marks the candles of its minutes incomplete). Items out: the new (non-duplicate) trades of each
-batch as one ``TradeBatch`` (late ones included, so they are stored, TIME.md rule 4), every final
-``Candle`` (1m and the higher timeframes, in close order), a ``LateTrade`` for each late trade, each
+Items in, of one instrument of one exchange (a stream keyed ``exchange|symbol``): trades;
+``FeedState`` (live sources: whether the feed is complete up to now; while it is not, the wall clock
+does not close windows); ``Gap`` (a hole REST could not fill marks the candles of its minutes
+incomplete). Items out: the new (non-duplicate) trades of each batch as one ``TradeBatch`` (late ones
+included, so they are stored, TIME.md rule 4), every final ``Candle`` (1m and the higher timeframes,
+in close order), a ``LateTrade`` for each late trade, each
 ``Gap`` passed on, and (live) a throttled ``ProvisionalCandle`` (a candle's last provisional state
 always comes out, ahead of its final candle). ``split_candles`` splits this output into typed streams.
 
@@ -25,11 +26,11 @@ candle emitted is the one after the last stored, exactly as an uninterrupted run
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, TypeGuard
+from typing import Literal, TypeGuard, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -45,6 +46,7 @@ from market.windowing import NOTHING, LateTrade, ResumePoint, SeriesWindows
 CandleIn = Trade | FeedState | Gap
 CandleOut = TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap
 ClockPolicy = Literal["event", "wall"]
+V = TypeVar("V")
 _RECHECK = timedelta(seconds=1)
 
 
@@ -53,6 +55,8 @@ class CandleConfig:
     """What the candle step needs to know, resolved from settings by the flow factory."""
 
     exchange: str = "okx"
+    """The exchange whose instruments the per-instrument maps below may name by symbol alone; an entry
+    keyed ``exchange|symbol`` is that exchange's (a new series takes the exchange of its first item)."""
     grace: timedelta = timedelta(seconds=2)
     emit_flat: bool = True
     clock: ClockPolicy = "event"
@@ -65,6 +69,13 @@ class CandleConfig:
     resume: dict[str, ResumePoint] = field(default_factory=dict)
     """Per instrument, where its stored data ends (a new series starts there; the stored open trades
     are fed again but not re-emitted)."""
+
+    def of(self, entries: Mapping[str, V], exchange: str, symbol: str) -> V | None:
+        """The entry of one instrument: keyed ``exchange|symbol``, or by symbol for :attr:`exchange`."""
+        found = entries.get(f"{exchange}|{symbol}")
+        if found is None and exchange == self.exchange:
+            found = entries.get(symbol)
+        return found
 
 
 @dataclass
@@ -92,17 +103,17 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
             # before the source has caught up (it says so with a live FeedState).
             state.clock.live = False
 
-    def _new_state(self, symbol: str, out: list[CandleOut]) -> CandleState:
+    def _new_state(self, exchange: str, symbol: str, out: list[CandleOut]) -> CandleState:
         config = self.config
         windows = SeriesWindows(
-            config.exchange,
+            exchange,
             symbol,
             grace=config.grace,
             emit_flat=config.emit_flat,
-            contract_value=config.contract_values.get(symbol, Decimal(1)),
+            contract_value=config.of(config.contract_values, exchange, symbol) or Decimal(1),
         )
         clock = Watermark(grace=config.grace)
-        point = config.resume.get(symbol)
+        point = config.of(config.resume, exchange, symbol)
         # Live, with no candle stored before: the first window began before the feed did (incomplete).
         fresh = config.clock == "wall" and (point is None or point.last_candle is None)
         if point is not None:
@@ -118,7 +129,7 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
     def on_batch(self, values: list[CandleIn]) -> tuple[Iterable[CandleOut], bool]:
         out: list[CandleOut] = []
         if self.state is None:
-            self.state = self._new_state(values[0].symbol, out)
+            self.state = self._new_state(values[0].exchange, values[0].symbol, out)
         now = datetime.now(UTC)
         if self.state.fresh and (first := next((t for t in values if type(t) is Trade), None)):
             self.state.windows.mark_incomplete(first.ts_event, first.ts_event)
@@ -206,7 +217,7 @@ class CandleLogic(StatefulBatchLogic[CandleIn, CandleOut, CandleState]):
         if self.config.clock != "event" or self.state is None:
             return (), StatefulBatchLogic.RETAIN
         windows = self.state.windows
-        end = self.config.ends.get(windows.symbol) or windows.newest_event
+        end = self.config.of(self.config.ends, windows.exchange, windows.symbol) or windows.newest_event
         if end is None:
             return (), StatefulBatchLogic.RETAIN
         return windows.finish(end).candles, StatefulBatchLogic.RETAIN

@@ -77,7 +77,7 @@ class SourceOut:
     """A source's items by kind."""
 
     keyed: KeyedStream[CandleIn]
-    """Trades, feed states and gaps, keyed by instrument (what the candle step takes)."""
+    """Trades, feed states and gaps, keyed by ``exchange|symbol`` (what the candle step takes)."""
     rejects: Stream[Rejected]
     health: Stream[ConnectionHealth]
 
@@ -95,8 +95,9 @@ def _is_health(item: SourceItem) -> TypeGuard[ConnectionHealth]:
     return type(item) is ConnectionHealth
 
 
-def _symbol(item: CandleIn) -> str:
-    return item.symbol
+def _series(item: CandleIn) -> str:
+    """An instrument's key: ``exchange|symbol`` (the same instrument on two exchanges is two series)."""
+    return f"{item.exchange}|{item.symbol}"
 
 
 @operator
@@ -106,7 +107,7 @@ def split_source(step_id: str, up: Stream[SourceItem]) -> SourceOut:
     records = split.falses
     # Rejected | ConnectionHealth
     return SourceOut(
-        keyed=op.key_on("by_instrument", split.trues, _symbol),
+        keyed=op.key_on("by_instrument", split.trues, _series),
         rejects=op.branch("rejects", records, _is_reject).trues,
         health=op.branch("health", records, _is_health).trues,
     )
@@ -146,9 +147,9 @@ def candle_streams(
     """The source's items by kind, and what the candle step made of them (the first half of the graph,
     shared with the backtest over trades)."""
     items = split_source("split", op.input("source", flow, source))
-    # keyed: (symbol, Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
+    # keyed: ("exchange|symbol", Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
     windows = op.stateful_batch("candles", items.keyed, partial(CandleLogic, candle_config))
-    # (symbol, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
+    # ("exchange|symbol", TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
     return items, split_candles("split_batches", op.key_rm("unkey", windows))
 
 
