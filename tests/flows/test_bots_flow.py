@@ -46,6 +46,7 @@ class _Gate:
 
     def __init__(self) -> None:
         self.open = threading.Event()
+        self.sent = False
 
 
 class _Part(StatefulSourcePartition[object, None]):
