@@ -20,6 +20,7 @@ the step's recovery snapshot holds none: a resume reloads the bots from the data
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +68,8 @@ def _no_candles(
 
 
 NO_RESUME = BotResume(_no_runner, _no_candles)
+UNREADABLE = (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError, ValueError)
+"""What reading a stored runner raises when it was written by code that no longer reads the same."""
 """Nothing stored: every bot starts afresh (tests, flows without a database)."""
 
 
@@ -139,8 +142,9 @@ class BotsLogic(StatefulBatchLogic[BotIn, BotOut, SeriesBots]):
         if slot is None:
             slot = bots[change.bot_id] = BotSlot(change.name)
         slot.name = change.name
-        if change.action == "load":
-            self._load(change.bot_id, slot)
+        if change.action == "load" and not self._load(change, slot):
+            del bots[change.bot_id]
+            return
         if change.state == "created":
             return
         if slot.runner is None and change.state != "stopped":
@@ -150,15 +154,27 @@ class BotsLogic(StatefulBatchLogic[BotIn, BotOut, SeriesBots]):
             return
         slot.runner.set_state(change.state)
 
-    def _load(self, bot_id: int, slot: BotSlot) -> None:
-        """The stored runner, unless this step already has a newer one (a load is idempotent)."""
-        stored = self.resume.runners(bot_id)
+    def _load(self, change: BotChange, slot: BotSlot) -> bool:
+        """The stored runner, unless this step already has a newer one (a load is idempotent); False
+        when the stored one cannot be read (the bot is not run: afresh, its account would restart)."""
+        try:
+            stored = self.resume.runners(change.bot_id)
+        except UNREADABLE as error:
+            log.error(
+                "bot %s: its stored state cannot be read (%s: %s); it is not run (remove it, or add it "
+                "again under another name)",
+                change.name,
+                type(error).__name__,
+                error,
+            )
+            return False
         if stored is None or stored.last_close is None:
-            return
+            return True
         held = slot.runner
         if held is None or held.last_close is None or held.last_close < stored.last_close:
             slot.runner = stored
             slot.catch_up = True
+        return True
 
     def _candle(self, candle: Candle) -> None:
         for bot_id, slot in self.state.bots.items():

@@ -4,10 +4,13 @@ the fills of an uninterrupted backtest over the same candles (``flows.backtest.r
 
 from __future__ import annotations
 
+import logging
+import pickle
 import random
 from datetime import datetime
 from typing import Any
 
+import pytest
 from bytewax.operators import StatefulBatchLogic
 
 from configs.indicators import parse_indicator_config
@@ -159,3 +162,18 @@ def test_stop_with_close_on_stop_flattens_at_the_next_open() -> None:
     assert flat.side == ("sell" if held > 0 else "buy")
     (update,) = [u for u in last if type(u) is BotUpdate]  # then nothing more
     assert (update.time, update.position, update.state) == (candles[40].close_time, 0.0, "stopped")
+
+
+def test_a_bot_whose_stored_state_cannot_be_read_is_not_run(caplog: pytest.LogCaptureFixture) -> None:
+    candles = walk(20)
+
+    def unreadable(bot_id: int) -> BotRunner | None:
+        if bot_id == 7:
+            raise pickle.UnpicklingError("invalid load key")
+        return None
+
+    logic = BotsLogic(BotResume(unreadable, Store(candles).range), None)
+    with caplog.at_level(logging.ERROR, logger="flows.bots"):
+        out = run(logic, [change(1, "load", "running"), change(1, "load", "running", bot_id=8)], candles)
+    assert {u.bot for u in out if type(u) is BotUpdate} == {"bot8"}  # the other bot runs
+    assert [r.message for r in caplog.records if "bot7" in r.message and "cannot be read" in r.message]
