@@ -29,15 +29,22 @@ def message_rate(current: Mapping[str, Any], previous: Mapping[str, Any] | None)
 
 
 def health_check(h: Mapping[str, Any]) -> str:
-    """How the collector's health is checked: ``every 5 s, stale after 60 s, last 12:00:05 UTC``
-    (parts the snapshot does not carry are left out; ``not checked`` when no rule checked it)."""
-    last = h.get("last_check_time")
-    if last is None:
+    """How the collector's health is checked: ``every 5 s, stale after 60 s`` (parts the snapshot does
+    not carry are left out; the check's time is the snapshot's); ``not checked`` when no rule checked
+    it."""
+    if h.get("last_check_time") is None:
         return "not checked"
     interval, stale = h.get("health_check_interval_seconds"), h.get("stale_data_threshold_seconds")
     parts = [] if interval is None else [f"every {interval:.0f} s"]
     parts += [] if stale is None else [f"stale after {stale:.0f} s"]
-    return ", ".join([*parts, f"last {last:%H:%M:%S} UTC"])
+    return ", ".join(parts) or "checked"
+
+
+def collects(h: Mapping[str, Any]) -> str:
+    """What the collector collects: ``trades of BTC-USDT, ETH-USDT`` (empty when the snapshot does not
+    say)."""
+    symbols, kinds = ", ".join(h.get("symbols") or []), ", ".join(h.get("data_types") or [])
+    return f"{kinds} of {symbols}" if kinds and symbols else kinds or symbols
 
 
 def _duration(seconds: float) -> str:
@@ -54,15 +61,13 @@ def _yes_no(flag: bool | None) -> str:
 
 COLLECTOR_COLUMNS = [
     "collector",
-    "symbols",
-    "data types",
+    "collects",
     "status",
     "last error",
     "healthy",
     "auto restart",
     "uptime",
-    "messages",
-    "processed",
+    "messages (processed)",
     "rate (msg/s)",
     "last message age (s)",
     "reconnects",
@@ -77,7 +82,7 @@ COLLECTOR_COLUMNS = [
 def collector_rows(
     states: Sequence[CollectorState], previous: Mapping[str, Mapping[str, Any]], now: datetime
 ) -> pd.DataFrame:
-    """One row per collector: what it follows and collects, status (since when, or not reporting),
+    """One row per collector: what it collects of which symbols, status (since when, or not reporting),
     last error, health, whether it is restarted, the statistics (uptime, messages received and
     processed, rate, last message age, reconnects, restarts, errors), how it is checked, issues."""
     rows = []
@@ -88,15 +93,13 @@ def collector_rows(
         rows.append(
             {
                 "collector": state.collector,
-                "symbols": ", ".join(h.get("symbols") or []),
-                "data types": ", ".join(h.get("data_types") or []),
+                "collects": collects(h),
                 "status": state.describe(now, with_error=False),
                 "last error": state.last_error or "none",
                 "healthy": ("yes" if state.is_healthy else "NO") if current else "unknown",
                 "auto restart": _yes_no(h.get("auto_restart")),
                 "uptime": _duration(float(h.get("uptime_seconds") or 0.0)),
-                "messages": h.get("messages_received", 0),
-                "processed": h.get("messages_processed", 0),
+                "messages (processed)": f"{h.get('messages_received', 0)} ({h.get('messages_processed', 0)})",
                 "rate (msg/s)": round(message_rate(h, previous.get(state.collector)), 2),
                 "last message age (s)": "never" if last is None else f"{(now - last).total_seconds():.0f}",
                 "reconnects": h.get("reconnect_attempts", 0),
@@ -135,17 +138,20 @@ def count_table(rows: Iterable[Mapping[str, Any]], keys: list[str], count: str) 
 
 TABLE_CSS = """
 table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
-th, td { padding: 4px 10px; text-align: right; border-bottom: 1px solid #e0e0e0; }
+th, td { padding: 4px 6px; text-align: right; border-bottom: 1px solid #e0e0e0; }
 th { background: #eceff1; }
 th:first-child, td:first-child { text-align: left; }
+.tcp-table-scroll { overflow-x: auto; }
 """
 
 
 def table_html(frame: pd.DataFrame, empty: str) -> str:
-    """A small table (values escaped), or a sentence saying there is nothing to show."""
+    """A small table (values escaped) that scrolls sideways when wider than the page, or a sentence
+    saying there is nothing to show."""
     if not len(frame):
         return f"<p><i>{html.escape(empty)}</i></p>"
-    return frame.to_html(index=False, border=0, escape=True, na_rep="")
+    table = frame.to_html(index=False, border=0, escape=True, na_rep="")
+    return f'<div class="tcp-table-scroll">{table}</div>'
 
 
 WINDOWS = {
