@@ -69,13 +69,14 @@ class StreamBounds:
     signals: int = 2_000
     late: int = 2_000
     health: int = 1_000
+    bots: int = 10_000
     approximate: bool = True
     """``MAXLEN ~`` (Redis trims whole nodes, cheap; the length may exceed N by up to ~100) or exact."""
 
     def for_item(self, kind: str, timeframe: str | None) -> int:
         if kind == "candle":
             return self.candles.get(timeframe or "", self.candles_default)
-        return int(getattr(self, {"indicator": "indicators", "signal": "signals"}.get(kind, kind)))
+        return int(getattr(self, {"indicator": "indicators", "signal": "signals", "bot": "bots"}.get(kind, kind)))
 
 
 @dataclass

@@ -20,9 +20,10 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSource, cluster_main, run_main
 
 from app.embedded_redis import EmbeddedRedis
-from connectors.redis_codec import LiveItem, candle_channel
+from connectors.redis_codec import LiveItem, bot_channel, candle_channel
 from connectors.redis_fanout import RedisFanout, RedisSink, StreamBounds
 from connectors.redis_reader import LiveMessage, RedisLiveReader
+from market.bots import BotUpdate
 from market.health import CollectorHealth
 from market.types import Candle
 from tests.support.live_samples import T0, candle, provisional, until
@@ -119,6 +120,21 @@ def test_streams_are_bounded(
     for start in range(0, 2000, 100):
         approximate.publish([candle(i, "5m") for i in range(start, start + 100)])
     assert 200 <= client.xlen(candle_channel("okx", "BTC-USDT", "5m")) <= 300  # trimmed by whole nodes
+
+
+def test_bot_updates_are_published_on_their_bounded_stream(
+    url: str, client: redis.Redis, reader: RedisLiveReader, fanout_for: Callable[..., RedisFanout]
+) -> None:
+    fanout = fanout_for(url, bounds=StreamBounds(bots=5, approximate=False))
+    updates = [
+        BotUpdate("ema-btc", T0 + timedelta(minutes=i), 10_000.0 + i, 10.0, 0.5, 100.0 + i, "running")
+        for i in range(12)
+    ]
+    assert fanout.publish(updates) == 12
+    assert fanout.stats.published["bot"] == 12 and not fanout.stats.dropped
+    assert client.xlen(bot_channel("ema-btc")) == 5
+    last = reader.catch_up(bot_channel("ema-btc"), 1)[0].payload
+    assert (last["time"], last["equity"], last["state"]) == (T0 + timedelta(minutes=11), 10_011.0, "running")
 
 
 def test_a_batch_is_one_pipeline(
