@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from app.resources import recovery_env
 from app.supervisor import Service
 from configs.settings import Settings
+from flows.health import AUTO_RESTART_ENV
 
 TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
 DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
@@ -120,7 +121,10 @@ def services_for(
     if importlib.util.find_spec("flows.okx") is not None:
         services.append(
             Service(
-                "flow", [sys.executable, "-m", "bytewax.run", "flows.okx"], {**env, **recovery_env(settings)}
+                "flow",
+                [sys.executable, "-m", "bytewax.run", "flows.okx"],
+                # up restarts the flow when it exits (its collectors' health says so from the start).
+                {**env, **recovery_env(settings), AUTO_RESTART_ENV: "true"},
             )
         )
     if importlib.util.find_spec("dashboards.app") is not None:

@@ -202,11 +202,14 @@ class Supervisor:
         """The service's state as a collector of its own, ``service:<name>``."""
         track = self.tracks[service.name]
         error = track.crash_loop or (service.last_error() if track.status != "running" else None)
+        now = datetime.now(UTC)
         return CollectorHealth(
             collector=f"{SERVICE_PREFIX}{service.name}",
-            time=datetime.now(UTC),
+            time=now,
             status=track.status,
             should_be_running=track.crash_loop is None,
+            auto_restart=track.crash_loop is None,  # up restarts it until a crash loop
+            uptime_seconds=(now - track.since).total_seconds() if track.status == "running" else 0.0,
             restarts=track.restarts,
             last_error=error,
             is_healthy=track.status == "running",
