@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -75,6 +75,7 @@ def test_a_crash_loop_stops_restarting_and_says_why(pg_url: str) -> None:
         ).fetchall()
     assert [(r[0], r[2], r[3]) for r in rows] == [("service:flow", "error", False)]
     assert "crash loop" in rows[0][5] and rows[0][6]["restarts"] == 3 and rows[0][6]["last_restart_time"]
+    assert rows[0][6]["auto_restart"] is False and rows[0][6]["uptime_seconds"] == 0  # given up on
     # What the pages say (dashboards/collectors.py reads these rows).
     states = collector_states(
         [
@@ -114,6 +115,10 @@ def test_a_killed_service_is_restarted_and_counted(pg_url: str) -> None:
             "SELECT status, payload FROM collector_health WHERE collector = 'service:dashboard'"
         ).fetchone()  # type: ignore[misc]
     assert status == "running" and payload["restarts"] == 1 and payload["last_restart_time"] is not None
+    restarted = datetime.fromisoformat(payload["last_restart_time"])
+    checked = datetime.fromisoformat(payload["time"])
+    assert payload["auto_restart"] is True
+    assert 0 < payload["uptime_seconds"] <= (checked - restarted).total_seconds() + 0.5
     service.stop()
     supervisor.close()
     with psycopg.connect(pg_url) as conn:
