@@ -57,7 +57,7 @@ def place_in_cluster(settings: Settings) -> ClusterPlace:
 
 
 def live_dataflow() -> Dataflow:
-    """``flows.okx``'s ``flow``: OKX's websocket for the configured instruments into the resolved
+    """``flows.okx``'s ``flow``: every configured exchange's websocket for its instruments into the resolved
     database and Redis, continuing from where the stored data end, with the bots and user indicators
     of the control tables (docs/control.md); the first SIGINT/SIGTERM ends the inputs; restarts by
     ``up`` are reported in the collectors' health."""
@@ -65,13 +65,11 @@ def live_dataflow() -> Dataflow:
     from connectors.bot_store import BotSink, BotStates
     from connectors.control_store import ControlStore
     from connectors.metrics import serve_metrics
-    from connectors.okx.source import OkxTradesSource
-    from connectors.resume import StoredHistory, load_stored_ends
+    from connectors.resume import StoredHistory, load_followed_ends
     from flows.bots import BotResume
     from flows.control import ControlSource
     from flows.health import Restarts
-    from flows.okx import live_flow
-    from flows.session import session_recording
+    from flows.okx import live_flow, live_source
 
     settings, indicators = settings_or_exit()
     place = place_in_cluster(settings)
@@ -80,18 +78,9 @@ def live_dataflow() -> Dataflow:
     sinks = production_sinks(settings, url)
     timeout = max(1, round(settings.database.connect_timeout_seconds))
     sinks.bots = [BotSink(url, timeout)]
-    stored = load_stored_ends(url, "okx", settings.instruments)
+    stored = load_followed_ends(url, settings.followed())
     stop = graceful_stop()
-    source = OkxTradesSource(
-        settings.okx_ws_url,
-        settings.okx_rest_url,
-        settings.instruments,
-        start_after=stored.last_trades,
-        stop=stop,
-        recording=session_recording(settings),
-        close_probe=settings.candle_grace,
-        **settings.feed.model_dump(),
-    )
+    source = live_source(settings, stored, stop)
     restarts = Restarts.from_environ(os.environ)
     history = StoredHistory(url)
     control = ControlSource(ControlStore(url, timeout), stop)

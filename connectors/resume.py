@@ -3,7 +3,8 @@
 The database is the source of truth. ``load_stored_ends`` reads, for each instrument, the newest final
 1m candle, the 1m candles of the longer timeframes' still-open intervals, the stored trades after that
 candle (the windows that were open when the flow stopped, late trades excluded) and the newest stored
-trade id, from which the source backfills over REST. ``StoredHistory`` reads a series' stored candles,
+trade id, from which the source backfills over REST; ``load_followed_ends`` does so for the instruments
+of every exchange followed. ``StoredHistory`` reads a series' stored candles,
 for the indicator step to continue a series where it stood. See docs/reliability.md ("Resume").
 """
 
@@ -13,7 +14,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,10 +76,32 @@ _NO_CANDLE_LOOKBACK = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class StoredEnds:
-    """Per instrument: where its candles continue, and the last stored trade (id, time in epoch ms)."""
+    """Per instrument: where its candles continue, and the last stored trade (id, time in epoch ms).
+    Keyed by symbol (one exchange's, :func:`load_stored_ends`) or ``exchange|symbol`` (several
+    exchanges', :func:`load_followed_ends`)."""
 
     points: dict[str, ResumePoint] = field(default_factory=dict)
     last_trades: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def last_trades_of(self, exchange: str, default_exchange: str = "okx") -> dict[str, tuple[int, int]]:
+        """The last stored trade of each of ``exchange``'s instruments, by symbol (entries keyed by
+        symbol alone are ``default_exchange``'s)."""
+        prefix = f"{exchange}|"
+        return {
+            key.removeprefix(prefix): value
+            for key, value in self.last_trades.items()
+            if key.startswith(prefix) or ("|" not in key and exchange == default_exchange)
+        }
+
+
+def load_followed_ends(url: str, followed: Mapping[str, Sequence[str]]) -> StoredEnds:
+    """Where the stored data of each exchange's instruments end, keyed ``exchange|symbol``."""
+    ends = StoredEnds()
+    for exchange, instruments in followed.items():
+        one = load_stored_ends(url, exchange, instruments)
+        ends.points.update({f"{exchange}|{symbol}": point for symbol, point in one.points.items()})
+        ends.last_trades.update({f"{exchange}|{symbol}": last for symbol, last in one.last_trades.items()})
+    return ends
 
 
 def load_stored_ends(url: str, exchange: str, instruments: Sequence[str]) -> StoredEnds:
