@@ -194,7 +194,9 @@ class BinanceRestClient:
     async def backfill(
         self, inst_id: str, after_id: int, until_id: int, *, max_pages: int = 50
     ) -> BackfillResult:
-        """Trades with ``after_id < trade_id < until_id``, ascending, paging forward from ``after_id + 1``.
+        """Trades with ``after_id < trade_id < until_id``, ascending, paging forward from ``after_id + 1``
+        with pages no longer than the ids left (so trades at or past ``until_id`` come only from a server
+        that pages wrongly, and are reported ``outside``).
 
         ``complete`` when they chain without a hole up to ``until_id - 1``. Never raises for REST
         failures: they end the walk and are reported in ``error`` with what was fetched so far.
@@ -207,14 +209,15 @@ class BinanceRestClient:
         for _ in range(max_pages):
             if cursor >= until_id:
                 break
+            limit = min(PAGE_LIMIT, until_id - cursor)  # a page never reaches past the hole
             try:
-                page = await self.agg_trades(inst_id, cursor, PAGE_LIMIT)
+                page = await self.agg_trades(inst_id, cursor, limit)
             except (BinanceRestError, BinanceParseError, RateLimited, OSError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 break
             for trade in page:
                 (collected if after_id < trade.trade_id < until_id else outside).append(trade)
-            if not page or page[-1].trade_id < cursor or len(page) < PAGE_LIMIT:
+            if not page or page[-1].trade_id < cursor or len(page) < limit:
                 break
             cursor = page[-1].trade_id + 1
         else:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import orjson
 
+from configs.logs import configure_logging
+from configs.settings import load_settings
 from connectors.binance.simulator.server import BinanceSimulator, BinanceSimulatorConfig
 
 
@@ -31,6 +33,8 @@ def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
     parser.add_argument("--pong-timeout", type=float, default=60.0)
     parser.add_argument("--max-age", type=float, default=24 * 3600.0, help="seconds a connection lives")
     parser.add_argument("--throttle-every", type=int, default=0, help="answer every n-th REST request 429")
+    parser.add_argument("--drop-every", type=int, default=0, help="never push every n-th trade (REST has it)")
+    parser.add_argument("--poison-every", type=int, default=0, help="an unreadable event after every n-th")
     args = parser.parse_args(list(argv))
     try:
         return BinanceSimulatorConfig(
@@ -44,6 +48,8 @@ def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
             pong_timeout=args.pong_timeout,
             max_age=args.max_age,
             throttle_every=args.throttle_every,
+            drop_every=args.drop_every,
+            poison_every=args.poison_every,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -64,8 +70,11 @@ async def serve_until_signalled(config: BinanceSimulatorConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    configure_logging(
+        load_settings(),
+        "binance-simulator",
+        level=logging.INFO,
+        text_format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("binance-simulator.websockets").setLevel(logging.WARNING)
     asyncio.run(serve_until_signalled(config))

@@ -91,6 +91,11 @@ class Market:
         self.clock_ms: int | None = None
         self.played = 0
         self.pushed = 0
+        self.drop_every = 0
+        """Fault: every n-th trade is kept in the REST history but never pushed (a hole in the stream)."""
+        self.poison_every = 0
+        """Fault: after every n-th trade's event, an ``aggTrade`` event with an unreadable price."""
+        self.poisoned = 0
 
     def subscribe(self, stream: str, subscriber: Subscriber) -> None:
         self.subscribers.setdefault(stream, set()).add(subscriber)
@@ -111,6 +116,8 @@ class Market:
         history.times.append(ms)
         self.clock_ms = ms
         self.played += 1
+        if self.drop_every and self.played % self.drop_every == 0:
+            return
         lower = symbol.lower()
         for kind, event in (("aggTrade", agg_trade_event), ("trade", trade_event)):
             followers = self.subscribers.get(f"{lower}@{kind}")
@@ -119,6 +126,12 @@ class Market:
                 for subscriber in tuple(followers):
                     subscriber.push(f"{lower}@{kind}", payload)
                     self.pushed += 1
+        if self.poison_every and self.played % self.poison_every == 0:
+            followers = self.subscribers.get(f"{lower}@aggTrade")
+            poison = {**agg_trade_event(trade, symbol, ms), "p": "poison"}
+            for subscriber in tuple(followers or ()):
+                subscriber.push(f"{lower}@aggTrade", poison)
+                self.poisoned += 1
 
     def exchange_info(self, server_ms: int) -> bytes:
         symbols = [

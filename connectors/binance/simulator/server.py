@@ -58,6 +58,8 @@ class BinanceSimulatorConfig:
     max_age: float = 24 * 3600.0
     max_queue: int = 200_000
     throttle_every: int = 0  # fault: every n-th REST request is answered 429 with Retry-After
+    drop_every: int = 0  # fault: every n-th trade is never pushed (REST has it)
+    poison_every: int = 0  # fault: an unreadable aggTrade event after every n-th trade's
     retry_after: int = 1
 
     def __post_init__(self) -> None:
@@ -195,6 +197,7 @@ class BinanceSimulator:
             first = ms_from_utc(self._trades[0].ts_event)
             offset_ms = (int(time.time() * 1000) - first) // 60_000 * 60_000
         self.market = Market(instruments, offset_ms)
+        self.market.drop_every, self.market.poison_every = self.config.drop_every, self.config.poison_every
         self._server = await serve(
             self._handler,
             self.config.host,
