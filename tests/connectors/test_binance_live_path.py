@@ -7,6 +7,7 @@ loses no trade."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -155,3 +156,48 @@ def test_the_connection_age_limit_loses_no_trade(tmp_path: Path, renew: bool) ->
     assert [t.trade_id for t in run.trades()] == TAPE_IDS
     assert [g for g in run.of(Gap) if g.reason == "reconnect"], "no connection was replaced"
     assert run.klines("5m") == binance_klines("5m")
+
+
+def test_pings_both_ways_keep_the_connection_open(tmp_path: Path) -> None:
+    """The server pings every 0.2 s and closes a connection that has not answered within 1 s; the
+    collector answers each, and probes a silent socket with ping frames of its own (0.1 s of silence
+    here), whose pongs it counts: one connection from the first trade to the hundredth."""
+    args = (
+        "--tape",
+        str(XRP),
+        "--speed",
+        "300",
+        "--wait-for-subscriber",
+        "--ping-interval",
+        "0.2",
+        "--pong-timeout",
+        "1",
+    )
+    with binance_simulator(tmp_path / "sim.log", *args) as ready:
+        venue = Venue(
+            exchange("binance"),
+            ready["ws"],
+            ready["rest"],
+            ("XRP-ETH",),
+            {"XRP-ETH": TAPE_IDS[0] - 1},
+            {"XRP-ETH": TAPE_IDS[99]},
+        )
+        source = TradesSource(
+            [venue], ping_interval=0.1, pong_timeout=1, max_behind=FAR, future_tolerance=FAR
+        )
+        (key,) = source.list_parts()
+        assert key == "binance:XRP-ETH"
+        part = source.build_part("source", key, None)
+        items: list[Any] = []
+        try:
+            while True:
+                items.extend(part.next_batch())
+                time.sleep(0.01)
+        except StopIteration:
+            pass
+        finally:
+            part.close()
+    health = part.health()
+    assert [t.trade_id for t in items if isinstance(t, Trade)] == TAPE_IDS[:100]
+    assert health.reconnects == 0 and health.pings_sent > 0 and health.pongs_received > 0
+    assert health.exchange == "binance"
