@@ -30,7 +30,7 @@ from connectors.control_store import ControlStore
 from dashboards.backtests import BacktestReader, BacktestsPage
 from dashboards.bots import NO_CONTROL_URL, READ_ONLY, BotReader, BotsPage
 from dashboards.chart_store import ChartStore
-from dashboards.data import DashboardData, DataUnavailable
+from dashboards.data import DashboardData, DataUnavailable, series_name
 from dashboards.health import HealthView
 from dashboards.shaping import instrument_list
 from dashboards.views import CandleChart
@@ -89,7 +89,7 @@ def instruments(settings: Settings, data: DashboardData) -> list[str]:
         stored = data.db.symbols()
     except DataUnavailable:
         stored = []
-    return instrument_list(settings.instruments, stored)
+    return instrument_list([series_name(*followed) for followed in settings.selection], stored)
 
 
 def message_page(text: str) -> pn.viewable.Viewable:

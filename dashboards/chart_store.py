@@ -35,13 +35,13 @@ from connectors.redis_codec import candle_channel, provisional_channel
 from connectors.redis_reader import LiveMessage
 from dashboards.collectors import CollectorState, collector_states
 from dashboards.data import (
-    EXCHANGE,
     DashboardData,
     DataUnavailable,
     LiveQueue,
     candle_frame,
     series_channels,
     signal_frame,
+    split_series,
 )
 from dashboards.figures import FigurePlan, figure_plan
 from dashboards.shaping import (
@@ -194,8 +194,8 @@ class ChartStore(param.Parameterized):
             {}
             if self.timeframe == "1m"
             else {
-                "candle": candle_channel(EXCHANGE, self.symbol, "1m"),
-                "provisional": provisional_channel(EXCHANGE, self.symbol, "1m"),
+                "candle": candle_channel(*split_series(self.symbol), "1m"),
+                "provisional": provisional_channel(*split_series(self.symbol), "1m"),
             }
         )
         if self.queue is not None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -29,6 +30,7 @@ import psycopg
 import redis
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from configs.selection import KNOWN_EXCHANGES
 from connectors.redis_codec import candle_channel, indicator_channel, provisional_channel, signal_channel
 from connectors.redis_reader import LiveMessage, RedisLiveReader
 from sql import queries
@@ -36,10 +38,23 @@ from sql import queries
 log = logging.getLogger(__name__)
 
 EXCHANGE = "okx"
+"""The exchange of a series named by its symbol alone; another exchange's is ``exchange:SYMBOL``."""
 LIVE_PATTERNS = ("tcp:candles:*", "tcp:provisional:*", "tcp:indicators:*", "tcp:signals:*")
 CANDLE_FIELDS = ("open", "high", "low", "close", "volume")
 NOT_CONFIGURED = "REDIS_URL is not set"
 T = TypeVar("T")
+
+
+def split_series(series: str) -> tuple[str, str]:
+    """The (exchange, symbol) of a series as the instrument picker names it: ``binance:BTC-USDT``, or
+    ``BTC-USDT`` for OKX's (as ``INSTRUMENTS`` does)."""
+    exchange, sep, symbol = series.rpartition(":")
+    return (exchange, symbol) if sep else (EXCHANGE, series)
+
+
+def series_name(exchange: str, symbol: str) -> str:
+    """How the instrument picker names a series (the inverse of :func:`split_series`)."""
+    return symbol if exchange == EXCHANGE else f"{exchange}:{symbol}"
 
 
 class DataUnavailable(Exception):
@@ -114,15 +129,17 @@ class ReadOnlyDatabase:
         return time.perf_counter() - start
 
     def candles(self, symbol: str, timeframe: str, limit: int) -> pd.DataFrame:
-        return candle_frame(self.run(lambda c: queries.latest_candles(c, EXCHANGE, symbol, timeframe, limit)))
+        series = split_series(symbol)
+        return candle_frame(self.run(lambda c: queries.latest_candles(c, *series, timeframe, limit)))
 
     def indicator_history(
         self, symbol: str, timeframe: str, labels: Sequence[str], start: datetime, end: datetime
     ) -> pd.DataFrame:
         """Long rows ``time, indicator, output, value`` of the given labels stamped in ``[start, end]``."""
         queries.check_timeframe(timeframe)
+        series = split_series(symbol)
         rows = (
-            self.run(lambda c: queries.indicator_history(c, EXCHANGE, symbol, timeframe, labels, start, end))
+            self.run(lambda c: queries.indicator_history(c, *series, timeframe, labels, start, end))
             if labels
             else []
         )
@@ -133,16 +150,27 @@ class ReadOnlyDatabase:
 
     def user_indicators(self, symbol: str, timeframe: str) -> dict[str, dict[str, Any]]:
         """The user indicators of a series: label -> entry (``{"indicator", "label", "params"}``)."""
-        rows = self.run(lambda c: queries.user_indicators(c, EXCHANGE, symbol, timeframe))
+        rows = self.run(lambda c: queries.user_indicators(c, *split_series(symbol), timeframe))
         return {row["label"]: row["entry"] for row in rows}
 
     def signals(self, symbol: str, timeframe: str, since: datetime | None, limit: int = 1000) -> pd.DataFrame:
         """Signals of a series stamped after ``since``, oldest first."""
-        rows = self.run(lambda c: queries.recent_signals(c, EXCHANGE, symbol, timeframe, since, limit))
+        rows = self.run(lambda c: queries.recent_signals(c, *split_series(symbol), timeframe, since, limit))
         return signal_frame(reversed(rows))
 
     def latest_closes(self, symbols: Sequence[str], timeframe: str = "1m") -> list[dict[str, Any]]:
-        return self.run(lambda c: queries.latest_closes(c, EXCHANGE, symbols, timeframe))
+        """For each series that has candles: its newest candle's close time, close and trade count."""
+        wanted: dict[str, list[str]] = {}
+        for series in symbols:
+            exchange, symbol = split_series(series)
+            wanted.setdefault(exchange, []).append(symbol)
+        return [
+            {**row, "symbol": series_name(exchange, row["symbol"])}
+            for exchange, names in wanted.items()
+            for row in self.run(
+                partial(queries.latest_closes, exchange=exchange, symbols=names, timeframe=timeframe)
+            )
+        ]
 
     def newest_time(self, symbol: str, timeframe: str) -> datetime | None:
         """Close time of the newest stored candle of a series, None if it has none."""
@@ -151,11 +179,15 @@ class ReadOnlyDatabase:
 
     def minutes_between(self, symbol: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Stored 1m candles closing in ``(start, end]``, oldest first."""
-        return self.run(lambda c: queries.candles_between(c, EXCHANGE, symbol, "1m", start, end, 1440))
+        return self.run(lambda c: queries.candles_between(c, *split_series(symbol), "1m", start, end, 1440))
 
     def symbols(self) -> list[str]:
-        """The symbols that have stored 1m candles, sorted."""
-        return [row["symbol"] for row in self.run(lambda c: queries.symbols(c, EXCHANGE))]
+        """The series that have stored 1m candles (:func:`series_name`), sorted by exchange and symbol."""
+        return [
+            series_name(exchange, row["symbol"])
+            for exchange in KNOWN_EXCHANGES
+            for row in self.run(partial(queries.symbols, exchange=exchange))
+        ]
 
     def collector_health(self) -> list[dict[str, Any]]:
         """The latest snapshot row of each collector (``collector_health``), by name."""
@@ -211,10 +243,10 @@ def _decimal_text(value: Any) -> str:
 def series_channels(symbol: str, timeframe: str) -> dict[str, str]:
     """The live channels of one series, by kind."""
     return {
-        "candle": candle_channel(EXCHANGE, symbol, timeframe),
-        "provisional": provisional_channel(EXCHANGE, symbol, timeframe),
-        "indicator": indicator_channel(EXCHANGE, symbol, timeframe),
-        "signal": signal_channel(EXCHANGE, symbol, timeframe),
+        "candle": candle_channel(*split_series(symbol), timeframe),
+        "provisional": provisional_channel(*split_series(symbol), timeframe),
+        "indicator": indicator_channel(*split_series(symbol), timeframe),
+        "signal": signal_channel(*split_series(symbol), timeframe),
     }
 
 

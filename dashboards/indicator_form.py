@@ -33,7 +33,7 @@ from configs.indicators import IndicatorEntry
 from connectors.control_store import ControlError, ControlStore
 from dashboards.bot_form import Outcome, param_input
 from dashboards.chart_store import ChartStore
-from dashboards.data import EXCHANGE
+from dashboards.data import split_series
 from market.indicators import INDICATORS
 
 __all__ = ["IndicatorForm", "describe"]
@@ -142,7 +142,7 @@ class IndicatorForm(pn.viewable.Viewer):
         except ValidationError as error:
             self.say(bot_config_problem(error, "indicator").problem, "danger")
             return None
-        series = (EXCHANGE, store.symbol, store.timeframe)
+        series = (*split_series(store.symbol), store.timeframe)
         try:
             _written(lambda: self.control.add_indicator(*series, entry, reserved=store.configured))
         except ControlError as error:
@@ -159,8 +159,9 @@ class IndicatorForm(pn.viewable.Viewer):
     def remove(self, label: str) -> bool:
         """Stop computing a user indicator of the series (its stored values stay); whether it was."""
         store = self.store
+        exchange, symbol = split_series(store.symbol)
         try:
-            _written(lambda: self.control.remove_indicator(EXCHANGE, store.symbol, store.timeframe, label))
+            _written(lambda: self.control.remove_indicator(exchange, symbol, store.timeframe, label))
         except ControlError as error:
             self.say(str(error), "danger")
             return False
