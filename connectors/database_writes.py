@@ -40,7 +40,7 @@ _MERGE_TRADES = (
 )
 _COPY_CHUNK = 1000
 """Trades per piece of a COPY: formatting the next overlaps the server storing this one."""
-_PLAIN_WORDS = frozenset({"okx", "tape", "ws", "rest"})
+_PLAIN_WORDS = frozenset({"okx", "binance", "tape", "ws", "rest"})
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _CANDLE_VALUES = (
     "open, high, low, close, volume, quote_volume, trade_count, vwap, first_trade_id, last_trade_id,"

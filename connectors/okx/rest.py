@@ -16,10 +16,11 @@ import logging
 import random
 import ssl
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
+from connectors.exchange import BackfillResult
 from connectors.okx.parser import parse_rest_trades
 from connectors.okx.wire import OkxParseError, OkxRestError
 from market.sequencing import chained
@@ -38,18 +39,6 @@ PROGRESS_EVERY = 2.0  # seconds between backfill progress lines
 
 class HttpError(OSError):
     """A transport-level failure (bad status line, truncated body, unexpected status without a body)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BackfillResult:
-    """Trades strictly between two ids, ascending; ``complete`` when every id in between is present.
-    ``outside``: trades the pages held beyond the ids asked for (a correct server returns none)."""
-
-    trades: list[Trade]
-    complete: bool
-    requests: int
-    error: str | None = None
-    outside: list[Trade] = field(default_factory=list)
 
 
 async def http_get(url: str) -> tuple[int, bytes]:
