@@ -8,8 +8,11 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from connectors.exchange import ExchangeSpec
 from market.sequencing import Limits
 
 
@@ -97,6 +100,48 @@ class Outbox:
                 self._waiter = None
                 return
             await event.wait()
+
+
+class PingFrames:
+    """Websocket ping frames, for exchanges without a text ping: one outstanding at a time; the
+    websocket library takes its pong outside ``recv``, so the connection looks for it (:meth:`answered`)."""
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[float] | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._waiter is not None
+
+    def reset(self) -> None:
+        self._waiter = None
+
+    async def send(self, ws: Pinging) -> None:
+        if self._waiter is None:
+            waiter = asyncio.ensure_future(await ws.ping())
+            waiter.add_done_callback(_retrieved)  # a connection lost meanwhile fails it: not an error
+            self._waiter = waiter
+
+    def answered(self) -> bool:
+        """Whether the outstanding ping's pong came (it is then no longer outstanding)."""
+        if self._waiter is not None and self._waiter.done():
+            self._waiter = None
+            return True
+        return False
+
+
+class Pinging(Protocol):
+    async def ping(self) -> Awaitable[float]: ...
+
+
+def _retrieved(future: asyncio.Future[float]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def exchange_limiter(spec: ExchangeSpec) -> ConnectLimiter:
+    """The process-wide limiter of the exchange's new connections."""
+    return process_limiter(spec.name, spec.limits.connections, spec.limits.connections_window)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,17 +35,16 @@ from connectors.handover import Handover
 from connectors.metrics import count_reconnect, watch_stream
 from connectors.okx.events import ConnectionHealth, ConnectionState
 from connectors.okx.recording import RecordedSequencer, SessionRecorder
-from connectors.stream_connection import ConnectLimiter, Outbox, StreamOptions, process_limiter
+from connectors.stream_connection import ConnectLimiter, Outbox, PingFrames, StreamOptions, exchange_limiter
+from connectors.stream_subscriptions import Subscriptions
 from market.sequencing import (
     Disconnected,
     Event,
     Heard,
     Position,
     Push,
-    Refused,
     Sequencer,
     Start,
-    Subscribed,
     Tick,
     Unreadable,
 )
@@ -75,16 +74,6 @@ class _Finished(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _retrieved(future: asyncio.Future[float]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def spec_limiter(spec: ExchangeSpec) -> ConnectLimiter:
-    """The process-wide limiter of the exchange's new connections."""
-    return process_limiter(spec.name, spec.limits.connections, spec.limits.connections_window)
 
 
 class TradeStream:
@@ -118,11 +107,11 @@ class TradeStream:
         self.ws_url = spec.connect_url(ws_url, self.instruments)
         self.options = options
         self.outbox = outbox
-        self._limiter = limiter or spec_limiter(spec)
+        self._limiter = limiter or exchange_limiter(spec)
         self._parse = spec.parser(self.instruments)
         self._renew_after = renew_after or spec.heartbeat.renew_after
         self._text_ping = spec.heartbeat.client_ping
-        self._pong_waiter: asyncio.Future[float] | None = None
+        self._frames = PingFrames()
         make: Callable[..., Sequencer] = partial(RecordedSequencer, recorder) if recorder else Sequencer
         self.sequencer = make(
             spec.name,
@@ -137,12 +126,9 @@ class TradeStream:
             rest_url, options.rest_timeout, options.rest_retries, options.rest_min_interval
         )
         self._handover = Handover(name, self.sequencer, rest, outbox, options)
-        self.refused: set[str] = set()
+        self.subscriptions = Subscriptions(spec, self.instruments)
+        self.refused = self.subscriptions.refused
         self._attempts = 0
-        self._requests = 0
-        self._pending: set[str] = set()
-        self._batch: tuple[dict[str, tuple[str, ...]], list[str]] = ({}, [])
-        self._singles: dict[str, str] = {}
         self._last_frame = 0.0
         self._last_ping = float("-inf")
         self._unanswered: float | None = None
@@ -266,17 +252,15 @@ class TradeStream:
             max_size=4 * options.max_frame_bytes,
             max_queue=16,
         ) as ws:
-            wanted = [inst for inst in self.instruments if inst not in self.refused]
+            wanted = self.subscriptions.wanted()
             if not wanted:
                 self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
                 raise _Finished
             opened = loop.time()
-            self._pending = set(wanted)
-            self._batch = (await self._subscribe(ws, wanted), wanted)
-            self._singles = {}
+            await self.subscriptions.subscribe(ws, wanted)
             ack_deadline = loop.time() + options.ack_timeout
             self._last_frame, self._last_ping, self._unanswered = loop.time(), float("-inf"), None
-            self._pong_waiter = None
+            self._frames.reset()
             while True:
                 await self.outbox.room()
                 raw = await self._receive(ws)
@@ -285,11 +269,10 @@ class TradeStream:
                 else:
                     if await self._on_frame(ws, raw, _now()):
                         ack_deadline = loop.time() + options.ack_timeout
-                if self._pending and loop.time() > ack_deadline:
-                    raise _Reconnect(
-                        f"no subscribe ack for {sorted(self._pending)} within {options.ack_timeout} s"
-                    )
-                if not self._pending and self.state != "subscribed":
+                pending = self.subscriptions.pending
+                if pending and loop.time() > ack_deadline:
+                    raise _Reconnect(f"no subscribe ack for {sorted(pending)} within {options.ack_timeout} s")
+                if not pending and self.state != "subscribed":
                     self.state, self.connected_since = "subscribed", _now()
                     self._subscribed_at = loop.time()
                 if self.sequencer.finished:
@@ -306,9 +289,7 @@ class TradeStream:
 
     def _pong_or_tick(self) -> Event:
         """A ping frame's pong counts as a frame heard (it moves the feed's clock); else a timer tick."""
-        waiter = self._pong_waiter
-        if waiter is not None and waiter.done():
-            self._pong_waiter = None
+        if self._frames.answered():
             self.pongs_received += 1
             self._last_frame, self._unanswered = asyncio.get_running_loop().time(), None
             now = _now()
@@ -316,28 +297,12 @@ class TradeStream:
             return Heard(now)
         return Tick(_now())
 
-    async def _subscribe(
-        self, ws: ClientConnection, instruments: Sequence[str]
-    ) -> dict[str, tuple[str, ...]]:
-        """Send the spec's requests for ``instruments``, paced under the exchange's message rate;
-        returns each request id with the instruments it asks for."""
-        requests = self.spec.subscriptions(instruments, self._requests + 1)
-        self._requests += len(requests)
-        rate = self.spec.limits.messages_per_second
-        for i, request in enumerate(requests):
-            if rate is not None and i:
-                await asyncio.sleep(1.0 / rate)
-            await ws.send(request.message)
-        return {request.request_id: request.symbols for request in requests}
-
     async def _ping(self, ws: ClientConnection) -> None:
         """The exchange's text ping, or a websocket ping frame whose pong is noted when it comes."""
         if self._text_ping is not None:
             await ws.send(self._text_ping)
-        elif self._pong_waiter is None:
-            waiter = asyncio.ensure_future(await ws.ping())
-            waiter.add_done_callback(_retrieved)  # a connection lost meanwhile fails it: not an error
-            self._pong_waiter = waiter
+        else:
+            await self._frames.send(ws)
 
     async def _receive(self, ws: ClientConnection) -> bytes | None:
         """The next frame, or None when the sequencer has something due first. After ``ping_interval``
@@ -359,7 +324,7 @@ class TradeStream:
         wake = ping_at
         if self._unanswered is not None:
             wake = min(wake, self._unanswered + options.pong_timeout)
-        if self._pong_waiter is not None:  # a ping frame's pong is looked for every few milliseconds
+        if self._frames.waiting:  # a ping frame's pong is looked for every few milliseconds
             wake = min(wake, now + _PONG_POLL)
         clock = _now()
         due = self.sequencer.next_wakeup()
@@ -421,7 +386,7 @@ class TradeStream:
             elif isinstance(result, Rejected):
                 events = [Unreadable(result.raw, result.reason, now)]
             elif isinstance(result, Acked):
-                events = self._acked(result, now) or events
+                events = self.subscriptions.acked(result, now) or events
             elif isinstance(result, RequestRefused):
                 event, resent = await self._on_error(ws, result, now)
                 events = [event]
@@ -437,40 +402,14 @@ class TradeStream:
             raise _Reconnect(notice)
         return resent
 
-    def _acked(self, ack: Acked, now: datetime) -> list[Event]:
-        """The instruments a subscription ack confirms (one, or every one of its request)."""
-        if ack.symbol is not None:
-            symbols: tuple[str, ...] = (ack.symbol,)
-        else:
-            batch, _ = self._batch
-            single = self._singles.get(ack.request_id or "")
-            symbols = batch.get(ack.request_id or "", (single,) if single is not None else ())
-        confirmed = [inst for inst in symbols if inst in self._pending]
-        self._pending.difference_update(confirmed)
-        return [Subscribed(inst, now) for inst in confirmed]
-
     async def _on_error(
         self, ws: ClientConnection, error: RequestRefused, now: datetime
     ) -> tuple[Event, bool]:
-        """A refused subscription: an exchange may refuse a whole request for one bad instrument (OKX
-        does), so a request of several is retried one instrument at a time; an instrument refused alone
-        is not asked for again."""
+        """A refused subscription (:meth:`Subscriptions.refusal`); stop once every one is refused."""
         self.subscribe_errors += 1
         self._error(f"error event {error.code}: {error.msg}")
-        batch, wanted = self._batch
-        if error.request_id in batch and len(wanted) > 1:
-            for inst in list(self._pending):
-                for request_id in await self._subscribe(ws, [inst]):
-                    self._singles[request_id] = inst
-            return Heard(now), True
-        if error.request_id in self._singles or error.request_id in batch:
-            refused = (
-                self._singles.get(error.request_id or "") or batch.get(error.request_id or "", wanted)[0]
-            )
-            self.refused.add(refused)
-            self._pending.discard(refused)
-            if self.refused.issuperset(self.instruments):
-                self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
-                raise _Finished
-            return Refused(refused, now, f"{error.code} {error.msg}"), False
-        return Heard(now), False
+        event, resent = await self.subscriptions.refusal(ws, error, now)
+        if self.subscriptions.all_refused:
+            self._error(f"every instrument was refused: {sorted(self.refused)}; stopping")
+            raise _Finished
+        return event, resent

@@ -24,8 +24,8 @@ from connectors.exchange import ExchangeSpec
 from connectors.metrics import count_source_batch
 from connectors.okx.events import ConnectionHealth, Gap
 from connectors.okx.recording import SessionRecorder, SessionRecording
-from connectors.stream_connection import ConnectLimiter, Outbox, StreamOptions
-from connectors.trade_stream import DEFAULT_CLOSE_PROBE, TradeStream, spec_limiter
+from connectors.stream_connection import ConnectLimiter, Outbox, StreamOptions, exchange_limiter
+from connectors.trade_stream import DEFAULT_CLOSE_PROBE, TradeStream
 from market.sequencing import Limits, Position
 from market.types import FeedState, Rejected, Trade, ms_from_utc
 
@@ -302,7 +302,7 @@ class TradesSource(FixedPartitionedSource[TradesItem, Positions]):
                 key = shard_key(venue.spec.name, chunk)
                 self.shards[key], self._venue_of[key] = chunk, venue
         self.limiters: dict[str, ConnectLimiter] = {
-            name: spec_limiter(v.spec) for name, v in self.venues.items()
+            name: exchange_limiter(v.spec) for name, v in self.venues.items()
         }
         self.batch_size = batch_size
         self.poll_interval = poll_interval

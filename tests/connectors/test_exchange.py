@@ -101,7 +101,7 @@ def test_okx_subscription_is_what_the_stream_sends() -> None:
 
     insts = ["BTC-USDT", "ETH-USDT"]
     stream = TradeStream("c0", "ws://127.0.0.1:1", "http://127.0.0.1:1", insts, StreamOptions(), Outbox(10))
-    requests = asyncio.run(stream._subscribe(Socket(), insts))  # type: ignore[arg-type]
+    requests = asyncio.run(stream.subscriptions.send(Socket(), insts))
     (subscription,) = exchange("okx").subscriptions(insts, 1)
     assert sent == [
         '{"id":"s1","op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"},{"channel":"trades","instId":"ETH-USDT"}]}'
