@@ -1,6 +1,6 @@
 """The processes ``up`` runs: the live flow (``python -m bytewax.run flows.okx``), the dashboard and,
-with ``--offline``, the local OKX simulator, each a :class:`~app.supervisor.Service` with the resolved
-URLs in its environment."""
+with ``--offline``, the local exchange simulators (OKX's, and Binance's on the demo tape), each a
+:class:`~app.supervisor.Service` with the resolved URLs in its environment."""
 
 from __future__ import annotations
 
@@ -18,29 +18,46 @@ from flows.health import AUTO_RESTART_ENV
 
 TAPES = Path(__file__).resolve().parent.parent / "tests" / "data" / "tapes"
 DEMO_TAPE = TAPES / "BTC-USDT-2024-08-08T2354Z_2024-08-09T0005Z.csv"
-"""The tape ``up --offline`` replays when none is named."""
+"""The tape ``up --offline`` replays when none is named: real Binance spot BTCUSDT trades
+(tests/data/SOURCES.md), which OKX's simulator replays as OKX's BTC-USDT and Binance's as its own."""
+SIMULATOR_OPTIONS = {"okx": ["--start-offset", "60"]}
+"""Options of an exchange's simulator beyond its tapes (OKX's plays its first minute as REST history)."""
+LABELS = {"okx": "OKX", "binance": "Binance"}
 
 
-def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict[str, str]]:
-    """Start the local OKX simulator on the tapes (rebased to now); returns it and the settings that
-    point the flow at it. The simulated market continues the stored one: its trade ids follow the newest
-    stored id of each instrument and its trades come after that trade's time (docs/okx-simulator.md).
-    A restart keeps its port and continues from what is stored then."""
+def offline_tapes_by_exchange(tapes: list[Path]) -> dict[str, list[Path]]:
+    """What each exchange's simulator replays: the named tapes on OKX's; the demo tape (real Binance
+    trades) on Binance's too, so that ``up --offline`` follows OKX and Binance together."""
+    plan = {"okx": tapes}
+    if tapes == [DEMO_TAPE]:
+        plan["binance"] = [DEMO_TAPE]
+    return plan
+
+
+def start_simulator(
+    tapes: list[Path], database_url: str, name: str = "okx"
+) -> tuple[Service, dict[str, str]]:
+    """Start the local simulator of exchange ``name`` on the tapes (rebased to now); returns it and the
+    settings that point the flow at it. The simulated market continues the stored one: its trade ids
+    follow the newest stored id of each instrument and its trades come after that trade's time
+    (docs/okx-simulator.md). A restart keeps its port and continues from what is stored then."""
+    from connectors.exchange import exchange
     from connectors.resume import load_stored_ends
     from connectors.tape import tape_instruments
 
+    spec = exchange(name)
+    label = LABELS.get(name, name)
     instruments = sorted({symbol for tape in tapes for symbol in tape_instruments(tape)})
-    stored = load_stored_ends(database_url, "okx", instruments).last_trades
+    stored = load_stored_ends(database_url, name, instruments).last_trades
 
     def argv(port: int) -> list[str]:
-        ends = stored if port == 0 else load_stored_ends(database_url, "okx", instruments).last_trades
+        ends = stored if port == 0 else load_stored_ends(database_url, name, instruments).last_trades
         args = [
             sys.executable,
             "-m",
-            "connectors.okx.simulator",
+            spec.simulator.module,
             "--rebase-now",
-            "--start-offset",
-            "60",
+            *SIMULATOR_OPTIONS.get(name, []),
             "--port",
             str(port),
         ]
@@ -50,28 +67,44 @@ def start_simulator(tapes: list[Path], database_url: str) -> tuple[Service, dict
             args += ["--continue-after", f"{symbol}={trade_id}@{ms}"]
         return args
 
-    simulator = Service("okx-simulator", argv(0))
+    simulator = Service(f"{name}-simulator", argv(0))
     simulator.start(stdout=subprocess.PIPE)
     assert simulator.process is not None and simulator.process.stdout is not None
     line = simulator.process.stdout.readline()
     if not line:
-        raise RuntimeError("the OKX simulator exited before it was ready")
+        raise RuntimeError(f"the {label} simulator exited before it was ready")
     ready = json.loads(line)
-    port = urlsplit(ready["rest"]).port or 0
+    ws_url, rest_url = ready[spec.simulator.ws_key], ready[spec.simulator.rest_key]
+    port = urlsplit(rest_url).port or 0
     simulator.prepare = lambda: argv(port)
     simulator.stdout = subprocess.DEVNULL
+    prefix = "" if name == "okx" else f"{name}:"  # a bare instrument is OKX's
     env = {
-        "OKX_WS_URL": ready["ws_public"],
-        "OKX_REST_URL": ready["rest"],
-        "INSTRUMENTS": ",".join(instruments),
+        f"{name.upper()}_WS_URL": ws_url,
+        f"{name.upper()}_REST_URL": rest_url,
+        "INSTRUMENTS": ",".join(prefix + inst for inst in instruments),
     }
-    print(
-        f"Offline: OKX simulator at {ready['ws_public']} replaying {', '.join(instruments)} from now",
-        flush=True,
-    )
+    print(f"Offline: {label} simulator at {ws_url} replaying {', '.join(instruments)} from now", flush=True)
     for symbol, (trade_id, _) in stored.items():
-        print(f"Offline: {symbol} continues the stored market (trade ids from {trade_id + 1})", flush=True)
+        print(
+            f"Offline: {prefix}{symbol} continues the stored market (trade ids from {trade_id + 1})",
+            flush=True,
+        )
     return simulator, env
+
+
+def start_simulators(tapes: list[Path], database_url: str) -> tuple[list[Service], dict[str, str]]:
+    """Start the simulator of each exchange :func:`offline_tapes_by_exchange` gives tapes; returns them
+    and the settings pointing the flow at all of them (``INSTRUMENTS`` naming every exchange's)."""
+    services: list[Service] = []
+    env: dict[str, str] = {}
+    selection: list[str] = []
+    for name, exchange_tapes in offline_tapes_by_exchange(tapes).items():
+        simulator, simulator_env = start_simulator(exchange_tapes, database_url, name)
+        services.append(simulator)
+        selection.append(simulator_env.pop("INSTRUMENTS"))
+        env |= simulator_env
+    return services, {**env, "INSTRUMENTS": ",".join(selection)}
 
 
 def dashboard_argv(host: str, port: int) -> list[str]:

@@ -29,11 +29,12 @@ from types import FrameType
 from app.embedded_postgres import EmbeddedPostgres, EmbeddedPostgresError
 from app.embedded_redis import EmbeddedRedis
 from app.resources import check_tapes, load_indicators
-from app.services import CONTROL_URL_ENV, DEMO_TAPE, services_for, start_simulator
+from app.services import CONTROL_URL_ENV, DEMO_TAPE, services_for, start_simulators
 from app.status import WATCH_EVERY, StatusWatch
 from app.supervisor import Service, Supervisor
 from configs import errors
 from configs.logs import configure_logging
+from configs.selection import parse_selection
 from configs.settings import ConfigError, Settings, load_settings
 from sql.migrate import MigrationError, migrate_with_report
 from sql.policies import PolicyError, apply_policies, engine_of, run_maintenance
@@ -211,7 +212,8 @@ def _run(
             service.start()
     stop.running = True
     _say_up(settings, running.services)
-    instruments = extra_env.get("INSTRUMENTS", ",".join(settings.instruments)).split(",")
+    selection = parse_selection(extra_env.get("INSTRUMENTS", ",".join(settings.instruments)))
+    instruments = [inst for name, inst in selection if name == "okx"]  # the status line reads OKX's
     watch = StatusWatch(url, instruments, settings.data_dir / "spool", started, bool(offline_tapes), say=_say)
     running.supervisor = Supervisor(running.services, settings.supervisor, url, say=_say)
     _supervise(settings, url, plain, stop, watch, running.supervisor)
@@ -266,9 +268,9 @@ def _add_services(
     share beyond ``DATABASE_URL``."""
     extra_env: dict[str, str] = {"REDIS_URL": redis_url}
     if offline_tapes:
-        simulator, simulator_env = start_simulator(offline_tapes, url)
+        simulators, simulator_env = start_simulators(offline_tapes, url)
         extra_env |= simulator_env
-        running.services.append(simulator)
+        running.services += simulators
     control_url = _control_url(settings, url) if control else None
     running.services += services_for(
         settings, url, extra_env, _dashboard_url(settings, url), control, control_url
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="TAPE",
         help="run against the local OKX simulator replaying these tapes from now "
-        f"(default: {DEMO_TAPE.name})",
+        f"(default: {DEMO_TAPE.name}, real Binance trades, which the local Binance simulator replays too)",
     )
     up_parser.add_argument(
         "--control",

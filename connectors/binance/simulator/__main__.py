@@ -21,6 +21,14 @@ from configs.settings import load_settings
 from connectors.binance.simulator.server import BinanceSimulator, BinanceSimulatorConfig
 
 
+def _last_trade(value: str) -> tuple[str, int, int]:
+    inst, sep, rest = value.partition("=")
+    trade_id, at, ms = rest.partition("@")
+    if not (sep and at and trade_id.isdigit() and ms.isdigit()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not INST=TRADE_ID@EPOCH_MS")
+    return inst, int(trade_id), int(ms)
+
+
 def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
     parser = argparse.ArgumentParser(prog="python -m connectors.binance.simulator")
     parser.add_argument("--tape", action="append", required=True, type=Path, help="trades CSV (repeatable)")
@@ -33,6 +41,15 @@ def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
     parser.add_argument("--pong-timeout", type=float, default=60.0)
     parser.add_argument("--max-age", type=float, default=24 * 3600.0, help="seconds a connection lives")
     parser.add_argument("--throttle-every", type=int, default=0, help="answer every n-th REST request 429")
+    parser.add_argument(
+        "--continue-after",
+        action="append",
+        type=_last_trade,
+        default=[],
+        metavar="INST=TRADE_ID@EPOCH_MS",
+        help="the last trade of an instrument from an earlier run (repeatable; needs --rebase-now): "
+        "the replay's ids continue from TRADE_ID + 1 and it starts now, after EPOCH_MS",
+    )
     parser.add_argument("--drop-every", type=int, default=0, help="never push every n-th trade (REST has it)")
     parser.add_argument("--poison-every", type=int, default=0, help="an unreadable event after every n-th")
     args = parser.parse_args(list(argv))
@@ -48,6 +65,7 @@ def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
             pong_timeout=args.pong_timeout,
             max_age=args.max_age,
             throttle_every=args.throttle_every,
+            continue_after=tuple(args.continue_after),
             drop_every=args.drop_every,
             poison_every=args.poison_every,
         )

@@ -18,9 +18,11 @@ hours), any that sends more than 5 messages in a second (1008 "Too many requests
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -58,6 +60,9 @@ class BinanceSimulatorConfig:
     max_age: float = 24 * 3600.0
     max_queue: int = 200_000
     throttle_every: int = 0  # fault: every n-th REST request is answered 429 with Retry-After
+    continue_after: tuple[tuple[str, int, int], ...] = ()
+    """Per instrument, the last trade (id, epoch ms) of an earlier run: the replay's ids continue from
+    the id + 1 and (with ``rebase_now``) it starts now, after that trade."""
     drop_every: int = 0  # fault: every n-th trade is never pushed (REST has it)
     poison_every: int = 0  # fault: an unreadable aggTrade event after every n-th trade's
     retry_after: int = 1
@@ -73,8 +78,21 @@ class BinanceSimulatorConfig:
         for name in ("ping_interval", "pong_timeout", "max_age"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.continue_after and not self.rebase_now:
+            raise ValueError("continue_after needs rebase_now: the replay must come after the last trade")
         if self.rebase_now and self.wait_for_subscriber:
             raise ValueError("rebase_now anchors the clock at start; it cannot wait for a subscriber")
+
+
+def continued(trades: list[Trade], after: Sequence[tuple[str, int, int]]) -> list[Trade]:
+    """The trades with each continued instrument's ids moved to follow its last stored id."""
+    firsts: dict[str, int] = {}
+    for trade in trades:
+        firsts.setdefault(trade.symbol, trade.trade_id)
+    shifts = {inst: last + 1 - firsts[inst] for inst, last, _ in after if inst in firsts}
+    if not any(shifts.values()):
+        return trades
+    return [dataclasses.replace(t, trade_id=t.trade_id + shifts.get(t.symbol, 0)) for t in trades]
 
 
 class Session:
@@ -191,11 +209,14 @@ class BinanceSimulator:
         instruments: set[str] = set()
         for tape in self.config.tapes:  # reads every row up front, so a broken tape fails here
             instruments.update(trade.symbol for trade in read_tape(tape))
-        self._trades = list(merge_tapes(self.config.tapes))
+        self._trades = continued(list(merge_tapes(self.config.tapes)), self.config.continue_after)
         offset_ms = 0
         if self.config.rebase_now and self._trades:
             first = ms_from_utc(self._trades[0].ts_event)
-            offset_ms = (int(time.time() * 1000) - first) // 60_000 * 60_000
+            now_ms = int(time.time() * 1000)
+            offset_ms = (now_ms - first) // 60_000 * 60_000
+            if self.config.continue_after:  # start now, after the stored trades (off the minute grid)
+                offset_ms = max(now_ms, *(ms + 1 for _, _, ms in self.config.continue_after)) - first
         self.market = Market(instruments, offset_ms)
         self.market.drop_every, self.market.poison_every = self.config.drop_every, self.config.poison_every
         self._server = await serve(
