@@ -1,6 +1,6 @@
 """The per-instrument candle step: a thin Bytewax adapter around ``market.windowing.SeriesWindows``.
 
-Items in, of one instrument of one exchange (a stream keyed ``exchange|symbol``): trades;
+Items in, of one instrument of one exchange (a stream keyed ``flows.graph.series_key``): trades;
 ``FeedState`` (live sources: whether the feed is complete up to now; while it is not, the wall clock
 does not close windows); ``Gap`` (a hole REST could not fill marks the candles of its minutes
 incomplete). Items out: the new (non-duplicate) trades of each batch as one ``TradeBatch`` (late ones

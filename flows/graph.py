@@ -77,7 +77,7 @@ class SourceOut:
     """A source's items by kind."""
 
     keyed: KeyedStream[CandleIn]
-    """Trades, feed states and gaps, keyed by ``exchange|symbol`` (what the candle step takes)."""
+    """Trades, feed states and gaps, keyed by :func:`series_key` (what the candle step takes)."""
     rejects: Stream[Rejected]
     health: Stream[ConnectionHealth]
 
@@ -95,9 +95,16 @@ def _is_health(item: SourceItem) -> TypeGuard[ConnectionHealth]:
     return type(item) is ConnectionHealth
 
 
+def series_key(exchange: str, symbol: str) -> str:
+    """The candle step's key of an instrument: ``exchange|symbol``, so the same instrument on two exchanges
+    is two series; OKX's is its symbol alone, the key it had before other exchanges came (its recovery
+    snapshots resume, and a cluster replay still reads each tape where ``flows.placement`` says its
+    symbol's candles are built)."""
+    return symbol if exchange == "okx" else f"{exchange}|{symbol}"
+
+
 def _series(item: CandleIn) -> str:
-    """An instrument's key: ``exchange|symbol`` (the same instrument on two exchanges is two series)."""
-    return f"{item.exchange}|{item.symbol}"
+    return series_key(item.exchange, item.symbol)
 
 
 @operator
@@ -147,9 +154,9 @@ def candle_streams(
     """The source's items by kind, and what the candle step made of them (the first half of the graph,
     shared with the backtest over trades)."""
     items = split_source("split", op.input("source", flow, source))
-    # keyed: ("exchange|symbol", Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
+    # keyed: (series_key, Trade | FeedState | Gap); rejects: Rejected; health: ConnectionHealth
     windows = op.stateful_batch("candles", items.keyed, partial(CandleLogic, candle_config))
-    # ("exchange|symbol", TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
+    # (series_key, TradeBatch | Candle | LateTrade | ProvisionalCandle | Gap)
     return items, split_candles("split_batches", op.key_rm("unkey", windows))
 
 

@@ -9,7 +9,7 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.candles import CandleConfig
-from flows.graph import FlowSinks, build_flow
+from flows.graph import FlowSinks, build_flow, series_key
 from market.types import Candle, Trade
 
 T0 = datetime(2024, 8, 9, 0, 0, tzinfo=UTC)
@@ -55,3 +55,9 @@ def test_per_instrument_entries_are_found_by_exchange_and_symbol() -> None:
     assert config.of(entries, "okx", "ETH-USDT") == "okx eth"
     assert config.of(entries, "binance", "ETH-USDT") is None
     assert config.of({"XRP-ETH": 1}, "binance", "XRP-ETH") is None
+
+
+def test_okx_keeps_the_key_it_had_and_other_exchanges_are_prefixed() -> None:
+    """OKX's key is its symbol (recovery snapshots and cluster placement stay as they were)."""
+    assert series_key("okx", "BTC-USDT") == "BTC-USDT"
+    assert series_key("binance", "BTC-USDT") == "binance|BTC-USDT"
