@@ -81,7 +81,7 @@ class TradesPartition(StatefulSourcePartition[TradesItem, Positions]):
         self._ended = False
         self._stream = TradeStream(
             spec,
-            key,
+            ",".join(instruments),  # the connection's name in its health (the exchange is beside it)
             ws_url,
             rest_url,
             instruments,

@@ -200,4 +200,4 @@ def test_pings_both_ways_keep_the_connection_open(tmp_path: Path) -> None:
     health = part.health()
     assert [t.trade_id for t in items if isinstance(t, Trade)] == TAPE_IDS[:100]
     assert health.reconnects == 0 and health.pings_sent > 0 and health.pongs_received > 0
-    assert health.exchange == "binance"
+    assert (health.exchange, health.connection) == ("binance", "XRP-ETH")
