@@ -142,6 +142,9 @@ class BotsPage(pn.viewable.Viewer):
         self.actions = pn.Row(visible=control is not None)
         self.confirm = pn.Row(visible=False)
         self.form: BotForm | None = None
+        self.buttons: dict[str, pn.widgets.Button] = {}
+        """With control: ``start``, ``pause``, ``stop``, ``delete``, and the confirmation's ``confirm`` and
+        ``cancel``."""
         self.doomed: str | None = None
         """The bot the delete confirmation asks about (the one selected when Delete was clicked)."""
         if control is not None:
@@ -158,18 +161,21 @@ class BotsPage(pn.viewable.Viewer):
             "pause": control.pause_bot,
             "stop": control.stop_bot,
         }
-        buttons = [self._action_button(verb, act) for verb, act in verbs.items()]
-        delete = pn.widgets.Button(label="Delete", color="danger", width=80, css_classes=["tcp-bot-delete"])
-        delete.on_click(lambda _: self._ask_delete())
-        self.actions[:] = [*buttons, delete]
-        sure = pn.widgets.Button(
+        buttons = self.buttons
+        buttons.update({verb: self._action_button(verb, act) for verb, act in verbs.items()})
+        buttons["delete"] = pn.widgets.Button(
+            label="Delete", color="danger", width=80, css_classes=["tcp-bot-delete"]
+        )
+        buttons["delete"].on_click(lambda _: self._ask_delete())
+        self.actions[:] = list(buttons.values())
+        buttons["confirm"] = pn.widgets.Button(
             label="Delete it", color="danger", width=100, css_classes=["tcp-bot-confirm-delete"]
         )
-        cancel = pn.widgets.Button(label="Cancel", width=80, css_classes=["tcp-bot-cancel-delete"])
-        sure.on_click(lambda _: self._delete())
-        cancel.on_click(lambda _: setattr(self.confirm, "visible", False))
+        buttons["cancel"] = pn.widgets.Button(label="Cancel", width=80, css_classes=["tcp-bot-cancel-delete"])
+        buttons["confirm"].on_click(lambda _: self._delete())
+        buttons["cancel"].on_click(lambda _: setattr(self.confirm, "visible", False))
         self.question = pn.pane.HTML("")
-        self.confirm[:] = [self.question, sure, cancel]
+        self.confirm[:] = [self.question, buttons["confirm"], buttons["cancel"]]
         self.form = BotForm(instruments, self._create)
 
     def _action_button(self, verb: str, act: BotAction) -> pn.widgets.Button:

@@ -141,7 +141,7 @@ def test_with_control_the_page_creates_and_changes_bots(
     assert state_of(conn, "new-bot") == "created" and page.select.value == "new-bot"
     logged = conn.execute("SELECT action, target FROM control_log ORDER BY change_id DESC LIMIT 1")
     assert logged.fetchone() == ("add", "new-bot")
-    start, pause, stop, delete = page.actions
+    start, pause, stop, delete = (page.buttons[verb] for verb in ("start", "pause", "stop", "delete"))
     pause.clicks += 1  # a created bot cannot be paused: the store's reason, in one line
     assert page.message.alert_type == "danger" and "created" in str(page.message.object)
     assert state_of(conn, "new-bot") == "created"
@@ -155,7 +155,7 @@ def test_with_control_the_page_creates_and_changes_bots(
     assert state_of(conn, "new-bot") == "stopped"
     delete.clicks += 1  # asks first
     assert page.confirm.visible and state_of(conn, "new-bot") == "stopped"
-    _, sure, cancel = page.confirm
+    sure, cancel = page.buttons["confirm"], page.buttons["cancel"]
     cancel.clicks += 1
     assert not page.confirm.visible and state_of(conn, "new-bot") == "stopped"
     delete.clicks += 1
