@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 SEEN = "SELECT exchange, count(*), max(trade_id) FROM trades GROUP BY exchange"
 CANDLES = "SELECT DISTINCT exchange FROM candles_1m WHERE trade_count > 0"
+MISSING = "SELECT exchange, max(trade_id) - min(trade_id) + 1 - count(*) FROM trades GROUP BY exchange"
 
 
 def run_up(tmp_path: Path, pg_url: str, redis_url: str) -> subprocess.Popen[str]:
@@ -81,5 +82,7 @@ def test_up_offline_follows_okx_and_binance_and_continues_both(
                 time.sleep(1)
     finally:
         out = interrupt(again)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # each exchange's ids unbroken across both runs
+        assert dict(conn.execute(MISSING).fetchall()) == {"okx": 0, "binance": 0}
     assert "Offline: binance:BTC-USDT continues the stored market" in out
     assert "Offline: BTC-USDT continues the stored market" in out
