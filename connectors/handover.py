@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 from connectors.exchange import TradeHistory
 from connectors.metrics import count_gap_opened
 from connectors.stream_connection import Outbox, StreamOptions
-from market.sequencing import Action, Backfilled, FetchBackfill, FetchLatest, Gap, Latest, Sequencer
+from market.sequencing import (
+    Action,
+    Backfilled,
+    FetchBackfill,
+    FetchLatest,
+    Gap,
+    Latest,
+    Refused,
+    Sequencer,
+)
 from market.types import Rejected, Trade
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,8 @@ class Handover:
         self.gaps_unfilled = 0
         self.rejects = 0
         self.last_error: str | None = None
+        self.refused: set[str] = set()
+        """Instruments refused on REST's word (not asked for again on a new connection)."""
 
     def error(self, text: str, symbol: str | None = None) -> None:
         """Note ``text`` as the connection's last error, and log it (about ``symbol``, when one)."""
@@ -100,11 +111,17 @@ class Handover:
                 )
         self.outbox.put(item)
 
-    async def _latest(self, request: FetchLatest) -> Latest:
+    async def _latest(self, request: FetchLatest) -> Latest | Refused:
+        """The newest trades; an instrument the exchange's REST says it does not know (an error with a
+        true ``unknown_instrument``: an exchange that subscribes any name, as Binance does) is refused."""
         try:
             trades = await self.rest.latest_trades(request.symbol, self.options.latest_limit)
         except REST_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
+            if getattr(exc, "unknown_instrument", False) is True:
+                self.refused.add(request.symbol)
+                self.error(f"{request.symbol} refused: {error}", request.symbol)
+                return Refused(request.symbol, _now(), error)
             log.warning(
                 "%s %s: newest %s trades unavailable: %s",
                 self.exchange,

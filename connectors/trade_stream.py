@@ -128,6 +128,7 @@ class TradeStream:
         self._handover = Handover(name, self.sequencer, rest, outbox, options)
         self.subscriptions = Subscriptions(spec, self.instruments)
         self.refused = self.subscriptions.refused
+        self._handover.refused = self.refused  # refused on REST's word: not asked for again
         self._attempts = 0
         self._last_frame = 0.0
         self._last_ping = float("-inf")

@@ -39,6 +39,9 @@ class BinanceParseError(ValueError):
     """A malformed REST body."""
 
 
+INVALID_SYMBOL = -1121
+
+
 class BinanceRestError(RuntimeError):
     """An error answer ``{"code": -1121, "msg": "Invalid symbol."}`` (with its HTTP status)."""
 
@@ -47,6 +50,11 @@ class BinanceRestError(RuntimeError):
         self.status = status
         self.code = code
         self.msg = msg
+
+    @property
+    def unknown_instrument(self) -> bool:
+        """-1121 ``Invalid symbol.``: Binance subscribes a stream of any name, REST says it is not one."""
+        return self.code == INVALID_SYMBOL
 
 
 class _Bad(Exception):

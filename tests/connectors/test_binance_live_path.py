@@ -22,7 +22,7 @@ from connectors.trades_source import TradesSource, Venue
 from flows.candles import CandleConfig
 from flows.graph import FlowSinks, build_flow
 from market.sequencing import Gap
-from market.types import Candle, Rejected, Trade, TradeBatch, ms_from_utc
+from market.types import Candle, FeedState, Rejected, Trade, TradeBatch, ms_from_utc
 from tests.connectors.binance_kit import KLINES, XRP, binance_simulator, wait_played
 from tests.support.tapes import tape_rows
 
@@ -201,3 +201,25 @@ def test_pings_both_ways_keep_the_connection_open(tmp_path: Path) -> None:
     assert [t.trade_id for t in items if isinstance(t, Trade)] == TAPE_IDS[:100]
     assert health.reconnects == 0 and health.pings_sent > 0 and health.pongs_received > 0
     assert (health.exchange, health.connection) == ("binance", "XRP-ETH")
+
+
+def test_an_instrument_binance_does_not_know_is_refused_and_the_others_run(tmp_path: Path) -> None:
+    """Binance subscribes a stream of any name and never sends on it; REST answers -1121 Invalid
+    symbol: the instrument is refused (its feed says so), the known one comes out whole."""
+    args = ("--tape", str(XRP), "--speed", "0", "--wait-for-subscriber")
+    with binance_simulator(tmp_path / "sim.log", *args) as ready:
+        instruments = ("NOPE-USDT", "XRP-ETH")
+        start, end = {"XRP-ETH": TAPE_IDS[0] - 1}, {"XRP-ETH": TAPE_IDS[-1]}
+        venue = Venue(exchange("binance"), ready["ws"], ready["rest"], instruments, start, end)
+        source = TradesSource([venue], max_behind=FAR, future_tolerance=FAR, rest_min_interval=0)
+        part = source.build_part("source", source.list_parts()[0], None)
+        items: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not any(isinstance(i, Trade) and i.trade_id == TAPE_IDS[-1] for i in items):
+            assert time.monotonic() < deadline, "the known instrument did not come out whole"
+            items.extend(part.next_batch())
+            time.sleep(0.01)
+        part.close()
+    assert [t.trade_id for t in items if isinstance(t, Trade)] == TAPE_IDS
+    nope = [s for s in items if isinstance(s, FeedState) and s.symbol == "NOPE-USDT"]
+    assert nope[-1].reason.startswith("refused: BinanceRestError") and "-1121" in nope[-1].reason
