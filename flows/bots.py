@@ -68,9 +68,9 @@ def _no_candles(
 
 
 NO_RESUME = BotResume(_no_runner, _no_candles)
+"""Nothing stored: every bot starts afresh (tests, flows without a database)."""
 UNREADABLE = (pickle.UnpicklingError, AttributeError, ImportError, EOFError, TypeError, ValueError)
 """What reading a stored runner raises when it was written by code that no longer reads the same."""
-"""Nothing stored: every bot starts afresh (tests, flows without a database)."""
 
 
 @dataclass
