@@ -47,7 +47,7 @@ READ_ONLY = (
     "page, start the dashboard with control enabled: `python3 tcp.py up --control`."
 )
 NO_CONTROL_URL = (
-    "Control is on (DASHBOARD__CONTROL) but no control connection was given (DASHBOARD_CONTROL_URL): "
+    "Control is on (`DASHBOARD__CONTROL`) but no control connection was given (`DASHBOARD_CONTROL_URL`): "
     "the page is read-only. `python3 tcp.py up --control` sets both."
 )
 CANDLES_SHOWN = 1000

@@ -29,13 +29,15 @@ from playwright.sync_api import Page
 
 from configs.bots import BotConfig
 from configs.indicators import parse_indicator_config
+from connectors.control_store import ControlStore
 from connectors.memory import BatchSource, in_batches
 from connectors.resume import StoredHistory
 from flows.backtest import run_backtest
+from sql.migrate import migrate
 from tests.conftest import REPO_ROOT
-from tests.dashboards.test_browser import chromium_path, eventually, server_tracebacks
+from tests.dashboards.test_browser import chromium_path, eventually, server_tracebacks, stop
 from tests.e2e.test_first_hour import Up, open_dashboard
-from tests.support.browser import chromium, free_port
+from tests.support.browser import chromium, free_port, serve_dashboard
 
 __all__ = ["chromium_path"]  # the fixture, used by name
 
@@ -45,6 +47,15 @@ IMAGES = REPO_ROOT / "docs" / "images"
 MINUTE = timedelta(minutes=1)
 BOT = "e2e-ema"
 LABEL = "sma_user"
+BOT_CONFIG = {
+    "name": BOT,
+    "symbol": "BTC-USDT",
+    "timeframe": "1m",
+    "strategy": "ema_crossover",
+    "params": {"fast": 2, "slow": 3},
+    "account": {"short": True},
+}
+"""The bot the page creates (the form's defaults otherwise)."""
 LEVELS = (61_000.0, 61_250.0)
 """The tape's minutes close at these levels in turn."""
 FIRST_FILL_WITHIN = 480.0  # the bot's first candle within a minute of its start, its first fill at its fifth
@@ -203,10 +214,7 @@ def sma_is_right(url: str, added: datetime) -> int:
 def backtest_of(url: str, first_close: datetime, last_close: datetime) -> tuple[list[Any], list[Any]]:
     """Fills and equity of a backtest with the bot's configuration over the stored candles closing in
     ``[first_close, last_close]``."""
-    config = BotConfig.model_validate(
-        {"name": BOT, "symbol": "BTC-USDT", "timeframe": "1m", "strategy": "ema_crossover",
-         "params": {"fast": 2, "slow": 3}, "account": {"short": True}}
-    )  # fmt: skip
+    config = BotConfig.model_validate(BOT_CONFIG)
     candles = list(StoredHistory(url).range("okx", "BTC-USDT", "1m", first_close - MINUTE, last_close))
     strategies = parse_indicator_config(
         {"profiles": [{"strategies": [{"strategy": "ema_crossover", "params": {"fast": 2, "slow": 3}}]}]}
@@ -296,3 +304,40 @@ def test_a_bot_from_the_page_trades_pauses_and_resumes_exactly_across_a_restart(
     # neither failed on the way (the supervisor's restart would hide it from the checks above)
     assert "Traceback" not in (data_dir / "logs" / "flow.log").read_text()
     assert server_tracebacks(data_dir / "logs" / "dashboard.log") == []
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({}, "python3 tcp.py up --control"),
+        ({"DASHBOARD__CONTROL": "true"}, "no control connection was given (DASHBOARD_CONTROL_URL)"),
+    ],
+)
+def test_without_control_the_page_only_shows(
+    chromium_path: Path, pg_url: str, tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    """Control off (or on without its connection): the bots are listed, nothing can be changed, the
+    page says how to turn control on, and the chart offers no indicator form."""
+    migrate(pg_url)
+    with ControlStore(pg_url) as control:
+        control.add_bot(BotConfig.model_validate({**BOT_CONFIG, "name": "listed"}))
+    process, page_url = serve_dashboard(
+        {"DATABASE_URL": pg_url, "INSTRUMENTS": "BTC-USDT", **env}, tmp_path / "panel.log"
+    )
+    try:
+        with chromium(chromium_path) as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(page_url)
+            page.locator(".tcp-indicators").first.wait_for(timeout=30_000)
+            assert page.locator(".tcp-indicator-form").count() == 0
+            page.locator(".bk-tab", has_text="Bots").click()
+            page.locator('[data-testid="bot-row"][data-bot="listed"][data-state="created"]').wait_for(
+                timeout=15_000
+            )
+            page.get_by_text(said).wait_for(timeout=5_000)
+            assert page.get_by_text("Paper trading only: no order ever leaves this machine.").is_visible()
+            for hidden in (".tcp-bot-form", ".tcp-bot-start", ".tcp-bot-delete"):
+                assert page.locator(hidden).count() == 0, hidden
+    finally:
+        stop(process)
+    assert server_tracebacks(tmp_path / "panel.log") == []
