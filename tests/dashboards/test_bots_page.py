@@ -175,3 +175,20 @@ def test_a_name_taken_is_refused_in_the_form(
     assert "already exists" in str(page.form.message.object)
     count = conn.execute("SELECT count(*) FROM bots").fetchone()
     assert count == (2,)
+
+
+def test_a_control_database_that_does_not_answer_is_said_in_one_line(
+    stored: tuple[ReadOnlyDatabase, ControlStore, psycopg.Connection[Any]],
+) -> None:
+    db, _, conn = stored
+    with ControlStore("postgresql://tcp_control@127.0.0.1:1/tcp", connect_timeout=1) as unreachable:
+        page = BotsPage(BotReader(db), unreachable, ["BTC-USDT"], "")
+        page.activate()
+        assert page.form is not None
+        page.form.name_input.value = "new-bot"
+        assert page.form.send() is None
+        said = str(page.form.message.object)
+        assert said.startswith("the database did not confirm the change (OperationalError)"), said
+        page.buttons["start"].clicks += 1
+        assert "did not confirm" in str(page.message.object) and "\n" not in str(page.message.object)
+    assert conn.execute("SELECT count(*) FROM bots").fetchone() == (2,)
