@@ -76,7 +76,9 @@ class StreamBounds:
     def for_item(self, kind: str, timeframe: str | None) -> int:
         if kind == "candle":
             return self.candles.get(timeframe or "", self.candles_default)
-        return int(getattr(self, {"indicator": "indicators", "signal": "signals", "bot": "bots"}.get(kind, kind)))
+        return int(
+            getattr(self, {"indicator": "indicators", "signal": "signals", "bot": "bots"}.get(kind, kind))
+        )
 
 
 @dataclass
