@@ -213,7 +213,7 @@ def _run(
     stop.running = True
     _say_up(settings, running.services)
     selection = parse_selection(extra_env.get("INSTRUMENTS", ",".join(settings.instruments)))
-    instruments = [inst for name, inst in selection if name == "okx"]  # the status line reads OKX's
+    instruments = [(followed.exchange, followed.instrument) for followed in selection]
     watch = StatusWatch(url, instruments, settings.data_dir / "spool", started, bool(offline_tapes), say=_say)
     running.supervisor = Supervisor(running.services, settings.supervisor, url, say=_say)
     _supervise(settings, url, plain, stop, watch, running.supervisor)

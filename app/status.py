@@ -37,17 +37,19 @@ OFFLINE_HINT = "No route to OKX? `python3 tcp.py up --offline` runs everything a
 _DOWN = ("reconnecting", "error")
 
 _LATEST_TRADES = """
-SELECT s, (SELECT max(time) FROM trades WHERE exchange = 'okx' AND symbol = s)
-FROM unnest(%s::text[]) AS s
+SELECT (SELECT max(time) FROM trades WHERE exchange = e AND symbol = s)
+FROM unnest(%s::text[], %s::text[]) AS f(e, s)
 """
 _LATEST_CANDLES = """
-SELECT s, (SELECT max(time) FROM candles_1m WHERE exchange = 'okx' AND symbol = s)
-FROM unnest(%s::text[]) AS s
+SELECT e, s, (SELECT max(time) FROM candles_1m WHERE exchange = e AND symbol = s)
+FROM unnest(%s::text[], %s::text[]) AS f(e, s)
 """
 _CANDLES_SINCE = """
-SELECT count(*) FROM candles_1m c JOIN unnest(%s::text[], %s::timestamptz[]) AS b(symbol, after)
-  ON c.exchange = 'okx' AND c.symbol = b.symbol AND c.time > b.after
+SELECT count(*) FROM candles_1m c
+  JOIN unnest(%s::text[], %s::text[], %s::timestamptz[]) AS b(exchange, symbol, after)
+  ON c.exchange = b.exchange AND c.symbol = b.symbol AND c.time > b.after
 """
+_EXCHANGE_NAMES = {"okx": "OKX", "binance": "Binance"}
 
 
 @dataclass
@@ -75,7 +77,9 @@ def down_message(collector: Mapping[str, Any], offline: bool) -> str:
     when = f" since {utc_clock(since)}" if isinstance(since, datetime) else ""
     name = collector["collector"]
     error = collector.get("last_error") or "no error reported"
-    target = "the OKX simulator" if offline else "OKX"
+    exchange = str(name).split(":", 1)[0]
+    exchange = _EXCHANGE_NAMES.get(exchange, exchange)
+    target = f"the {exchange} simulator" if offline else exchange
     text = f"{target} not reachable ({name} {collector['status']}{when}): {error}. The flow keeps retrying."
     return text if offline else f"{text} {OFFLINE_HINT}"
 
@@ -104,7 +108,8 @@ class StatusWatch:
     ``STATUS_EVERY`` s. ``say`` prints one line; database errors are said once, then retried quietly."""
 
     url: str
-    instruments: Sequence[str]
+    instruments: Sequence[tuple[str, str]]
+    """``(exchange, symbol)`` of each followed instrument."""
     spool_dir: Path
     started: datetime
     offline: bool
@@ -133,13 +138,18 @@ class StatusWatch:
             self._last_status = reading
 
     def read(self, now: datetime) -> Reading:
-        symbols = list(self.instruments)
+        exchanges = [e for e, _ in self.instruments]
+        symbols = [s for _, s in self.instruments]
         with psycopg.connect(self.url, connect_timeout=3, autocommit=True) as conn:
             if self._baseline is None:
-                rows: dict[str, datetime | None] = dict(conn.execute(_LATEST_CANDLES, (symbols,)).fetchall())
-                self._baseline = [rows.get(s) or datetime.min.replace(tzinfo=now.tzinfo) for s in symbols]
-            written = conn.execute(_CANDLES_SINCE, (symbols, self._baseline)).fetchone()
-            newest = [t for _, t in conn.execute(_LATEST_TRADES, (symbols,)).fetchall() if t is not None]
+                rows = {
+                    (e, s): t for e, s, t in conn.execute(_LATEST_CANDLES, (exchanges, symbols)).fetchall()
+                }
+                earliest = datetime.min.replace(tzinfo=now.tzinfo)
+                self._baseline = [rows.get(f) or earliest for f in self.instruments]
+            written = conn.execute(_CANDLES_SINCE, (exchanges, symbols, self._baseline)).fetchone()
+            latest = conn.execute(_LATEST_TRADES, (exchanges, symbols)).fetchall()
+            newest = [t for (t,) in latest if t is not None]
             collectors = [
                 c
                 for c in latest_health(conn, now)

@@ -167,12 +167,15 @@ def count_candles(url: str, symbol: str) -> int:
 
 
 def last_trade_id(url: str, symbol: str) -> int:
-    return one(url, "SELECT max(trade_id) FROM trades WHERE symbol = %s", symbol)
+    return one(url, "SELECT max(trade_id) FROM trades WHERE exchange = 'okx' AND symbol = %s", symbol)
 
 
 def candles_after(url: str, symbol: str, trade_id: int) -> int:
     """Stored 1m candles of ``symbol`` holding trades newer than ``trade_id``."""
-    sql = "SELECT count(*) FROM candles_1m WHERE symbol = %s AND trade_count > 0 AND last_trade_id > %s"
+    sql = (
+        "SELECT count(*) FROM candles_1m"
+        " WHERE exchange = 'okx' AND symbol = %s AND trade_count > 0 AND last_trade_id > %s"
+    )
     return one(url, sql, symbol, trade_id)
 
 
@@ -181,11 +184,11 @@ CONTINUITY = {
     "late trades": "SELECT count(*) FROM late_trades",
     "candle conflicts": "SELECT count(*) FROM candle_conflicts",
     "unfilled gaps": "SELECT count(*) FROM gaps WHERE NOT filled",
-    "filled resume gaps": "SELECT count(*) FROM gaps WHERE filled AND reason = 'resume'",
+    "filled resume gaps": "SELECT count(*) FROM gaps WHERE filled AND reason = 'resume' AND exchange = 'okx'",
     "incomplete candles of the second run": "SELECT count(*) FROM candles_1m WHERE NOT complete"
-    " AND symbol = 'BTC-USDT' AND inserted_at > %(started)s",
+    " AND symbol = 'BTC-USDT' AND exchange = 'okx' AND inserted_at > %(started)s",
     "trade ids missing": "SELECT max(trade_id) - min(trade_id) + 1 - count(*) FROM trades"
-    " WHERE symbol = 'BTC-USDT'",
+    " WHERE symbol = 'BTC-USDT' AND exchange = 'okx'",
 }
 
 
@@ -204,7 +207,7 @@ def continuity(url: str, started: datetime) -> dict[str, int]:
 def scraped_trades(metrics_url: str, database_url: str) -> None:
     """The flow's /metrics, as ``up`` printed it, counts at least the trades the database had stored
     before the scrape (it counts them as they arrive, before they are written)."""
-    stored = one(database_url, "SELECT count(*) FROM trades WHERE symbol = 'BTC-USDT'")
+    stored = one(database_url, "SELECT count(*) FROM trades WHERE exchange = 'okx' AND symbol = 'BTC-USDT'")
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         text = response.read().decode()
     counted = {
