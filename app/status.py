@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 
+from app.services import LABELS
 from app.supervisor import SERVICE_PREFIX
 from connectors.health_table import latest_health
 
@@ -49,7 +50,6 @@ SELECT count(*) FROM candles_1m c
   JOIN unnest(%s::text[], %s::text[], %s::timestamptz[]) AS b(exchange, symbol, after)
   ON c.exchange = b.exchange AND c.symbol = b.symbol AND c.time > b.after
 """
-_EXCHANGE_NAMES = {"okx": "OKX", "binance": "Binance"}
 
 
 @dataclass
@@ -78,7 +78,7 @@ def down_message(collector: Mapping[str, Any], offline: bool) -> str:
     name = collector["collector"]
     error = collector.get("last_error") or "no error reported"
     exchange = str(name).split(":", 1)[0]
-    exchange = _EXCHANGE_NAMES.get(exchange, exchange)
+    exchange = LABELS.get(exchange, exchange)
     target = f"the {exchange} simulator" if offline else exchange
     text = f"{target} not reachable ({name} {collector['status']}{when}): {error}. The flow keeps retrying."
     return text if offline else f"{text} {OFFLINE_HINT}"
