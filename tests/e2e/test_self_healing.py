@@ -91,6 +91,8 @@ def test_a_killed_flow_is_back_within_seconds_and_the_candles_are_exact(tmp_path
             "SELECT min((payload->>'restarts')::int) FROM collector_health WHERE collector LIKE 'okx:%%'"
         )
         eventually(lambda: one(url, flow_restarts) == 1, 15)
+        binance = "SELECT count(*) FROM candles_1m WHERE exchange = 'binance' AND trade_count > 0"
+        eventually(lambda: one(url, binance) > 0, 100)  # its flow was killed and restarted as well
         for exchange in EXCHANGES:
             found = [of_exchange(url, q, exchange) for q in (IDS_MISSING, RECOMPUTED, MINUTES_MISSING)]
             assert found == [0, 0, 0], exchange
