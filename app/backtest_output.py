@@ -192,10 +192,18 @@ def run_config(opts: BacktestOptions, data: BacktestInput, result: RunResult) ->
 
 class BacktestProgress:
     """``backtest: [####------] 40%, 210,240 candles, 95,000 candles/s, ETA 0:00:03`` on ``stream``:
-    redrawn on a terminal, a line every few seconds otherwise. ``share()`` says how far the input is."""
+    redrawn on a terminal, a line every few seconds otherwise. ``share()`` says how far the input is;
+    ``label`` and ``unit`` name the command and what it counts (``export: ... trades``)."""
 
-    def __init__(self, share: Callable[[], float], stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        share: Callable[[], float],
+        stream: TextIO | None = None,
+        label: str = "backtest",
+        unit: str = "candles",
+    ) -> None:
         self.share = share
+        self.label, self.unit = label, unit
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every = REDRAW_EVERY if self.tty else PROGRESS_EVERY
@@ -222,7 +230,8 @@ class BacktestProgress:
         rate = self.candles / elapsed if elapsed > 0 else 0.0
         eta = duration(elapsed * (1 - share) / share) if share > 0 else "?"
         bar = "[" + "#" * int(share * 30) + "-" * (30 - int(share * 30)) + "] " if self.tty else ""
-        return f"backtest: {bar}{share:.0%}, {self.candles:,} candles, {rate:,.0f} candles/s, ETA {eta}"
+        count = f"{self.candles:,} {self.unit}, {rate:,.0f} {self.unit}/s"
+        return f"{self.label}: {bar}{share:.0%}, {count}, ETA {eta}"
 
     def draw(self, final: bool = False) -> None:
         line = self.line(final)

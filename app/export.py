@@ -132,19 +132,6 @@ def _output(given: str | None, format_: str | None, series: ExportRange) -> Path
     return path
 
 
-class ExportProgress(BacktestProgress):
-    """The backtest's progress bar, counting exported rows: ``export: [####------] 40%, 210,240 trades,
-    95,000 trades/s, ETA 0:00:03``; ``share()`` says how far (by time) the export is."""
-
-    def __init__(self, share: Callable[[], float], stream: TextIO, unit: str) -> None:
-        super().__init__(share, stream)
-        self.unit = unit
-
-    def line(self, final: bool = False) -> str:
-        # the backtest's line names itself and counts candles: the same line, named for an export
-        return super().line(final).replace("backtest:", "export:", 1).replace(" candles", f" {self.unit}")
-
-
 @dataclass(frozen=True)
 class Exported:
     """What an export wrote: how many rows, the first and last ``time`` (None when empty), where."""
@@ -177,7 +164,7 @@ def run(opts: ExportOptions, out: TextIO | None = None, err: TextIO | None = Non
 def _copy(reader: SeriesReader, span: Span, writer: ExportWriter, err: TextIO) -> int:
     """Write the range's pages; the progress bar is shown once a full first page says there are more."""
     unit = "trades" if reader.series.timeframe is None else "candles"
-    progress = ExportProgress(_share(reader, span), err, unit)
+    progress = BacktestProgress(_share(reader, span), err, label="export", unit=unit)
     rows = 0
     with ExitStack() as shown:
         for page in reader.pages(span):
