@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import orjson
-
 from configs.logs import configure_logging
 from configs.settings import load_settings
 from connectors.binance.simulator.server import BinanceSimulator, BinanceSimulatorConfig
+from connectors.simulator_serving import serve_until_signalled
 
 
 def _last_trade(value: str) -> tuple[str, int, int]:
@@ -73,19 +71,6 @@ def parse_args(argv: Sequence[str]) -> BinanceSimulatorConfig:
         parser.error(str(exc))
 
 
-async def serve_until_signalled(config: BinanceSimulatorConfig) -> None:
-    simulator = BinanceSimulator(config)
-    await simulator.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    sys.stdout.write(orjson.dumps({"ready": True, **simulator.urls}).decode() + "\n")
-    sys.stdout.flush()
-    await stop.wait()
-    await simulator.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(
@@ -95,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text_format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("binance-simulator.websockets").setLevel(logging.WARNING)
-    asyncio.run(serve_until_signalled(config))
+    asyncio.run(serve_until_signalled(BinanceSimulator(config), "binance-simulator"))
     return 0
 
 

@@ -13,31 +13,15 @@ import contextlib
 import errno
 import io
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-
-import orjson
 
 from configs.errors import UserError, run_cli
 from configs.logs import configure_logging
 from configs.settings import load_settings
 from connectors.okx.simulator.config import SimulatorConfig, parse_args
 from connectors.okx.simulator.server import Simulator
-
-
-async def serve_until_signalled(config: SimulatorConfig) -> None:
-    simulator = Simulator(config)
-    await simulator.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    sys.stdout.write(orjson.dumps({"ready": True, **simulator.urls}).decode() + "\n")
-    sys.stdout.flush()
-    await stop.wait()
-    logging.getLogger("okx-simulator").info("signal received, shutting down")
-    await simulator.stop()
+from connectors.simulator_serving import serve_until_signalled
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +57,7 @@ def _serve(argv: list[str]) -> int:
     )
     logging.getLogger("okx-simulator.websockets").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve_until_signalled(config))
+        asyncio.run(serve_until_signalled(Simulator(config), "okx-simulator"))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UserError(
